@@ -1,0 +1,13 @@
+"""The command line: thin modules that parse, call the library and render results."""
+
+from __future__ import annotations
+
+from modelscale.cli import runs as _runs  # noqa: F401  (registers commands)
+from modelscale.cli.app import app
+
+__all__ = ["app", "main"]
+
+
+def main() -> None:
+    """Entry point of the ``modelscale`` console script."""
+    app()

@@ -1,0 +1,50 @@
+"""The root Typer app and the one place that maps modelscale errors to a clean exit."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import typer
+from typer.core import TyperGroup
+
+from modelscale.cli.render import err_console
+from modelscale.errors import ModelscaleError
+
+__all__ = ["EXIT_BAD_INPUT", "app"]
+
+EXIT_BAD_INPUT = 2
+
+
+class _ErrorMappingGroup(TyperGroup):
+    """Turns a ModelscaleError anywhere below into one line on stderr and exit code 2.
+
+    Sub-commands run inside the root group's ``invoke``, so wrapping it here covers every command.
+    A traceback is shown only with ``--debug`` (or MODELSCALE_DEBUG=1).
+    """
+
+    def invoke(self, ctx: typer.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ModelscaleError as exc:
+            if ctx.params.get("debug") or os.environ.get("MODELSCALE_DEBUG") == "1":
+                raise
+            err_console.print(f"[bold red]Error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
+            raise typer.Exit(EXIT_BAD_INPUT) from None
+
+
+app = typer.Typer(
+    cls=_ErrorMappingGroup,
+    name="modelscale",
+    help="Take a trained model from one machine to production scale, measuring every step.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors."),
+) -> None:
+    """modelscale: profile, compress, plan, serve and load-test models; keep every finding."""

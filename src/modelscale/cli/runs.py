@@ -1,0 +1,79 @@
+"""`modelscale runs`: list and show what the knowledge base holds."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+from rich.table import Table
+
+from modelscale.cli.app import app
+from modelscale.cli.render import console, print_json
+from modelscale.store import open_store
+
+__all__ = ["runs_app"]
+
+runs_app = typer.Typer(help="List and show runs in the knowledge base.", invoke_without_command=True)
+app.add_typer(runs_app, name="runs")
+
+
+@runs_app.callback()
+def list_runs(
+    ctx: typer.Context,
+    model: str | None = typer.Option(None, "--model", "-m", help="Model name or sha256 (prefix)."),
+    kind: str | None = typer.Option(None, "--kind", "-k", help="Run kind, e.g. profile."),
+    limit: int = typer.Option(50, "--limit", min=1, help="Show at most this many runs."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """List runs, newest first."""
+    if ctx.invoked_subcommand is not None:
+        return
+    store = open_store()
+    runs = store.runs(model=model, kind=kind, limit=limit)
+    if as_json:
+        print_json([r.to_dict() for r in runs])
+        return
+    if not runs:
+        console.print("No runs yet. Try: modelscale profile MODEL.onnx")
+        return
+    table = Table(title=f"Runs in {store.url.render_as_string(hide_password=True)}")
+    for col in ("id", "kind", "model", "version", "created", "status", "parent", "summary"):
+        table.add_column(col)
+    for r in runs:
+        table.add_row(
+            str(r.id),
+            r.kind,
+            r.model_name or "-",
+            (r.model_version or "-")[:12],
+            r.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+            r.status,
+            str(r.parent_run_id or "-"),
+            str(r.results.get("summary", ""))[:60],
+        )
+    console.print(table)
+
+
+@runs_app.command("show")
+def show_run(
+    run_id: int = typer.Argument(..., help="Run id, as listed by `modelscale runs`."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Show one run whole: parameters, results, machine and lineage."""
+    store = open_store()
+    run = store.run(run_id)
+    if as_json:
+        print_json(run.to_dict())
+        return
+    console.rule(f"run {run.id} · {run.kind} · {run.status}")
+    console.print(f"created   {run.created_at.isoformat()}")
+    if run.model_version:
+        lineage = store.lineage(run.model_version)
+        chain = " <- ".join(f"{m.name} ({m.sha256[:12]})" for m in lineage) or run.model_version
+        console.print(f"model     {chain}")
+    if run.parent_run_id:
+        console.print(f"parent    run {run.parent_run_id}")
+    if run.note:
+        console.print(f"note      {run.note}")
+    for title, body in (("params", run.params), ("results", run.results), ("machine", run.machine)):
+        console.rule(title, style="dim")
+        console.print_json(json.dumps(body))

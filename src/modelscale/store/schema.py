@@ -1,0 +1,73 @@
+"""Tables of the knowledge base: model versions and runs.
+
+A run is one finding: a profile, a compression trial, a plan, a load test, an A/B test, a drift check, a
+note. ``kind`` is free text (validated against ``RUN_KINDS`` by the API) so kinds to come need no schema
+change; what differs between kinds lives in the ``params`` and ``results`` JSON.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+__all__ = ["RUN_KINDS", "Base", "ModelVersionRow", "RunRow"]
+
+RUN_KINDS = (
+    "profile",
+    "compress",
+    "plan",
+    "load",
+    "serve",
+    "laws",
+    "abtest",
+    "drift",
+    "slo",
+    "note",
+)
+
+_Json = JSON().with_variant(JSONB(), "postgresql")
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Base(DeclarativeBase):
+    """Declarative base of the knowledge base tables."""
+
+
+class ModelVersionRow(Base):
+    """A model version, identified by the sha256 of its ONNX bytes; ``parent_sha256`` is its lineage."""
+
+    __tablename__ = "model_versions"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), index=True)
+    path: Mapped[str | None] = mapped_column(Text)
+    size_bytes: Mapped[int | None] = mapped_column(Integer)
+    parent_sha256: Mapped[str | None] = mapped_column(String(64), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    meta: Mapped[dict[str, Any]] = mapped_column(_Json, default=dict)
+
+
+class RunRow(Base):
+    """One stored finding."""
+
+    __tablename__ = "runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(32), index=True)
+    model_version: Mapped[str | None] = mapped_column(String(64), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now, index=True)
+    status: Mapped[str] = mapped_column(String(16), default="ok")
+    params: Mapped[dict[str, Any]] = mapped_column(_Json, default=dict)
+    results: Mapped[dict[str, Any]] = mapped_column(_Json, default=dict)
+    machine: Mapped[dict[str, Any]] = mapped_column(_Json, default=dict)
+    parent_run_id: Mapped[int | None] = mapped_column(
+        ForeignKey("runs.id", ondelete="SET NULL"), index=True
+    )
+    note: Mapped[str | None] = mapped_column(Text)
