@@ -21,7 +21,9 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="MODELSCALE_", extra="ignore")
 
-    db: str = Field(default_factory=default_db_url, description="SQLAlchemy URL of the knowledge base")
+    db: str = Field(
+        default_factory=default_db_url, description="SQLAlchemy URL of the knowledge base"
+    )
     cache_dir: pathlib.Path = Field(
         default_factory=lambda: pathlib.Path.home() / ".cache" / "modelscale",
         description="Where built examples are cached",

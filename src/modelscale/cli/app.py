@@ -6,6 +6,7 @@ import os
 from typing import Any
 
 import typer
+from rich.markup import escape
 from typer.core import TyperGroup
 
 from modelscale.cli.render import err_console
@@ -29,7 +30,9 @@ class _ErrorMappingGroup(TyperGroup):
         except ModelscaleError as exc:
             if ctx.params.get("debug") or os.environ.get("MODELSCALE_DEBUG") == "1":
                 raise
-            err_console.print(f"[bold red]Error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
+            err_console.print(
+                f"[bold red]Error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True
+            )
             raise typer.Exit(EXIT_BAD_INPUT) from None
 
 

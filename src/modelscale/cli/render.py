@@ -41,6 +41,8 @@ def progress(*, transient: bool = True) -> Progress:
         TimeElapsedColumn(),
         console=err_console,
         transient=transient,
+        # Redrawn bars are noise in logs and pipes; show them only on a terminal.
+        disable=not err_console.is_terminal,
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from modelscale.cli.app import app
@@ -13,7 +14,9 @@ from modelscale.store import open_store
 
 __all__ = ["runs_app"]
 
-runs_app = typer.Typer(help="List and show runs in the knowledge base.", invoke_without_command=True)
+runs_app = typer.Typer(
+    help="List and show runs in the knowledge base.", invoke_without_command=True
+)
 app.add_typer(runs_app, name="runs")
 
 
@@ -36,19 +39,20 @@ def list_runs(
     if not runs:
         console.print("No runs yet. Try: modelscale profile MODEL.onnx")
         return
-    table = Table(title=f"Runs in {store.url.render_as_string(hide_password=True)}")
-    for col in ("id", "kind", "model", "version", "created", "status", "parent", "summary"):
-        table.add_column(col)
+    table = Table(caption=f"knowledge base: {store.url.render_as_string(hide_password=True)}")
+    for col in ("id", "kind", "model", "created", "parent"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("summary", overflow="fold", min_width=20)
     for r in runs:
+        model_label = f"{r.model_name or '?'}@{r.model_version[:8]}" if r.model_version else "-"
+        status = "" if r.status == "ok" else f"[red]{r.status}[/] "
         table.add_row(
             str(r.id),
             r.kind,
-            r.model_name or "-",
-            (r.model_version or "-")[:12],
-            r.created_at.strftime("%Y-%m-%d %H:%M:%S"),
-            r.status,
+            model_label,
+            r.created_at.strftime("%Y-%m-%d %H:%M"),
             str(r.parent_run_id or "-"),
-            str(r.results.get("summary", ""))[:60],
+            status + escape(str(r.results.get("summary", ""))),
         )
     console.print(table)
 

@@ -130,7 +130,9 @@ class Store:
             session.commit()
         except SQLAlchemyError as exc:
             session.rollback()
-            raise StoreError(f"Knowledge base error at {_redact(self.url)}: {_first_line(exc)}") from exc
+            raise StoreError(
+                f"Knowledge base error at {_redact(self.url)}: {_first_line(exc)}"
+            ) from exc
         except BaseException:
             session.rollback()
             raise

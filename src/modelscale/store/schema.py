@@ -62,7 +62,9 @@ class RunRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     kind: Mapped[str] = mapped_column(String(32), index=True)
     model_version: Mapped[str | None] = mapped_column(String(64), index=True)
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now, index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), default=_now, index=True
+    )
     status: Mapped[str] = mapped_column(String(16), default="ok")
     params: Mapped[dict[str, Any]] = mapped_column(_Json, default=dict)
     results: Mapped[dict[str, Any]] = mapped_column(_Json, default=dict)

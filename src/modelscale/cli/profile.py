@@ -1,0 +1,176 @@
+"""`modelscale profile`: size, FLOPs, memory, and latency/throughput per batch size and threads."""
+
+from __future__ import annotations
+
+import pathlib
+
+import typer
+from rich.table import Table
+
+from modelscale.cli.app import app
+from modelscale.cli.options import parse_int_list, parse_named_ints, parse_named_range
+from modelscale.cli.render import console, err_console, fmt_bytes, fmt_count, print_json, progress
+from modelscale.model import ModelArtifact
+from modelscale.profile import (
+    MeasureOptions,
+    ProfileResult,
+    SweepPoint,
+    plot_profile,
+    profile_model,
+)
+from modelscale.store import open_store
+
+__all__ = ["profile_command", "render_profile"]
+
+
+@app.command("profile")
+def profile_command(
+    model: pathlib.Path = typer.Argument(..., help="ONNX model file."),
+    batch: str | None = typer.Option(None, "--batch", "-b", help="Batch sizes, e.g. 1,2,4,8."),
+    threads: str | None = typer.Option(None, "--threads", "-t", help="Intra-op threads, e.g. 1,2."),
+    dim: list[str] | None = typer.Option(
+        None, "--dim", help="Symbolic dim values, NAME=V[,V...] (e.g. seq=32,128); repeatable."
+    ),
+    shape: list[str] | None = typer.Option(
+        None, "--shape", help="Whole input shape, INPUT=D0,D1,... (for unnamed dims); repeatable."
+    ),
+    int_range: list[str] | None = typer.Option(
+        None, "--int-range", help="Inclusive range for an integer input, NAME=LOW,HIGH; repeatable."
+    ),
+    inputs: pathlib.Path | None = typer.Option(
+        None, "--inputs", help="Real inputs: an .npz whose keys are input names."
+    ),
+    provider: str = typer.Option(
+        "CPUExecutionProvider", "--provider", help="ORT execution provider."
+    ),
+    max_time: float = typer.Option(
+        10.0, "--max-time", help="Seconds at most per point before reporting a wider CI."
+    ),
+    name: str | None = typer.Option(None, "--name", help="Model name (default: file stem)."),
+    plot: pathlib.Path | None = typer.Option(None, "--plot", help="Write a PNG plot of the sweep."),
+    store: bool = typer.Option(
+        True, "--store/--no-store", help="Record the run in the knowledge base."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Profile MODEL: parameters, FLOPs, memory, and latency/throughput per batch x threads."""
+    batches = parse_int_list("--batch", batch)
+    thread_list = parse_int_list("--threads", threads)
+    dims = parse_named_ints("--dim", dim)
+    shapes = parse_named_ints("--shape", shape)
+    ranges = parse_named_range("--int-range", int_range)
+    if max_time <= 0:
+        from modelscale.errors import invalid_parameter
+
+        raise invalid_parameter("--max-time", "a number of seconds > 0", max_time, where="profile")
+    artifact = ModelArtifact.load(model, name=name)
+    kb = (
+        open_store() if store else None
+    )  # open first: a bad database fails before minutes of timing
+
+    with progress() as bar:
+        task = bar.add_task("loading", total=None)
+
+        def on_stage(stage: str, steps: int) -> None:
+            bar.update(task, description=stage, total=steps, completed=0)
+
+        def on_point(p: SweepPoint) -> None:
+            bar.update(task, advance=1, description=f"batch {p.batch} x {p.threads} threads")
+
+        result = profile_model(
+            artifact,
+            batches=batches,
+            threads=thread_list,
+            dims=dims,
+            shapes=shapes,
+            int_ranges=ranges,
+            inputs=inputs,
+            provider=provider,
+            measure=MeasureOptions(max_time_s=max_time),
+            on_point=on_point,
+            on_stage=on_stage,
+        )
+    run_id = None
+    if kb is not None:
+        kb.register_model(
+            artifact.sha256,
+            name=artifact.name,
+            path=str(artifact.path),
+            size_bytes=artifact.size_bytes,
+        )
+        run_id = kb.record(result, model_version=artifact.sha256)
+    if plot is not None:
+        plot_profile(result, plot)
+    if as_json:
+        print_json({"run_id": run_id, **result.to_dict()})
+        return
+    render_profile(result)
+    if plot is not None:
+        console.print(f"Plot written to {plot}")
+    if run_id is not None:
+        err_console.print(f"Stored as run {run_id} (modelscale runs show {run_id}).")
+
+
+def render_profile(result: ProfileResult) -> None:
+    """Print a profile as tables."""
+    s = result.static
+    m = result.model
+    head = Table(title=f"{m['name']} · {m['sha256'][:12]}", show_header=False)
+    head.add_column("what")
+    head.add_column("value")
+    head.add_row("parameters", f"{s.parameters:,} ({fmt_count(s.parameters)})")
+    head.add_row("file size", fmt_bytes(s.file_bytes))
+    head.add_row(
+        "bytes by dtype", ", ".join(f"{k} {fmt_bytes(v)}" for k, v in s.bytes_by_dtype.items())
+    )
+    head.add_row(
+        "weight memory",
+        ", ".join(f"{k} {fmt_bytes(v)}" for k, v in s.weight_memory_bytes.items()),
+    )
+    head.add_row(
+        "nodes",
+        f"{s.nodes} · " + ", ".join(f"{k} {v}" for k, v in list(s.op_histogram.items())[:8]),
+    )
+    for f in result.flops:
+        shapes = " ".join(f"{k}={'x'.join(map(str, v))}" for k, v in f.input_shapes.items())
+        head.add_row(f"FLOPs @ {shapes}", f"{fmt_count(f.flops)}FLOP ({fmt_count(f.macs)}MAC)")
+    for t, rss in result.session_rss_bytes.items():
+        head.add_row(f"session peak RSS ({t} thr)", fmt_bytes(rss))
+    console.print(head)
+
+    table = Table(title="latency and throughput (* = time cap hit before the CI target)")
+    dim_names = sorted({k for p in result.points for k in p.dims})
+    for col in (
+        "batch",
+        "thr",
+        *dim_names,
+        "p50 ms",
+        "p99 ms",
+        "±CI",
+        "items/s",
+        "GFLOP/s",
+        "RSS MiB",
+    ):
+        table.add_column(col, justify="right", no_wrap=True)
+    best = result.best()
+    order = sorted(
+        result.points,
+        key=lambda p: (tuple(p.dims.get(d, 0) for d in dim_names), p.threads, p.batch),
+    )
+    for p in order:
+        table.add_row(
+            str(p.batch),
+            str(p.threads),
+            *[str(p.dims.get(d, "")) for d in dim_names],
+            f"{p.p50_ms:.3f}",
+            f"{p.p99_ms:.3f}",
+            f"{p.ci_half_width:.1%}" + ("" if p.ci_met else "*"),
+            f"{p.items_per_s:,.0f}",
+            f"{p.gflops_per_s:.1f}" if p.gflops_per_s is not None else "-",
+            f"{p.peak_rss_bytes / 2**20:.0f}" if p.peak_rss_bytes else "-",
+            style="bold green" if p is best else None,
+        )
+    console.print(table)
+    for note in result.notes:
+        console.print(f"[yellow]note:[/] {note}")
+    console.print(result.summary)

@@ -1,0 +1,28 @@
+"""Models: ONNX files on disk, their signatures, and concrete inputs for them."""
+
+from __future__ import annotations
+
+from modelscale.model.artifact import ModelArtifact, file_sha256
+from modelscale.model.inputs import (
+    InputChoice,
+    check_choice,
+    default_batches,
+    load_npz,
+    make_inputs,
+    resolve_shapes,
+)
+from modelscale.model.signature import Dim, Signature, TensorSpec
+
+__all__ = [
+    "Dim",
+    "InputChoice",
+    "ModelArtifact",
+    "Signature",
+    "TensorSpec",
+    "check_choice",
+    "default_batches",
+    "file_sha256",
+    "load_npz",
+    "make_inputs",
+    "resolve_shapes",
+]

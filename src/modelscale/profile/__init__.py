@@ -1,0 +1,21 @@
+"""Profiling: what a model is made of (static) and what it costs to run here (dynamic)."""
+
+from __future__ import annotations
+
+from modelscale.profile.api import ProfileResult, profile_model
+from modelscale.profile.flops import FlopCount, count_flops
+from modelscale.profile.plot import plot_profile
+from modelscale.profile.static import StaticProfile, static_profile
+from modelscale.profile.sweep import MeasureOptions, SweepPoint
+
+__all__ = [
+    "FlopCount",
+    "MeasureOptions",
+    "ProfileResult",
+    "StaticProfile",
+    "SweepPoint",
+    "count_flops",
+    "plot_profile",
+    "profile_model",
+    "static_profile",
+]

@@ -1,0 +1,244 @@
+"""``profile_model``: the static and dynamic profile of a model, as one stored result."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import pathlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from modelscale.errors import InvalidInput, invalid_parameter
+from modelscale.machine import machine_info
+from modelscale.model.artifact import ModelArtifact
+from modelscale.model.inputs import (
+    InputChoice,
+    batch_dim_names,
+    check_choice,
+    default_batches,
+    load_npz,
+    make_inputs,
+)
+from modelscale.profile.flops import FlopCount, count_flops
+from modelscale.profile.static import StaticProfile, static_profile
+from modelscale.profile.sweep import MeasureOptions, SweepJob, SweepPoint, run_sweep
+from modelscale.result import Result
+from modelscale.runtime import Engine, EngineOptions, GraphOptimization
+
+__all__ = ["ProfileResult", "profile_model"]
+
+
+@dataclass(frozen=True)
+class ProfileResult(Result):
+    """What a model costs to run on this machine: its static profile, FLOPs, and measured sweep."""
+
+    kind: ClassVar[str] = "profile"
+
+    model: dict[str, Any]
+    static: StaticProfile
+    flops: tuple[FlopCount, ...]
+    points: tuple[SweepPoint, ...]
+    session_rss_bytes: dict[str, int]
+    """Per thread count: the worker's peak RSS minus its RSS before the session existed."""
+    engine: dict[str, Any]
+    notes: tuple[str, ...]
+    summary: str
+    params: dict[str, Any]
+
+    def best(self) -> SweepPoint:
+        """The point with the highest throughput."""
+        return max(self.points, key=lambda p: p.items_per_s)
+
+    def point(self, *, batch: int, threads: int, **dims: int) -> SweepPoint:
+        """The point measured at ``batch`` x ``threads`` (and ``dims``)."""
+        for p in self.points:
+            if (
+                p.batch == batch
+                and p.threads == threads
+                and all(p.dims.get(k) == v for k, v in dims.items())
+            ):
+                return p
+        raise KeyError(f"no point at batch={batch} threads={threads} {dims}")
+
+
+def _int_list(name: str, values: Sequence[int] | None) -> tuple[int, ...] | None:
+    if values is None:
+        return None
+    out = tuple(values)
+    if not out or any(
+        not isinstance(v, int | np.integer) or isinstance(v, bool) or v < 1 for v in out
+    ):
+        raise invalid_parameter(
+            name, "a non-empty list of integers >= 1", list(out), where="profile"
+        )
+    return tuple(sorted(dict.fromkeys(int(v) for v in out)))
+
+
+def _dim_grid(dims: Mapping[str, Sequence[int]]) -> list[dict[str, int]]:
+    names = list(dims)
+    values = []
+    for name in names:
+        vals = _int_list(f"dim {name}", dims[name])
+        assert vals is not None  # _int_list returns None only for None input
+        values.append(vals)
+    return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*values)] or [{}]
+
+
+def _notes(
+    points: Sequence[SweepPoint], flops: Sequence[FlopCount], threads: Sequence[int]
+) -> list[str]:
+    notes = []
+    cores = machine_info().usable_cores
+    if max(threads) > cores:
+        notes.append(
+            f"{max(threads)} threads exceed the {cores} usable cores: expect oversubscription."
+        )
+    for p in points:
+        if not p.ci_met:
+            dims = "".join(f" {k}={v}" for k, v in p.dims.items())
+            notes.append(
+                f"batch {p.batch} x {p.threads} threads{dims}: the time cap stopped timing at "
+                f"{p.runs} runs with the median's 95% CI at +-{p.ci_half_width:.1%}."
+            )
+    uncounted = sorted({op for f in flops for op in f.uncounted_ops})
+    if uncounted:
+        notes.append(f"FLOPs exclude ops without a formula: {', '.join(uncounted)}.")
+    return notes
+
+
+def profile_model(
+    model: ModelArtifact | str | pathlib.Path,
+    *,
+    batches: Sequence[int] | None = None,
+    threads: Sequence[int] | None = None,
+    dims: Mapping[str, Sequence[int]] | None = None,
+    shapes: Mapping[str, Sequence[int]] | None = None,
+    int_ranges: Mapping[str, tuple[int, int]] | None = None,
+    inputs: str | pathlib.Path | Mapping[str, np.ndarray] | None = None,
+    provider: str = "CPUExecutionProvider",
+    graph_optimization: GraphOptimization = "all",
+    measure: MeasureOptions | None = None,
+    isolate: bool = True,
+    on_point: Callable[[SweepPoint], None] | None = None,
+    on_stage: Callable[[str, int], None] | None = None,
+) -> ProfileResult:
+    """Profile ``model``: static facts, FLOPs, and latency/throughput per batch x threads (x dims).
+
+    Args:
+        model: An ONNX file or a loaded ModelArtifact.
+        batches: Batch sizes to sweep (default 1, 2, 4, 8, or the model's fixed batch).
+        threads: Intra-op thread counts to sweep (default 1 and all usable cores).
+        dims: Values of symbolic dims (e.g. ``{"seq": [32, 128]}``); several values are swept.
+        shapes: Whole shapes per input, for unnamed dynamic dims.
+        int_ranges: Inclusive value ranges for integer inputs (token ids).
+        inputs: Real inputs: an .npz path or a mapping of input name to array.
+        provider: ONNX Runtime execution provider.
+        graph_optimization: ORT graph optimisation level.
+        measure: When to stop timing each point.
+        isolate: Measure each thread count in a fresh process (true peak RSS, no leftover state).
+        on_point: Called with each point as it is measured (progress).
+        on_stage: Called with (stage name, number of steps) as the profile moves on.
+    """
+    artifact = model if isinstance(model, ModelArtifact) else ModelArtifact.load(model)
+    sig = artifact.signature
+    measure = measure or MeasureOptions()
+    if measure.max_time_s <= 0:
+        raise invalid_parameter("max_time_s", "a number > 0", measure.max_time_s, where="profile")
+    batch_list = _int_list("batch", batches) or default_batches(sig)
+    cores = machine_info().usable_cores
+    thread_list = _int_list("threads", threads) or tuple(sorted({1, cores}))
+    dims = dict(dims or {})
+    grid = _dim_grid(dims)
+    data = load_npz(inputs, sig) if isinstance(inputs, str | pathlib.Path) else inputs
+    if data is not None:
+        data = {k: np.asarray(v) for k, v in data.items()}
+    choice = InputChoice(
+        dims={k: v[0] for k, v in dims.items() if v},
+        shapes={k: tuple(int(d) for d in v) for k, v in (shapes or {}).items()},
+        int_ranges=dict(int_ranges or {}),
+        data=data,
+    )
+    check_choice(sig, choice)
+    if data is not None and any(d in batch_dim_names(sig) for d in dims):
+        raise InvalidInput("--dim cannot set the batch axis; use --batch.", field="dim")
+
+    engine_options = EngineOptions(providers=(provider,), graph_optimization=graph_optimization)
+    # Load once here: a model ORT cannot load fails now with a clear error, not inside a worker.
+    Engine(artifact, engine_options)
+    jobs = [
+        SweepJob(batch=b, threads=t, dims=g) for t in thread_list for g in grid for b in batch_list
+    ]
+    # Build every feed once before measuring, so bad dims or shapes fail before any timing starts.
+    flops: list[FlopCount] = []
+    if on_stage:
+        on_stage("static profile and FLOPs", len(grid))
+    static = static_profile(artifact)
+    for g in grid:
+        for b in batch_list:
+            make_inputs(sig, batch=b, choice=dataclasses.replace(choice, dims={**choice.dims, **g}))
+        b0 = batch_list[0]
+        feeds = make_inputs(
+            sig, batch=b0, choice=dataclasses.replace(choice, dims={**choice.dims, **g})
+        )
+        flops.append(count_flops(artifact, feeds))
+    if on_stage:
+        on_stage("latency sweep", len(jobs))
+    points = run_sweep(
+        artifact,
+        jobs,
+        choice=choice,
+        engine_options=engine_options,
+        measure=measure,
+        isolate=isolate,
+        on_point=on_point,
+    )
+    per_item = {
+        tuple(sorted(g.items())): f.flops / batch_list[0] for g, f in zip(grid, flops, strict=True)
+    }
+    points = [
+        dataclasses.replace(
+            p, gflops_per_s=per_item[tuple(sorted(p.dims.items()))] * p.items_per_s / 1e9
+        )
+        for p in points
+    ]
+    session_rss = {}
+    for t in thread_list:
+        group = [p for p in points if p.threads == t and p.peak_rss_bytes is not None]
+        if group and group[0].baseline_rss_bytes is not None:
+            session_rss[str(t)] = (
+                max(p.peak_rss_bytes or 0 for p in group) - group[0].baseline_rss_bytes
+            )
+    best = max(points, key=lambda p: p.items_per_s)
+    first = min(points, key=lambda p: (p.batch, p.threads))
+    summary = (
+        f"{artifact.name}: {static.parameters:,} params, {artifact.size_bytes / 1e6:.1f} MB; "
+        f"best {best.items_per_s:,.0f} items/s at batch {best.batch} x {best.threads} threads; "
+        f"p50 {first.p50_ms:.3f} ms at batch {first.batch} x {first.threads} threads"
+    )
+    return ProfileResult(
+        model=artifact.to_dict(),
+        static=static,
+        flops=tuple(flops),
+        points=tuple(points),
+        session_rss_bytes=session_rss,
+        engine=engine_options.to_dict(),
+        notes=tuple(_notes(points, flops, thread_list)),
+        summary=summary,
+        params={
+            "batches": list(batch_list),
+            "threads": list(thread_list),
+            "dims": {k: list(v) for k, v in dims.items()},
+            "shapes": {k: list(v) for k, v in choice.shapes.items()},
+            "int_ranges": {k: list(v) for k, v in choice.int_ranges.items()},
+            "inputs": str(inputs)
+            if isinstance(inputs, str | pathlib.Path)
+            else ("arrays" if inputs else None),
+            "provider": provider,
+            "graph_optimization": graph_optimization,
+            "measure": dataclasses.asdict(measure),
+            "isolate": isolate,
+        },
+    )

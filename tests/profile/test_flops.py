@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+import pathlib
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from modelscale.model import InputChoice, ModelArtifact, make_inputs
+from modelscale.profile import count_flops
+from modelscale.profile.flops import node_flops
+
+
+def _flops(path: pathlib.Path, batch: int, **dims: int):
+    art = ModelArtifact.load(path)
+    ranges = {"ids": (0, 49)} if "ids" in art.signature.input_names else {}
+    choice = InputChoice(dims=dims, int_ranges=ranges)
+    return count_flops(art, make_inputs(art.signature, batch=batch, choice=choice))
+
+
+def test_mlp_exact(mlp_path: pathlib.Path) -> None:
+    f = _flops(mlp_path, batch=3)
+    # MatMul 3x16 @ 16x32; Gemm 3x32 @ 32x4 (+bias); Add and Relu on 3x32
+    matmul, gemm = 3 * 16 * 32, 3 * 32 * 4
+    assert f.macs == matmul + gemm
+    assert f.flops_by_op == {"MatMul": 2 * matmul, "Gemm": 2 * gemm + 3 * 4, "Add": 96, "Relu": 96}
+    assert f.flops == 2 * (matmul + gemm) + 12 + 96 + 96
+    assert f.uncounted_ops == {}
+
+
+def test_conv_exact(conv_path: pathlib.Path) -> None:
+    f = _flops(conv_path, batch=2)
+    # output 2x8x8x8, each output element: 3 in-channels x 3x3 kernel
+    assert f.macs == 2 * 8 * 8 * 8 * 3 * 3 * 3
+    assert f.flops_by_op["Relu"] == 2 * 8 * 8 * 8
+
+
+def test_flops_scale_with_batch_and_seq(seq_path: pathlib.Path) -> None:
+    small = _flops(seq_path, batch=1, seq=8)
+    assert _flops(seq_path, batch=4, seq=8).macs == 4 * small.macs
+    assert _flops(seq_path, batch=1, seq=32).macs == 4 * small.macs
+    assert small.macs == 8 * 8 * 8  # [1,8,8] @ [8,8]
+
+
+@pytest.mark.parametrize(
+    ("op", "ins", "out", "attrs", "macs"),
+    [
+        ("MatMul", [(2, 12, 5, 64), (2, 12, 64, 5)], (2, 12, 5, 5), {}, 2 * 12 * 5 * 64 * 5),
+        ("MatMul", [(7, 3), (3,)], (7,), {}, 7 * 3),
+        ("Gemm", [(8, 4), (5, 4)], (8, 5), {"transB": 1}, 8 * 5 * 4),
+        ("Gemm", [(4, 8), (4, 5)], (8, 5), {"transA": 1}, 8 * 5 * 4),
+        ("ConvTranspose", [(1, 4, 5, 5), (4, 2, 3, 3)], (1, 2, 7, 7), {}, 4 * 5 * 5 * 2 * 3 * 3),
+        ("Conv", [(1, 4, 5, 5), (8, 2, 3, 3)], (1, 8, 3, 3), {"group": 2}, 8 * 3 * 3 * 2 * 3 * 3),
+    ],
+)
+def test_node_formulas(op: str, ins: list, out: tuple, attrs: dict, macs: int) -> None:
+    node = helper.make_node(op, [f"i{k}" for k in range(len(ins))], ["o"], **attrs)
+    flops, got = node_flops(node, ins, [out])
+    assert got == macs
+    assert flops >= 2 * macs
+
+
+def test_unknown_op_is_reported_not_guessed() -> None:
+    node = helper.make_node("MysteryOp", ["a"], ["b"], domain="com.example")
+    assert node_flops(node, [(2, 2)], [(2, 2)]) is None
+
+
+def test_uncounted_ops_are_listed(tmp_path: pathlib.Path) -> None:
+    graph = helper.make_graph(
+        [helper.make_node("Einsum", ["a", "b"], ["c"], equation="ij,jk->ik")],
+        "einsum",
+        [
+            helper.make_tensor_value_info("a", TensorProto.FLOAT, ["n", 3]),
+            helper.make_tensor_value_info("b", TensorProto.FLOAT, [3, 4]),
+        ],
+        [helper.make_tensor_value_info("c", TensorProto.FLOAT, ["n", 4])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    p = tmp_path / "einsum.onnx"
+    onnx.save(model, str(p))
+    art = ModelArtifact.load(p)
+    f = count_flops(art, {"a": np.ones((2, 3), np.float32), "b": np.ones((3, 4), np.float32)})
+    assert f.uncounted_ops == {"Einsum": 1}
