@@ -83,7 +83,7 @@ class SweepPoint:
     """True when the time cap stopped measurement before the CI reached its target."""
     items_per_s: float
     peak_rss_bytes: int | None
-    """High-water RSS of the worker process up to this point (batch sizes run in ascending order)."""
+    """Peak RSS of the worker process during this point (session and arena included)."""
     baseline_rss_bytes: int | None
     """RSS of the worker before the session was created: peak minus baseline is the session's cost."""
     seconds: float
@@ -128,7 +128,29 @@ def measure_latency(
             gc.enable()
 
 
-def _maxrss_bytes() -> int:
+def _reset_peak_rss() -> bool:
+    """Reset this process's peak-RSS mark (Linux >= 4.0), so the next reading is one point's peak."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _peak_rss_bytes() -> int:
+    """Peak RSS of this process's address space.
+
+    VmHWM, not getrusage's ru_maxrss: Linux carries ru_maxrss across fork and exec, so a worker
+    started by a large parent would report the parent's size.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return int(rss if sys.platform == "darwin" else rss * 1024)
 
@@ -165,7 +187,7 @@ def _point(
         ci_met=half <= opts.ci_target,
         capped=capped,
         items_per_s=job.batch * len(lat) / sum(lat),
-        peak_rss_bytes=_maxrss_bytes() if isolated else None,
+        peak_rss_bytes=_peak_rss_bytes() if isolated else None,
         baseline_rss_bytes=baseline,
         seconds=seconds,
     )
@@ -185,6 +207,8 @@ def measure_jobs(
     engine = Engine(model_path, engine_options)
     for job in jobs:
         feeds = make_inputs(signature, batch=job.batch, choice=_with_dims(choice, job.dims))
+        if isolated:
+            _reset_peak_rss()  # the session stays; the peak of earlier, smaller points goes
         lat, capped, seconds = measure_latency(engine.bind(feeds), opts)
         emit(_point(job, feeds, lat, capped, seconds, opts, baseline, isolated))
 
