@@ -24,7 +24,8 @@ class _ErrorMappingGroup(TyperGroup):
     A traceback is shown only with ``--debug`` (or MODELSCALE_DEBUG=1).
     """
 
-    def invoke(self, ctx: typer.Context) -> Any:
+    # typer.Context is the vendored click Context under its public name; mypy sees two classes.
+    def invoke(self, ctx: typer.Context) -> Any:  # type: ignore[override]
         try:
             return super().invoke(ctx)
         except ModelscaleError as exc:

@@ -26,8 +26,17 @@ def main() -> None:
         channel.flush()
 
     try:
-        args = pickle.load(sys.stdin.buffer)
-        measure_jobs(*args, emit=lambda p: send(("point", p)), isolated=True)
+        path, engine_options, jobs, choice, signature, measure = pickle.load(sys.stdin.buffer)
+        measure_jobs(
+            path,
+            engine_options,
+            jobs,
+            choice,
+            signature,
+            measure,
+            emit=lambda p: send(("point", p)),
+            isolated=True,
+        )
         send(("done", None))
     except ModelscaleError as exc:
         send(("error", f"{type(exc).__name__}: {exc}"))

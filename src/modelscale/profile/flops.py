@@ -226,11 +226,10 @@ def node_flops(
         x = in_shapes[0]
         if x is None or out0 is None or len(x) != 3:
             return None
-        b, s, hidden = x
-        macs = 0
-        if op == "Attention" and in_shapes[1] is not None:  # fused QKV projection
-            macs += b * s * hidden * in_shapes[1][-1]
-        macs += 2 * b * s * s * out0[-1]  # QK^T and attention x V
+        n_batch, n_seq, hidden = x
+        qkv = in_shapes[1] if op == "Attention" and len(in_shapes) > 1 else None
+        macs = n_batch * n_seq * hidden * qkv[-1] if qkv is not None else 0  # fused projection
+        macs += 2 * n_batch * n_seq * n_seq * out0[-1]  # QK^T and attention x V
         return 2 * macs, macs
     if op in ("MaxPool", "AveragePool", "LpPool"):
         if out0 is None:
