@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import os
 import pathlib
-import sys
 from collections.abc import Iterator
 
 import pytest
 
-sys.path.insert(0, str(pathlib.Path(__file__).parent))
-
 from modelscale.config import get_settings
-from onnx_models import save_conv, save_mlp, save_seq_model
+from tests.onnx_models import save_conv, save_mlp, save_seq_model
 
 
 @pytest.fixture(autouse=True)

@@ -15,27 +15,71 @@ from modelscale.errors import (
     ServerError,
     StoreError,
 )
+from modelscale.examples import EXAMPLES, ExampleBuild, build_example, list_examples
 from modelscale.machine import MachineInfo, machine_info
+from modelscale.model import (
+    InputChoice,
+    ModelArtifact,
+    Signature,
+    TensorSpec,
+    export_torch,
+    load_npz,
+    make_inputs,
+)
+from modelscale.profile import (
+    FlopCount,
+    MeasureOptions,
+    ProfileResult,
+    StaticProfile,
+    SweepPoint,
+    count_flops,
+    plot_profile,
+    profile_model,
+    static_profile,
+)
 from modelscale.result import Result
+from modelscale.runtime import Engine, EngineOptions
 from modelscale.store import ModelVersion, Run, Store, open_store
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "EXAMPLES",
+    "Engine",
+    "EngineOptions",
+    "ExampleBuild",
+    "FlopCount",
+    "InputChoice",
     "InvalidInput",
     "MachineInfo",
+    "MeasureOptions",
     "MissingDependency",
+    "ModelArtifact",
     "ModelLoadError",
     "ModelVersion",
     "ModelscaleError",
     "ModelscaleWarning",
+    "ProfileResult",
     "Result",
     "Run",
     "RuntimeFailure",
     "ServerError",
+    "Signature",
+    "StaticProfile",
     "Store",
     "StoreError",
+    "SweepPoint",
+    "TensorSpec",
     "__version__",
+    "build_example",
+    "count_flops",
+    "export_torch",
+    "list_examples",
+    "load_npz",
     "machine_info",
+    "make_inputs",
     "open_store",
+    "plot_profile",
+    "profile_model",
+    "static_profile",
 ]

@@ -6,8 +6,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from cli.helpers import invoke, invoke_json
 from modelscale.store import open_store
+from tests.cli.helpers import invoke, invoke_json
 
 FAST = ("--max-time", "0.3", "--threads", "1")
 

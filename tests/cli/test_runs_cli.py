@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pathlib
 
-from cli.helpers import invoke
+from tests.cli.helpers import invoke
 
 
 def test_empty_knowledge_base() -> None:

@@ -8,7 +8,7 @@ import pytest
 
 from modelscale.errors import ModelLoadError
 from modelscale.model import ModelArtifact
-from onnx_models import save_onnx_ml_classifier
+from tests.onnx_models import save_onnx_ml_classifier
 
 
 def test_load_reads_signature_and_hash(mlp_path: pathlib.Path) -> None:

@@ -15,7 +15,7 @@ from modelscale.model import (
     make_inputs,
 )
 from modelscale.model.inputs import DEFAULT_INT_HIGH, resolve_shapes
-from onnx_models import save_conv, save_seq_model
+from tests.onnx_models import save_conv, save_seq_model
 
 
 def test_batch_follows_the_sweep(mlp_path: pathlib.Path) -> None:

@@ -137,6 +137,17 @@ def test_transformer_like_module_with_dynamic_batch_and_sequence(tmp_path: pathl
         np.testing.assert_allclose(pooled, want_pooled.numpy(), rtol=1e-4, atol=1e-5)
 
 
+def test_an_example_batch_of_one_still_exports_a_dynamic_batch(
+    cnn: TinyCNN, tmp_path: pathlib.Path
+) -> None:
+    path = export_torch(cnn, torch.randn(1, 1, 8, 8), tmp_path / "m.onnx", input_names=["x"])
+    assert _dims(onnx.load(str(path)).graph.input[0]) == [BATCH_DIM, 1, 8, 8]
+    x = torch.randn(4, 1, 8, 8)
+    (got,) = _session(path).run(None, {"x": x.numpy()})
+    with torch.no_grad():
+        np.testing.assert_allclose(got, cnn(x).numpy(), rtol=1e-4, atol=1e-5)
+
+
 def test_static_batch_when_asked(cnn: TinyCNN, tmp_path: pathlib.Path) -> None:
     path = export_torch(cnn, torch.randn(3, 1, 8, 8), tmp_path / "m.onnx", dynamic_batch=False)
     model = onnx.load(str(path))

@@ -68,7 +68,7 @@ def test_real_inputs(seq_path: pathlib.Path, tmp_path: pathlib.Path) -> None:
 
 
 def test_fixed_batch_defaults_to_it(tmp_path: pathlib.Path) -> None:
-    from onnx_models import save_conv
+    from tests.onnx_models import save_conv
 
     r = profile_model(
         save_conv(tmp_path / "c.onnx", batch=1), threads=[1], measure=FAST, isolate=False

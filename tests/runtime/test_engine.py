@@ -10,7 +10,7 @@ from onnx import TensorProto, helper
 from modelscale.errors import InvalidInput, ModelLoadError, RuntimeFailure
 from modelscale.model import ModelArtifact
 from modelscale.runtime import Engine, EngineOptions
-from onnx_models import save_onnx_ml_classifier
+from tests.onnx_models import save_onnx_ml_classifier
 
 
 def test_runs_and_matches_numpy(mlp_path: pathlib.Path) -> None:

@@ -12,6 +12,7 @@ from modelscale.model.inputs import (
     resolve_shapes,
 )
 from modelscale.model.signature import Dim, Signature, TensorSpec
+from modelscale.model.torch_export import export_torch
 
 __all__ = [
     "Dim",
@@ -21,6 +22,7 @@ __all__ = [
     "TensorSpec",
     "check_choice",
     "default_batches",
+    "export_torch",
     "file_sha256",
     "load_npz",
     "make_inputs",

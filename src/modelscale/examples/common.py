@@ -1,0 +1,65 @@
+"""What the example builders share: the progress callback type and small helpers."""
+
+from __future__ import annotations
+
+import contextlib
+import pathlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+
+from modelscale.errors import MissingDependency
+
+__all__ = [
+    "ProgressCallback",
+    "import_torch",
+    "notify",
+    "run_onnx",
+    "save_npz",
+    "single_thread",
+]
+
+ProgressCallback = Callable[[str, int, int], None]
+"""Called as ``progress(step, done, total)`` while an example builds."""
+
+
+def notify(progress: ProgressCallback | None, step: str, done: int, total: int) -> None:
+    """Tell ``progress`` (if any) that ``done`` of ``total`` steps are done, now at ``step``."""
+    if progress is not None:
+        progress(step, done, total)
+
+
+def import_torch() -> Any:
+    """Import torch, or raise MissingDependency naming the extra that installs it."""
+    try:
+        import torch
+    except ImportError:
+        raise MissingDependency("torch", "torch") from None
+    return torch
+
+
+@contextlib.contextmanager
+def single_thread(torch: Any) -> Iterator[None]:
+    """Run torch on one thread for a while, so training gives the same bits every time."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def run_onnx(
+    path: pathlib.Path, feeds: dict[str, np.ndarray], outputs: list[str]
+) -> list[np.ndarray]:
+    """Run a model a builder wrote, through the Engine like every other measurement."""
+    from modelscale.runtime import Engine
+
+    return Engine(path).run(feeds, outputs)
+
+
+def save_npz(path: pathlib.Path, **arrays: Any) -> None:
+    """Write arrays to an uncompressed ``.npz`` (loads fast; the arrays are small)."""
+    with path.open("wb") as f:
+        np.savez(f, **arrays)

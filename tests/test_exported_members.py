@@ -1,0 +1,44 @@
+"""The public API is what ``modelscale.__all__`` says: complete, sorted, and importable."""
+
+from __future__ import annotations
+import __future__
+
+import importlib
+import pkgutil
+import types
+
+import modelscale
+
+
+def isort_order(names: list[str]) -> list[str]:
+    """The order ruff's RUF022 keeps: CONSTANTS, then Classes, then the rest, each alphabetical."""
+
+    def key(name: str) -> tuple[int, str]:
+        if name.isupper():
+            return (0, name)
+        return (1 if name[:1].isupper() else 2, name)
+
+    return sorted(names, key=key)
+
+
+def test_all_is_sorted_and_complete() -> None:
+    assert modelscale.__all__ == isort_order(modelscale.__all__)
+    public = {
+        name
+        for name, value in vars(modelscale).items()
+        if not name.startswith("_")
+        and not isinstance(value, types.ModuleType | __future__._Feature)
+    }
+    public.add("__version__")
+    assert public == set(modelscale.__all__)
+
+
+def test_every_module_declares_a_sorted_all_of_real_names() -> None:
+    for info in pkgutil.walk_packages(modelscale.__path__, "modelscale."):
+        module = importlib.import_module(info.name)
+        assert hasattr(module, "__all__"), f"{info.name} has no __all__"
+        assert list(module.__all__) == isort_order(list(module.__all__)), (
+            f"{info.name}.__all__ is not sorted"
+        )
+        for name in module.__all__:
+            assert hasattr(module, name), f"{info.name}.__all__ names {name}, which it lacks"
