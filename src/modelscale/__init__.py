@@ -16,6 +16,16 @@ from modelscale.errors import (
     StoreError,
 )
 from modelscale.examples import EXAMPLES, ExampleBuild, build_example, list_examples
+from modelscale.laws import (
+    Allocation,
+    ComputeOptimal,
+    ExtrapolationWarning,
+    ScalingLaw,
+    ScalingLawFit,
+    compute_optimal,
+    fit_scaling_law,
+    plot_scaling_law,
+)
 from modelscale.machine import MachineInfo, machine_info
 from modelscale.model import (
     InputChoice,
@@ -45,9 +55,12 @@ __version__ = "0.1.0"
 
 __all__ = [
     "EXAMPLES",
+    "Allocation",
+    "ComputeOptimal",
     "Engine",
     "EngineOptions",
     "ExampleBuild",
+    "ExtrapolationWarning",
     "FlopCount",
     "InputChoice",
     "InvalidInput",
@@ -63,6 +76,8 @@ __all__ = [
     "Result",
     "Run",
     "RuntimeFailure",
+    "ScalingLaw",
+    "ScalingLawFit",
     "ServerError",
     "Signature",
     "StaticProfile",
@@ -72,14 +87,17 @@ __all__ = [
     "TensorSpec",
     "__version__",
     "build_example",
+    "compute_optimal",
     "count_flops",
     "export_torch",
+    "fit_scaling_law",
     "list_examples",
     "load_npz",
     "machine_info",
     "make_inputs",
     "open_store",
     "plot_profile",
+    "plot_scaling_law",
     "profile_model",
     "static_profile",
 ]
