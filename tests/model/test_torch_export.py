@@ -239,3 +239,21 @@ def test_missing_torch_names_the_extra(
     monkeypatch.setitem(sys.modules, "torch", None)
     with pytest.raises(MissingDependency, match=r'pip install "modelscale\[torch\]"'):
         export_torch(object(), (), tmp_path / "m.onnx")  # type: ignore[arg-type]
+
+
+def test_model_artifact_from_torch(cnn: TinyCNN, tmp_path: pathlib.Path) -> None:
+    """The public path: a module in, a loaded artifact with a dynamic batch axis out."""
+    from modelscale.model import ModelArtifact
+    from modelscale.profile import static_profile
+
+    art = ModelArtifact.from_torch(
+        cnn, (torch.zeros(2, 1, 8, 8),), tmp_path / "cnn.onnx", name="cnn", input_names=["x"]
+    )
+    assert art.name == "cnn"
+    assert art.signature.input("x").shape == (BATCH_DIM, 1, 8, 8)
+    # The exporter folds the eval-mode BatchNorm into the conv before it: its 8 affine parameters
+    # (and its running statistics, which are buffers) become part of the conv's weight and bias.
+    expected = sum(p.numel() for p in cnn.parameters())
+    assert (
+        static_profile(art).parameters == expected - cnn.norm.weight.numel() - cnn.norm.bias.numel()
+    )
