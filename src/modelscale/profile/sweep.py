@@ -44,7 +44,9 @@ class MeasureOptions:
     warmup_runs: int = 3
     warmup_s: float = 0.2
     min_runs: int = 20
-    min_time_s: float = 0.5
+    min_time_s: float = 1.0
+    """Time every point at least this long: a median over a longer window rides out short
+    disturbances from other processes, which is what makes two profiles agree."""
     max_time_s: float = 10.0
     ci_target: float = 0.05
     confidence: float = 0.95
@@ -106,6 +108,7 @@ def measure_latency(
     lat: list[float] = []
     began = time.perf_counter()
     next_check = opts.min_runs
+    min_time = min(opts.min_time_s, opts.max_time_s)
     gc_was_enabled = gc.isenabled()
     gc.disable()  # a collection inside a timed run is noise, not the model's cost
     try:
@@ -115,13 +118,14 @@ def measure_latency(
             t1 = time.perf_counter()
             lat.append(t1 - t0)
             elapsed = t1 - began
-            if elapsed >= opts.max_time_s:
-                return lat, True, elapsed
-            if len(lat) >= next_check and elapsed >= opts.min_time_s:
+            out_of_time = elapsed >= opts.max_time_s
+            if (len(lat) >= next_check and elapsed >= min_time) or out_of_time:
                 lo, hi = median_ci(lat, opts.confidence)
                 med = float(np.median(lat))
                 if med > 0 and (hi - lo) / 2 <= opts.ci_target * med:
                     return lat, False, elapsed
+                if out_of_time:
+                    return lat, True, elapsed
                 next_check = len(lat) + max(5, len(lat) // 10)
     finally:
         if gc_was_enabled:
