@@ -5,6 +5,15 @@ The public API is re-exported here; see ``__all__``.
 
 from __future__ import annotations
 
+from modelscale.compress import (
+    CompressResult,
+    EvalSet,
+    PruneSpec,
+    compress,
+    compress_example,
+    prune_torch,
+    record_search,
+)
 from modelscale.errors import (
     InvalidInput,
     MissingDependency,
@@ -56,9 +65,11 @@ __version__ = "0.1.0"
 __all__ = [
     "EXAMPLES",
     "Allocation",
+    "CompressResult",
     "ComputeOptimal",
     "Engine",
     "EngineOptions",
+    "EvalSet",
     "ExampleBuild",
     "ExtrapolationWarning",
     "FlopCount",
@@ -73,6 +84,7 @@ __all__ = [
     "ModelscaleError",
     "ModelscaleWarning",
     "ProfileResult",
+    "PruneSpec",
     "Result",
     "Run",
     "RuntimeFailure",
@@ -87,6 +99,8 @@ __all__ = [
     "TensorSpec",
     "__version__",
     "build_example",
+    "compress",
+    "compress_example",
     "compute_optimal",
     "count_flops",
     "export_torch",
@@ -99,5 +113,7 @@ __all__ = [
     "plot_profile",
     "plot_scaling_law",
     "profile_model",
+    "prune_torch",
+    "record_search",
     "static_profile",
 ]

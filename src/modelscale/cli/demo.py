@@ -1,7 +1,7 @@
 """`modelscale demo`: the main job end to end on the built-in digits example.
 
-It grows with the toolkit: today it builds the example and profiles it; compress, serve, load and
-plan join as they land.
+It grows with the toolkit: it builds the example, profiles it and compresses it within an accuracy
+tolerance; serve, load and plan join as they land.
 """
 
 from __future__ import annotations
@@ -11,8 +11,10 @@ import pathlib
 import typer
 
 from modelscale.cli.app import app
+from modelscale.cli.compress import render_compress
 from modelscale.cli.profile import render_profile
 from modelscale.cli.render import console, progress
+from modelscale.compress import compress_example, record_search
 from modelscale.examples import build_example
 from modelscale.model import ModelArtifact
 from modelscale.profile import MeasureOptions, SweepPoint, plot_profile, profile_model
@@ -28,7 +30,7 @@ def demo_command(
     ),
     max_time: float = typer.Option(3.0, "--max-time", help="Seconds at most per profile point."),
 ) -> None:
-    """Build the digits example, profile it, and record everything in the knowledge base."""
+    """Build the digits example, profile and compress it, and record everything."""
     kb = open_store()
     console.rule("1. the model: a small CNN trained on scikit-learn's digits, exported to ONNX")
     with progress() as bar:
@@ -69,6 +71,26 @@ def demo_command(
     plot = plot_profile(result, out / "profile.png")
     console.print(f"Plot: {plot}")
 
-    console.rule("3. the knowledge base")
-    console.print(f"Stored as run {run_id}. See it with: modelscale runs show {run_id}")
+    console.rule("3. compress: the smallest, fastest model within 1 accuracy point")
+    with progress() as bar:
+        task = bar.add_task("compressing", total=None)
+
+        def on_compress(step: str, done: int, total: int) -> None:
+            bar.update(task, description=step, completed=done, total=total)
+
+        compressed = compress_example(
+            example,
+            out=out / "compressed",
+            max_drop=0.01,
+            measure=MeasureOptions(max_time_s=max_time),
+            progress=on_compress,
+        )
+    recorded = record_search(kb, compressed)
+    render_compress(compressed)
+
+    console.rule("4. the knowledge base")
+    console.print(
+        f"Profile stored as run {run_id}; the compress search as run {recorded.search_run_id} "
+        f"with one child run per candidate. See them with: modelscale runs"
+    )
     console.print("Next: modelscale profile YOUR_MODEL.onnx --batch 1,8,32 --threads 1,2")

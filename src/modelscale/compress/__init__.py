@@ -1,0 +1,45 @@
+"""Compression: quantize, convert and prune models, judged on real data, chosen by measurement.
+
+``compress(model, eval_set, max_drop=0.01)`` builds every candidate (graph pre-processing,
+dynamic and static INT8, FP16, BF16 weights), evaluates each on the eval set with a paired
+bootstrap CI on the metric's change, times it with the Engine, keeps sensitive nodes in float
+when INT8 breaks the tolerance, and chooses the fastest candidate within tolerance.
+``prune_torch`` removes whole neurons and channels from PyTorch models.
+"""
+
+from __future__ import annotations
+
+from modelscale.compress.candidates import CandidateSpec, default_specs
+from modelscale.compress.data import EvalSet, load_eval_set
+from modelscale.compress.evaluate import Latency
+from modelscale.compress.example import compress_example
+from modelscale.compress.fallback import NodeSensitivity, rank_nodes
+from modelscale.compress.metrics import METRICS, Metric, bootstrap_change, get_metric
+from modelscale.compress.prune import PruneResult, PruneSpec, prune_torch
+from modelscale.compress.record import RecordedSearch, record_search
+from modelscale.compress.results import CompressResult, Trial, pareto_front
+from modelscale.compress.search import compress
+
+__all__ = [
+    "METRICS",
+    "CandidateSpec",
+    "CompressResult",
+    "EvalSet",
+    "Latency",
+    "Metric",
+    "NodeSensitivity",
+    "PruneResult",
+    "PruneSpec",
+    "RecordedSearch",
+    "Trial",
+    "bootstrap_change",
+    "compress",
+    "compress_example",
+    "default_specs",
+    "get_metric",
+    "load_eval_set",
+    "pareto_front",
+    "prune_torch",
+    "rank_nodes",
+    "record_search",
+]
