@@ -37,3 +37,25 @@ def test_bad_input() -> None:
     not_int = invoke("runs", "show", "abc")
     assert not_int.exit_code == 2  # usage error from the parser
     assert invoke("runs", "--limit", "0").exit_code == 2
+
+
+def test_show_prints_the_lineage_of_a_produced_model() -> None:
+    import dataclasses
+    from typing import Any, ClassVar
+
+    from modelscale.result import Result
+    from modelscale.store import open_store
+
+    @dataclasses.dataclass(frozen=True)
+    class Produced(Result):
+        kind: ClassVar[str] = "compress"
+        chosen_sha256: str
+        params: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    store = open_store()
+    store.register_model("a" * 64, name="digits")
+    store.register_model("b" * 64, name="digits.int8", parent_sha256="a" * 64)
+    run_id = store.record(Produced(chosen_sha256="b" * 64), model_version="a" * 64)
+    shown = invoke("runs", "show", str(run_id))
+    assert shown.exit_code == 0
+    assert "produced  digits.int8 (bbbbbbbbbbbb) <- digits (aaaaaaaaaaaa)" in shown.stdout

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from modelscale.cli.app import app
 from modelscale.cli.render import console, print_json
-from modelscale.store import open_store
+from modelscale.store import Store, open_store
 
 __all__ = ["runs_app"]
 
@@ -71,9 +71,10 @@ def show_run(
     console.rule(f"run {run.id} · {run.kind} · {run.status}")
     console.print(f"created   {run.created_at.isoformat()}")
     if run.model_version:
-        lineage = store.lineage(run.model_version)
-        chain = " <- ".join(f"{m.name} ({m.sha256[:12]})" for m in lineage) or run.model_version
-        console.print(f"model     {chain}")
+        console.print(f"model     {_lineage(store, run.model_version)}")
+    produced = run.results.get("chosen_sha256")
+    if isinstance(produced, str) and produced != run.model_version:
+        console.print(f"produced  {_lineage(store, produced)}")
     if run.parent_run_id:
         console.print(f"parent    run {run.parent_run_id}")
     if run.note:
@@ -81,3 +82,8 @@ def show_run(
     for title, body in (("params", run.params), ("results", run.results), ("machine", run.machine)):
         console.rule(title, style="dim")
         console.print_json(json.dumps(body))
+
+
+def _lineage(store: Store, sha256: str) -> str:
+    chain = store.lineage(sha256)
+    return " <- ".join(f"{m.name} ({m.sha256[:12]})" for m in chain) or sha256
