@@ -1,7 +1,11 @@
 from __future__ import annotations
 
+import dataclasses
 import pathlib
+from typing import Any, ClassVar
 
+from modelscale.result import Result
+from modelscale.store import open_store
 from tests.cli.helpers import invoke
 
 
@@ -39,19 +43,16 @@ def test_bad_input() -> None:
     assert invoke("runs", "--limit", "0").exit_code == 2
 
 
+@dataclasses.dataclass(frozen=True)
+class Produced(Result):
+    """A run that produced a new model version, as a compress search does."""
+
+    kind: ClassVar[str] = "compress"
+    chosen_sha256: str
+    params: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
 def test_show_prints_the_lineage_of_a_produced_model() -> None:
-    import dataclasses
-    from typing import Any, ClassVar
-
-    from modelscale.result import Result
-    from modelscale.store import open_store
-
-    @dataclasses.dataclass(frozen=True)
-    class Produced(Result):
-        kind: ClassVar[str] = "compress"
-        chosen_sha256: str
-        params: dict[str, Any] = dataclasses.field(default_factory=dict)
-
     store = open_store()
     store.register_model("a" * 64, name="digits")
     store.register_model("b" * 64, name="digits.int8", parent_sha256="a" * 64)
