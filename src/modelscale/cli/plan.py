@@ -1,0 +1,241 @@
+"""`modelscale plan`: machines, replicas, threads and batching for a rate and a p99 bound, with costs."""
+
+from __future__ import annotations
+
+import math
+import pathlib
+from typing import cast
+
+import typer
+from rich import box
+from rich.table import Table
+
+from modelscale.cli.app import app
+from modelscale.cli.options import parse_named_ints
+from modelscale.cli.render import console, err_console, print_json, progress
+from modelscale.errors import InvalidInput
+from modelscale.plan import Overheads, PlanOptions, PlanResult, emit, plan_model
+from modelscale.plan.emit import EmitKind
+from modelscale.plan.results import PhasePlan
+from modelscale.store import open_store
+
+__all__ = ["parse_rates", "plan_command", "render_plan"]
+
+_EMIT_KINDS = ("deploy", "k8s", "ray")
+
+
+def parse_rates(option: str, text: str | None) -> tuple[float, ...]:
+    """'50,500,5000' -> (50.0, 500.0, 5000.0); every rate must be a number > 0."""
+    if text is None:
+        return ()
+    out = []
+    for part in text.split(","):
+        try:
+            value = float(part.strip())
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and value > 0):
+            raise InvalidInput(
+                f"{option} must be a comma-separated list of rates > 0 (requests/s), e.g. "
+                f"50,500,5000. Got {text!r}.",
+                field=option.lstrip("-"),
+            )
+        out.append(value)
+    return tuple(out)
+
+
+@app.command("plan")
+def plan_command(
+    model: str = typer.Argument(
+        ..., help="ONNX model file (or a model name in the knowledge base)."
+    ),
+    rps: float = typer.Option(..., "--rps", help="Target rate now, requests/s."),
+    p99_ms: float = typer.Option(..., "--p99-ms", help="p99 latency bound, ms."),
+    phases: str | None = typer.Option(
+        None, "--phases", help="Growth phases as target rates, e.g. 50,500,5000."
+    ),
+    catalog: pathlib.Path | None = typer.Option(
+        None, "--catalog", help="Instance catalog CSV (default: the bundled list prices)."
+    ),
+    headroom: float = typer.Option(
+        0.7, "--headroom", help="Plan the target at this share of the max rate, in (0, 1]."
+    ),
+    machine: str | None = typer.Option(
+        None, "--machine", help="'local' for this machine only, or one catalog instance type."
+    ),
+    dim: list[str] | None = typer.Option(
+        None, "--dim", help="Symbolic dim value the model runs at, NAME=V (e.g. seq=32)."
+    ),
+    core_factor: float = typer.Option(
+        1.0, "--core-factor", help="Per-core speed of catalog machines relative to this one."
+    ),
+    spot: bool = typer.Option(False, "--spot", help="Price with spot instead of on-demand."),
+    front_ms: float = typer.Option(
+        Overheads.front_ms, "--front-ms", help="Front CPU per request, ms (serving overhead)."
+    ),
+    batch_ms: float = typer.Option(
+        Overheads.batch_ms, "--batch-ms", help="Hand-over per batch to a replica, ms."
+    ),
+    emit_kinds: list[str] | None = typer.Option(
+        None, "--emit", help="Write deploy (deploy.yaml), k8s or ray; repeatable. Needs --out."
+    ),
+    out: pathlib.Path | None = typer.Option(None, "--out", help="Folder for --emit files."),
+    image: str = typer.Option(
+        "modelscale:0.1.0", "--image", help="Container image for the Kubernetes Deployment."
+    ),
+    max_time: float = typer.Option(
+        5.0, "--max-time", help="Seconds at most per point if the model must be profiled."
+    ),
+    store: bool = typer.Option(
+        True,
+        "--store/--no-store",
+        help="Read profiles from and record the plan in the knowledge base.",
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Plan capacity and cost for MODEL at --rps requests/s with p99 <= --p99-ms."""
+    kinds = list(dict.fromkeys(emit_kinds or []))
+    for kind in kinds:
+        if kind not in _EMIT_KINDS:
+            raise InvalidInput(
+                f"--emit must be one of {', '.join(_EMIT_KINDS)}. Got {kind!r} instead.",
+                field="emit",
+            )
+    if kinds and out is None:
+        raise InvalidInput("--emit needs --out DIR: the folder to write the files to.", field="out")
+    dims = {k: v[0] for k, v in parse_named_ints("--dim", dim).items()}
+    if max_time <= 0:
+        raise InvalidInput(f"--max-time must be > 0 seconds. Got {max_time!r}.", field="max-time")
+    options = PlanOptions(
+        headroom=headroom,
+        phases=parse_rates("--phases", phases),
+        core_factor=core_factor,
+        machine=machine,
+        spot=spot,
+        overheads=Overheads(front_ms=front_ms, batch_ms=batch_ms),
+    )
+    kb = open_store()  # stored profiles are read either way; --no-store only stops writes
+    with progress() as bar:
+        task = bar.add_task("loading", total=None)
+
+        def on_stage(stage: str, steps: int) -> None:
+            bar.update(task, description=f"profiling: {stage}", total=steps, completed=0)
+
+        def on_point(_: object) -> None:
+            bar.update(task, advance=1)
+
+        def on_progress(what: str) -> None:
+            bar.update(task, description=f"searching configurations: {what}", total=None)
+
+        result = plan_model(
+            model,
+            rps=rps,
+            p99_ms=p99_ms,
+            dims=dims,
+            catalog=catalog,
+            options=options,
+            store=kb,
+            record_profile=store,
+            max_time_s=max_time,
+            on_stage=on_stage,
+            on_point=on_point,
+            on_progress=on_progress,
+        )
+    files = [str(emit(result, cast(EmitKind, k), out, image=image)) for k in kinds] if out else []
+    run_id = None
+    if store:
+        sha = str(result.model["sha256"])
+        kb.register_model(sha, name=str(result.model["name"]), path=str(result.model["path"]))
+        run_id = kb.record(result, model_version=sha)
+    if as_json:
+        print_json({"run_id": run_id, "files": files, **result.to_dict()})
+        return
+    render_plan(result)
+    for f in files:
+        console.print(f"Wrote {f}")
+    if run_id is not None:
+        err_console.print(f"Stored as run {run_id} (modelscale runs show {run_id}).")
+
+
+def _money(x: float | None) -> str:
+    if x is None:
+        return "-"
+    return f"${x:,.0f}" if x >= 100 else f"${x:,.2f}"
+
+
+_SHORT_METHOD = {
+    "analytic:M/G/c": "M/G/c",
+    "analytic:batch-queue": "batch-q",
+    "simulation": "sim",
+}
+
+
+def _phase_table(ph: PhasePlan, p99_ms: float) -> Table:
+    table = Table(
+        box=box.SIMPLE_HEAD,
+        title=(
+            f"{ph.rate_rps:,.0f} req/s at p99 <= {p99_ms:g} ms (* = extrapolated; server = "
+            "replicas x threads, batch max/wait ms; method: M/G/c or batch-q = analytic, "
+            "sim = simulated)"
+        ),
+        title_justify="left",
+    )
+    for col in ("option", "cloud", "machines", "server", "max/s", "util", "p99 ms", "$/month",
+                "$/M req", "method"):  # fmt: skip
+        left = col in ("option", "cloud", "machines", "server", "method")
+        table.add_column(col, justify="left" if left else "right", no_wrap=True)
+    for o in ph.options:
+        where = "this machine" if o.provider == "local" else o.instance_type
+        batch = "" if o.max_batch == 1 else f" b{o.max_batch}/{o.max_wait_ms:g}"
+        table.add_row(
+            o.category + ("*" if o.extrapolated else ""),
+            o.provider,
+            f"{o.machines} x {where}",
+            f"{o.replicas}x{o.threads}{batch}",
+            f"{o.max_rate_rps:,.0f}",
+            f"{o.utilisation:.0%}",
+            "-" if o.p99_at_target_ms is None else f"{o.p99_at_target_ms:.1f}",
+            _money(o.usd_per_month),
+            _money(o.usd_per_million),
+            _SHORT_METHOD.get(o.method, o.method),
+            style="bold green" if o is ph.recommended else None,
+        )
+    return table
+
+
+def render_plan(result: PlanResult) -> None:
+    """Print a plan: one table per phase, the recommendation and why, then the assumptions."""
+    s = result.service
+    m = result.machine
+    console.print(
+        f"[bold]{result.model.get('name')}[/] · {str(result.model.get('sha256', ''))[:12]} · "
+        f"this machine: {m['cpu_model']}, {m['usable_cores']} cores · service times from "
+        f"{s.source} (worst point off the fit by {s.max_rel_residual:.0%})"
+    )
+    p99 = float(result.target["p99_ms"])
+    for ph in result.phases:
+        console.print(_phase_table(ph, p99))
+        console.print(f"[bold]Recommended:[/] {ph.why}")
+        for line in ph.not_possible:
+            console.print(f"[yellow]not possible:[/] {line}")
+        console.print(f"[bold]Next:[/] {ph.next_step}")
+    if result.local is not None:
+        lo = result.local
+        console.print(
+            f"Best on this machine: {lo.config.label()}, {lo.per_machine_rps:,.0f} req/s at p99 <= "
+            f"{p99:g} ms ({lo.method})."
+        )
+    if result.not_planned:
+        kinds: dict[str, int] = {}
+        for n in result.not_planned:
+            kind = n.reason.split(" ", 1)[0]  # 'GPU' or an instruction set such as 'arm64'
+            kinds[kind] = kinds.get(kind, 0) + 1
+        why = {"GPU": "no profile of this model measured on their GPU"}
+        listed = "; ".join(
+            f"{count} {kind} machine(s) ({why.get(kind, 'profile measured on another CPU type')})"
+            for kind, count in kinds.items()
+        )
+        console.print(f"Listed, not planned: {listed}; --json lists each with its price.")
+    for a in result.assumptions:
+        console.print(f"[dim]assumption:[/] {a}")
+    console.print(result.summary)

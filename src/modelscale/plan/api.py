@@ -1,0 +1,98 @@
+"""``plan_model``: from a model file and an SLO to a capacity and cost plan, in one call.
+
+Inputs are checked first (rates, bound, headroom, catalog, machine type), so bad input fails before
+any profiling; then the performance model comes from the knowledge base or a fresh profile; then the
+planner searches configurations and machines.
+"""
+
+from __future__ import annotations
+
+import pathlib
+from collections.abc import Callable, Mapping
+
+from modelscale.model.artifact import ModelArtifact
+from modelscale.plan.catalog import Catalog, load_catalog
+from modelscale.plan.planner import PlanOptions, check_targets, plan_capacity
+from modelscale.plan.profiles import measure_profile, resolve_model, stored_profile
+from modelscale.plan.results import PlanResult
+from modelscale.plan.service import ServiceModel
+from modelscale.store import Store
+
+__all__ = ["plan_model"]
+
+
+def plan_model(
+    model: ModelArtifact | str | pathlib.Path,
+    *,
+    rps: float,
+    p99_ms: float,
+    dims: Mapping[str, int] | None = None,
+    catalog: Catalog | str | pathlib.Path | None = None,
+    options: PlanOptions | None = None,
+    store: Store | None = None,
+    record_profile: bool = True,
+    gpu_services: Mapping[str, ServiceModel] | None = None,
+    max_time_s: float = 5.0,
+    on_stage: Callable[[str, int], None] | None = None,
+    on_point: Callable[[object], None] | None = None,
+    on_progress: Callable[[str], None] | None = None,
+) -> PlanResult:
+    """Plan serving ``model`` at ``rps`` requests/s with p99 latency <= ``p99_ms``.
+
+    Args:
+        model: An ONNX file, a loaded ModelArtifact, or a model name / sha256 in the store.
+        rps: Target rate now (requests/s).
+        p99_ms: p99 latency bound (ms).
+        dims: Symbolic dim values the model runs at (e.g. ``{"seq": 32}``).
+        catalog: Instance catalog (a Catalog or CSV path; None: the bundled one).
+        options: Headroom, phases, core factor, machine restriction, overheads, batch policies.
+        store: Knowledge base to read stored profiles from (None: always measure).
+        record_profile: Record a profile measured now in ``store``.
+        gpu_services: Performance models measured on GPUs, by GPU model name.
+        max_time_s: Seconds at most per profile point when the model has to be profiled.
+        on_stage: Profile progress: (stage, steps).
+        on_point: Profile progress: each measured point.
+        on_progress: Planner progress: each machine size searched.
+    """
+    opts = options or PlanOptions()
+    opts.check()
+    check_targets(rps, p99_ms)
+    cat: Catalog | None
+    if isinstance(catalog, Catalog):
+        cat = catalog
+    elif opts.machine == "local" and catalog is None:
+        cat = None
+    else:
+        cat = load_catalog(catalog)  # a user catalog is checked even when unused
+    if cat is not None and opts.machine not in (None, "local"):
+        cat.find(opts.machine)
+    artifact = model if isinstance(model, ModelArtifact) else resolve_model(model, store=store)
+    profile = stored_profile(artifact, store, dims=dims) if store is not None else None
+    if profile is None:
+        profile = measure_profile(
+            artifact,
+            store if record_profile else None,
+            dims=dims,
+            max_time_s=max_time_s,
+            on_stage=on_stage,
+            on_point=on_point,
+        )
+    plan = plan_capacity(
+        profile.service,
+        rps=rps,
+        p99_ms=p99_ms,
+        catalog=None if opts.machine == "local" else cat,
+        options=opts,
+        model={
+            "name": artifact.name,
+            "sha256": artifact.sha256,
+            "path": str(artifact.path),
+            "dims": dict(dims or {}),
+            "profile_run_ids": list(profile.run_ids),
+            "profiled_now": profile.measured_now,
+        },
+        replica_bytes=profile.replica_bytes,
+        gpu_services=gpu_services,
+        on_progress=on_progress,
+    )
+    return plan

@@ -1,0 +1,160 @@
+"""Where the performance model's points come from: the knowledge base first, a measurement otherwise.
+
+A stored profile run is used when it profiled the same model file (sha256) with the CPU provider on
+this machine (same CPU model and usable cores) at the same symbolic dims (e.g. ``seq=32``). Without
+one, the model is profiled now over batch sizes and thread counts and the profile is recorded, so
+the next plan reuses it.
+"""
+
+from __future__ import annotations
+
+import pathlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from modelscale.errors import InvalidInput
+from modelscale.machine import machine_info
+from modelscale.model.artifact import ModelArtifact
+from modelscale.plan.service import (
+    ServiceModel,
+    ServicePoint,
+    fit_service_model,
+    points_from_profile,
+)
+from modelscale.store import Store
+
+__all__ = [
+    "DEFAULT_BATCHES",
+    "ModelProfile",
+    "measure_profile",
+    "resolve_model",
+    "stored_profile",
+]
+
+DEFAULT_BATCHES = (1, 2, 4, 8, 16, 32)
+"""Batch sizes profiled when the knowledge base has no profile of the model here."""
+
+_CPU = "CPUExecutionProvider"
+# Without a measured session RSS, a replica is assumed to hold the weights about three times over
+# (file, session copy, arena) plus a Python process.
+_RSS_PER_WEIGHT_BYTE = 3
+_PROCESS_BYTES = 150 * 2**20
+
+
+@dataclass(frozen=True)
+class ModelProfile:
+    """The fitted performance model and the facts about its source.
+
+    Attributes:
+        service: The fitted service-time model.
+        run_ids: Knowledge-base profile runs the points came from.
+        measured_now: Whether the profile was measured by this plan.
+        replica_bytes: Memory one replica needs (measured session RSS where known).
+    """
+
+    service: ServiceModel
+    run_ids: tuple[int, ...]
+    measured_now: bool
+    replica_bytes: int
+
+
+def resolve_model(model: str | pathlib.Path, *, store: Store | None) -> ModelArtifact:
+    """Load ``model``: an ONNX file, or a model name / sha256 in the knowledge base."""
+    p = pathlib.Path(model).expanduser()
+    if p.exists():
+        return ModelArtifact.load(p)
+    if store is not None:
+        mv = store.model(str(model))
+        if mv is not None and mv.path and pathlib.Path(mv.path).is_file():
+            return ModelArtifact.load(mv.path, name=mv.name)
+        if mv is not None:
+            raise InvalidInput(
+                f"Model {model!r} is in the knowledge base but its file {mv.path} is gone. "
+                "Pass the ONNX file instead.",
+                field="model",
+            )
+    raise InvalidInput(
+        f"Unknown model {str(model)!r}: it is neither an ONNX file nor a model name or sha256 in "
+        "the knowledge base. Pass a path to an .onnx file.",
+        field="model",
+    )
+
+
+def _replica_bytes(artifact: ModelArtifact, session_rss: Mapping[str, int] | None) -> int:
+    measured = [int(v) for v in (session_rss or {}).values() if v]
+    if measured:
+        return max(measured) + _PROCESS_BYTES
+    return artifact.size_bytes * _RSS_PER_WEIGHT_BYTE + _PROCESS_BYTES
+
+
+def stored_profile(
+    artifact: ModelArtifact, store: Store, *, dims: Mapping[str, int] | None = None
+) -> ModelProfile | None:
+    """A model profile from this machine's stored profile runs, or None when there is none."""
+    here = machine_info()
+    points: dict[tuple[int, int], ServicePoint] = {}
+    run_ids: list[int] = []
+    rss: dict[str, int] = {}
+    for run in store.runs(model=artifact.sha256, kind="profile"):  # newest first
+        if run.model_version != artifact.sha256 or run.status != "ok":
+            continue
+        m = run.machine or {}
+        if m.get("cpu_model") != here.cpu_model or m.get("usable_cores") != here.usable_cores:
+            continue
+        if (run.params or {}).get("provider", _CPU) != _CPU:
+            continue
+        found = points_from_profile(run.results.get("points") or [], dims=dims)
+        new = [p for p in found if (p.batch, p.threads) not in points]
+        if not new:
+            continue
+        for p in new:
+            points[(p.batch, p.threads)] = p
+        run_ids.append(run.id)
+        for k, v in (run.results.get("session_rss_bytes") or {}).items():
+            rss.setdefault(str(k), int(v))
+    if len({b for b, _ in points}) < 2:
+        return None
+    service = fit_service_model(
+        list(points.values()),
+        source=f"knowledge base profile run(s) {', '.join(map(str, run_ids))}",
+    )
+    return ModelProfile(service, tuple(run_ids), False, _replica_bytes(artifact, rss))
+
+
+def measure_profile(
+    artifact: ModelArtifact,
+    store: Store | None,
+    *,
+    dims: Mapping[str, int] | None = None,
+    batches: Sequence[int] = DEFAULT_BATCHES,
+    threads: Sequence[int] | None = None,
+    max_time_s: float = 5.0,
+    on_stage: Callable[[str, int], None] | None = None,
+    on_point: Callable[[object], None] | None = None,
+) -> ModelProfile:
+    """Profile ``artifact`` here now (and record the run when ``store`` is given)."""
+    from modelscale.profile import MeasureOptions, profile_model
+
+    cores = machine_info().usable_cores
+    result = profile_model(
+        artifact,
+        batches=list(batches),
+        threads=list(threads) if threads else sorted({1, cores}),
+        dims={k: [v] for k, v in (dims or {}).items()},
+        measure=MeasureOptions(max_time_s=max_time_s),
+        on_stage=on_stage,
+        on_point=on_point,
+    )
+    run_ids: tuple[int, ...] = ()
+    if store is not None:
+        store.register_model(
+            artifact.sha256,
+            name=artifact.name,
+            path=str(artifact.path),
+            size_bytes=artifact.size_bytes,
+        )
+        run_ids = (store.record(result, model_version=artifact.sha256),)
+    pts = points_from_profile(result.points, dims=dims)
+    where = f"profile run {run_ids[0]}, measured now" if run_ids else "profile measured now"
+    service = fit_service_model(pts, source=where)
+    return ModelProfile(service, run_ids, True, _replica_bytes(artifact, result.session_rss_bytes))

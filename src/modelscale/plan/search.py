@@ -1,0 +1,172 @@
+"""The configurations worth trying on a machine of C cores, and their max rates under the p99 bound.
+
+Per machine size: threads per replica T in {1, 2, 4, 8, C} (those the performance model covers),
+replicas R = C // T so replicas x threads <= C (and R <= 64, what deploy.yaml allows), and each
+batch policy. A policy's ``max_batch`` is
+capped where one batch alone would take over half the p99 bound: a larger cap only lets batches
+grow into the bound. Results are cached per (cores, core factor), so every machine type of a size
+shares one search.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from modelscale.errors import invalid_parameter
+from modelscale.plan.capacity import capacity_rps, max_rate
+from modelscale.plan.server import Estimate, Overheads, ServerConfig
+from modelscale.plan.service import ServiceModel
+
+__all__ = [
+    "DEFAULT_POLICIES",
+    "BatchPolicy",
+    "CapacitySearch",
+    "ShapeResult",
+    "machines_needed",
+    "thread_options",
+]
+
+
+# deploy.yaml allows at most 64 replica processes per model version.
+_MAX_REPLICAS = 64
+
+
+@dataclass(frozen=True)
+class BatchPolicy:
+    """A batch policy: ``max_batch`` requests, or ``max_wait_ms`` after the first one."""
+
+    max_batch: int
+    max_wait_ms: float = 0.0
+
+
+DEFAULT_POLICIES = (
+    BatchPolicy(1),
+    BatchPolicy(8),
+    BatchPolicy(32),
+    BatchPolicy(8, 5.0),
+)
+"""No batching; greedy batches of up to 8 and 32; batches of 8 that wait up to 5 ms."""
+
+
+@dataclass(frozen=True)
+class ShapeResult:
+    """One configuration on one machine size and what it sustains.
+
+    Attributes:
+        config: Replicas, threads and batch policy.
+        estimate: Max rate at the p99 bound and how it was computed.
+        extrapolated: Whether the configuration lies beyond the measured profile.
+    """
+
+    config: ServerConfig
+    estimate: Estimate
+    extrapolated: bool
+
+
+def thread_options(cores: int, service: ServiceModel) -> list[int]:
+    """Threads per replica to try on ``cores`` cores."""
+    out = sorted({t for t in (1, 2, 4, 8, cores) if t <= cores})
+    return [t for t in out if service.supports_threads(t)]
+
+
+class CapacitySearch:
+    """Max rate at the p99 bound for every candidate configuration of a machine size (cached).
+
+    Args:
+        service: The performance model measured here (core factor 1).
+        p99_ms: The latency bound.
+        overheads: Serving costs outside the model.
+        policies: Batch policies to try.
+        sim_requests: Requests per simulation run.
+        on_progress: Called with a description before each machine size is searched.
+    """
+
+    def __init__(
+        self,
+        service: ServiceModel,
+        *,
+        p99_ms: float,
+        overheads: Overheads,
+        policies: Sequence[BatchPolicy] = DEFAULT_POLICIES,
+        sim_requests: int = 12_000,
+        on_progress: Callable[[str], None] | None = None,
+    ) -> None:
+        if not policies:
+            raise invalid_parameter("policies", "at least one batch policy", policies, where="plan")
+        self.service = service
+        self.p99_ms = p99_ms
+        self.overheads = overheads
+        self.policies = tuple(policies)
+        self.sim_requests = sim_requests
+        self.on_progress = on_progress
+        self._cache: dict[tuple[int, float], list[ShapeResult]] = {}
+
+    def _batch_cap(self, service: ServiceModel, threads: int, wanted: int) -> int:
+        limit = self.p99_ms / 2.0
+        cap = 1
+        for b in range(1, wanted + 1):
+            if float(service.time_ms(b, threads)) + self.overheads.batch_ms <= limit:
+                cap = b
+        return cap
+
+    def configs(self, cores: int, core_factor: float = 1.0) -> list[ServerConfig]:
+        """The candidate configurations on ``cores`` cores."""
+        service = self.service.with_core_factor(core_factor)
+        out: list[ServerConfig] = []
+        for t in thread_options(cores, service):
+            if cores // t > _MAX_REPLICAS:
+                continue
+            seen: set[tuple[int, float]] = set()
+            for pol in self.policies:
+                b = self._batch_cap(service, t, pol.max_batch)
+                wait = pol.max_wait_ms if b > 1 else 0.0
+                if (b, wait) in seen:
+                    continue
+                seen.add((b, wait))
+                out.append(ServerConfig(cores // t, t, b, wait))
+        return out
+
+    def evaluate(self, cores: int, core_factor: float = 1.0) -> list[ShapeResult]:
+        """Every candidate on ``cores`` cores with its max rate (0 when none meets the bound)."""
+        key = (int(cores), float(core_factor))
+        if key in self._cache:
+            return self._cache[key]
+        if self.on_progress:
+            self.on_progress(f"{cores} cores x {core_factor:g} speed")
+        service = self.service.with_core_factor(core_factor)
+        best_per_shape: dict[tuple[int, int], float] = {}
+        out = []
+        for cfg in sorted(self.configs(cores, core_factor), key=lambda c: c.max_batch):
+            shape = (cfg.replicas, cfg.threads)
+            best = best_per_shape.get(shape, 0.0)
+            cap = capacity_rps(service, cfg, cores=cores, overheads=self.overheads)
+            if cfg.max_batch > 1 and cap * 0.995 <= best:
+                continue  # even flat out it cannot beat a smaller batch of the same shape
+            est = max_rate(
+                service,
+                cfg,
+                cores=cores,
+                p99_ms=self.p99_ms,
+                overheads=self.overheads,
+                sim_requests=self.sim_requests,
+            )
+            best_per_shape[shape] = max(best, est.rate_rps)
+            out.append(
+                ShapeResult(
+                    config=cfg,
+                    estimate=est,
+                    extrapolated=self.service.extrapolated(batch=cfg.max_batch, threads=cfg.threads)
+                    or core_factor != 1.0,
+                )
+            )
+        self._cache[key] = out
+        return out
+
+
+def machines_needed(rate_rps: float, per_machine_rps: float, headroom: float) -> int:
+    """Machines so that ``rate_rps`` is at most ``headroom`` of their combined max rate."""
+    if per_machine_rps <= 0:
+        return 0
+    return max(1, math.ceil(rate_rps / (headroom * per_machine_rps) - 1e-9))

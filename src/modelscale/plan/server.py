@@ -1,0 +1,106 @@
+"""What one machine's server is: replicas x threads and a batch policy; its costs outside the model.
+
+``ServerConfig`` is what deploy.yaml sets for one model version on one machine; ``Overheads`` are
+the serving costs the profile does not see; ``Estimate`` is what a capacity method predicts for a
+configuration (see ``capacity``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from modelscale.errors import invalid_parameter
+
+__all__ = ["Estimate", "Overheads", "ServerConfig"]
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """One machine's server: replicas x threads and the batch policy.
+
+    Attributes:
+        replicas: Replica processes.
+        threads: Intra-op threads per replica.
+        max_batch: Largest batch (1 = no batching).
+        max_wait_ms: How long a batch waits after its first request.
+    """
+
+    replicas: int
+    threads: int
+    max_batch: int = 1
+    max_wait_ms: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("replicas", "threads", "max_batch"):
+            value = getattr(self, name)
+            if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < 1:
+                raise invalid_parameter(name, "an integer >= 1", value, where="plan")
+        if not (self.max_wait_ms >= 0 and math.isfinite(self.max_wait_ms)):
+            raise invalid_parameter("max_wait_ms", "a number >= 0", self.max_wait_ms, where="plan")
+
+    @property
+    def cores(self) -> int:
+        """Cores the replicas ask for: replicas x threads."""
+        return self.replicas * self.threads
+
+    def label(self) -> str:
+        """E.g. '2 x 1 thr, batch 8 / 5 ms'."""
+        batch = (
+            "no batching"
+            if self.max_batch == 1
+            else f"batch {self.max_batch} / {self.max_wait_ms:g} ms"
+        )
+        return f"{self.replicas} x {self.threads} thr, {batch}"
+
+
+@dataclass(frozen=True)
+class Overheads:
+    """Serving costs outside the model, in milliseconds.
+
+    The defaults are assumptions until a measurement calibrates them (``plan --validate``).
+
+    Attributes:
+        front_ms: Front CPU per request (HTTP, decoding, batching, encoding).
+        batch_ms: Hand-over per batch between the front and a replica.
+        network_ms: Latency added per request that uses no CPU here (network round trip).
+        client_ms: CPU per request of a load generator on the same machine (validation only).
+    """
+
+    front_ms: float = 0.4
+    batch_ms: float = 0.2
+    network_ms: float = 0.0
+    client_ms: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("front_ms", "batch_ms", "network_ms", "client_ms"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
+                raise invalid_parameter(name, "a number of ms >= 0", value, where="plan")
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """What a method predicts for one configuration on one machine.
+
+    Attributes:
+        rate_rps: The arrival rate this is about (for ``max_rate``: the highest rate meeting p99).
+        p99_ms: Predicted p99 latency at ``rate_rps``.
+        mean_ms: Predicted mean latency.
+        utilisation: Busy fraction of the replicas at ``rate_rps``.
+        capacity_rps: Saturation throughput (every replica always busy with full batches).
+        slowdown: Service-time factor from sharing the cores.
+        method: Which method produced the numbers.
+        notes: Anything the numbers depend on beyond the model.
+    """
+
+    rate_rps: float
+    p99_ms: float
+    mean_ms: float
+    utilisation: float
+    capacity_rps: float
+    slowdown: float
+    method: str
+    notes: tuple[str, ...] = field(default=())

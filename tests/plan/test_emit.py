@@ -1,0 +1,134 @@
+"""Emitted deployment files parse, round-trip, and say what the plan says."""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+
+import pytest
+import yaml
+
+import modelscale.config
+from modelscale.errors import InvalidInput
+from modelscale.machine import MachineInfo
+from modelscale.plan import (
+    BatchPolicy,
+    PlanOptions,
+    PlanResult,
+    ServiceModel,
+    chosen_option,
+    deployment_dict,
+    emit,
+    kubernetes_manifests,
+    load_catalog,
+    plan_capacity,
+    ray_serve_config,
+)
+from modelscale.plan.emit import dump_yaml
+
+OPTS = {"sim_requests": 5_000, "policies": (BatchPolicy(1), BatchPolicy(4))}
+
+
+@pytest.fixture
+def plan(
+    service: ServiceModel, two_core_machine: MachineInfo, mlp_path: pathlib.Path
+) -> PlanResult:
+    return plan_capacity(
+        service, rps=1500.0, p99_ms=40.0, catalog=load_catalog(), machine=two_core_machine,
+        options=PlanOptions(**OPTS, machine="c7i.xlarge", phases=(3000.0,)),
+        model={"name": "mlp", "sha256": "cd" * 32, "path": str(mlp_path)},
+        replica_bytes=200 * 2**20,
+    )  # fmt: skip
+
+
+def test_deploy_yaml_round_trips_and_validates(plan: PlanResult, tmp_path: pathlib.Path) -> None:
+    path = emit(plan, "deploy", tmp_path)
+    text = path.read_text(encoding="utf-8")
+    assert text.startswith("# deploy.yaml for modelscale serve")
+    data = yaml.safe_load(text)
+    opt = chosen_option(plan)
+    assert data == deployment_dict(
+        opt, model_name="mlp", model_path=plan.model["path"], p99_ms=40.0, target_rps=1500.0
+    )
+    m = data["models"]["mlp"]
+    assert (m["replicas"], m["threads"]) == (opt.replicas, opt.threads)
+    assert m["batching"]["max_batch"] == opt.max_batch
+    assert m["slo"] == {"p99_ms": 40.0, "target_rps": round(1500.0 / opt.machines, 3)}
+    assert m["versions"] == {"1": {"path": plan.model["path"], "weight": 1.0}}
+    assert data["store"] == {"url": None}
+    assert yaml.safe_load(dump_yaml(data)) == data
+
+
+def test_deploy_yaml_is_a_valid_deployment_spec(plan: PlanResult, tmp_path: pathlib.Path) -> None:
+    spec_cls = getattr(modelscale.config, "DeploymentSpec", None)
+    if spec_cls is None:
+        pytest.skip("modelscale.config.DeploymentSpec is not available in this checkout")
+    path = emit(plan, "deploy", tmp_path)
+    spec = modelscale.config.load_deployment(path)
+    model = spec.models["mlp"]
+    opt = chosen_option(plan)
+    assert (model.replicas, model.threads, model.batching.max_batch) == (
+        opt.replicas, opt.threads, opt.max_batch,
+    )  # fmt: skip
+    assert model.slo.p99_ms == 40.0
+
+
+def test_kubernetes_manifests(plan: PlanResult, tmp_path: pathlib.Path) -> None:
+    docs = list(yaml.safe_load_all(emit(plan, "k8s", tmp_path).read_text(encoding="utf-8")))
+    assert docs == kubernetes_manifests(plan)
+    kinds = [d["kind"] for d in docs]
+    assert kinds == ["ConfigMap", "Deployment", "Service", "HorizontalPodAutoscaler"]
+    cm, dep, svc, hpa = docs
+    opt = chosen_option(plan)
+    container = dep["spec"]["template"]["spec"]["containers"][0]
+    res = container["resources"]
+    assert res["requests"] == res["limits"]
+    assert res["requests"]["cpu"] == str(opt.replicas * opt.threads)
+    assert res["requests"]["memory"].endswith("Mi")
+    assert int(res["requests"]["memory"][:-2]) >= 512 + opt.replicas * 200
+    assert dep["spec"]["replicas"] == opt.machines
+    assert dep["spec"]["template"]["spec"]["nodeSelector"] == {
+        "node.kubernetes.io/instance-type": "c7i.xlarge"
+    }
+    assert svc["spec"]["ports"][0]["targetPort"] == 8000
+    assert hpa["apiVersion"] == "autoscaling/v2"
+    assert hpa["spec"]["scaleTargetRef"]["name"] == dep["metadata"]["name"]
+    assert hpa["spec"]["minReplicas"] == opt.machines
+    last = plan.phases[-1].recommended
+    assert hpa["spec"]["maxReplicas"] >= last.machines > opt.machines
+    target = hpa["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"]
+    assert 10 <= target <= 95
+    inner = yaml.safe_load(cm["data"]["deploy.yaml"])
+    assert (
+        inner["models"]["mlp"]["versions"]["1"]["path"]
+        == f"/models/{pathlib.Path(plan.model['path']).name}"
+    )
+    assert inner["server"]["host"] == "0.0.0.0"
+
+
+def test_ray_serve_config(plan: PlanResult, tmp_path: pathlib.Path) -> None:
+    data = yaml.safe_load(emit(plan, "ray", tmp_path).read_text(encoding="utf-8"))
+    assert data == ray_serve_config(plan)
+    app = data["applications"][0]
+    dep = app["deployments"][0]
+    opt = chosen_option(plan)
+    assert dep["ray_actor_options"]["num_cpus"] == opt.threads
+    auto = dep["autoscaling_config"]  # two phases: from now to the last phase's replicas
+    assert auto["min_replicas"] == opt.machines * opt.replicas
+    assert auto["max_replicas"] > auto["min_replicas"]
+    assert auto["target_ongoing_requests"] >= 1
+    assert dep["user_config"]["max_batch_size"] == opt.max_batch
+    one_phase = dataclasses.replace(plan, phases=plan.phases[:1])
+    fixed = ray_serve_config(one_phase)["applications"][0]["deployments"][0]
+    assert fixed["num_replicas"] == opt.machines * opt.replicas
+    assert "autoscaling_config" not in fixed
+
+
+def test_nothing_to_emit(plan: PlanResult, tmp_path: pathlib.Path) -> None:
+    empty = dataclasses.replace(
+        plan, phases=tuple(dataclasses.replace(p, recommended=None) for p in plan.phases)
+    )
+    with pytest.raises(InvalidInput, match="Nothing to emit"):
+        emit(empty, "deploy", tmp_path)
+    with pytest.raises(InvalidInput, match="--emit must be"):
+        emit(plan, "helm", tmp_path)  # type: ignore[arg-type]

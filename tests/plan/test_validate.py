@@ -1,0 +1,58 @@
+"""Predicted vs measured: the record, its error, and the front cost that would reconcile them."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from modelscale.errors import InvalidInput
+from modelscale.plan import (
+    Overheads,
+    ServerConfig,
+    ServiceModel,
+    compare_with_measurement,
+    max_rate,
+)
+from modelscale.plan.validate import implied_front_ms
+from modelscale.store import open_store
+
+
+def test_record_and_error(service: ServiceModel) -> None:
+    cfg = ServerConfig(2, 1)
+    predicted = max_rate(service, cfg, cores=2, p99_ms=40.0).rate_rps
+    res = compare_with_measurement(
+        service, cfg, cores=2, p99_ms=40.0, measured_rps=predicted / 1.1,
+        model={"name": "m"}, load_run_id=7, plan_run_id=3,
+    )  # fmt: skip
+    assert res.kind == "plan"
+    assert res.predicted_rps == pytest.approx(predicted)
+    assert res.error == pytest.approx(0.10, rel=1e-6)
+    assert res.within_tolerance
+    assert "+10.0%" in res.summary and "within" in res.summary
+    far = compare_with_measurement(service, cfg, cores=2, p99_ms=40.0, measured_rps=predicted / 2)
+    assert not far.within_tolerance
+    run_id = open_store().record(res)
+    stored = open_store().run(run_id)
+    assert stored.results["measured_rps"] == pytest.approx(predicted / 1.1)
+    assert stored.results["config"]["replicas"] == 2
+
+
+def test_implied_front_cost_reconciles(service: ServiceModel) -> None:
+    cfg = ServerConfig(2, 1)
+    ov = Overheads(front_ms=0.0, batch_ms=0.0)
+    truth = dataclasses.replace(ov, front_ms=1.5)
+    measured = max_rate(service, cfg, cores=2, p99_ms=40.0, overheads=truth).rate_rps
+    front = implied_front_ms(
+        service, cfg, cores=2, p99_ms=40.0, measured_rps=measured, overheads=ov
+    )
+    assert front == pytest.approx(1.5, rel=0.05)
+    # Faster than the model allows even with a free front: no front cost explains it.
+    assert (
+        implied_front_ms(service, cfg, cores=2, p99_ms=40.0, measured_rps=1e6, overheads=ov) is None
+    )
+
+
+def test_bad_measurement(service: ServiceModel) -> None:
+    with pytest.raises(InvalidInput, match="measured_rps"):
+        compare_with_measurement(service, ServerConfig(1, 1), cores=2, p99_ms=40.0, measured_rps=0)
