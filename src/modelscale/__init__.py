@@ -14,6 +14,7 @@ from modelscale.compress import (
     prune_torch,
     record_search,
 )
+from modelscale.config import DeploymentSpec, load_deployment
 from modelscale.errors import (
     InvalidInput,
     MissingDependency,
@@ -35,6 +36,7 @@ from modelscale.laws import (
     fit_scaling_law,
     plot_scaling_law,
 )
+from modelscale.loadgen import LoadOptions, LoadResult, LoadStats, run_load
 from modelscale.machine import MachineInfo, machine_info
 from modelscale.model import (
     InputChoice,
@@ -68,6 +70,7 @@ from modelscale.profile import (
 )
 from modelscale.result import Result
 from modelscale.runtime import Engine, EngineOptions
+from modelscale.serve import ServeResult, ServerProcess, run_server, start_server
 from modelscale.store import ModelVersion, Run, Store, open_store
 
 __version__ = "0.1.0"
@@ -77,6 +80,7 @@ __all__ = [
     "Allocation",
     "CompressResult",
     "ComputeOptimal",
+    "DeploymentSpec",
     "Engine",
     "EngineOptions",
     "EvalSet",
@@ -85,6 +89,9 @@ __all__ = [
     "FlopCount",
     "InputChoice",
     "InvalidInput",
+    "LoadOptions",
+    "LoadResult",
+    "LoadStats",
     "MachineInfo",
     "MeasureOptions",
     "MissingDependency",
@@ -102,7 +109,9 @@ __all__ = [
     "RuntimeFailure",
     "ScalingLaw",
     "ScalingLawFit",
+    "ServeResult",
     "ServerError",
+    "ServerProcess",
     "ServiceModel",
     "Signature",
     "StaticProfile",
@@ -122,6 +131,7 @@ __all__ = [
     "fit_service_model",
     "list_examples",
     "load_catalog",
+    "load_deployment",
     "load_npz",
     "machine_info",
     "make_inputs",
@@ -132,6 +142,9 @@ __all__ = [
     "profile_model",
     "prune_torch",
     "record_search",
+    "run_load",
+    "run_server",
     "simulate_batcher",
+    "start_server",
     "static_profile",
 ]

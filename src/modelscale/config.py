@@ -1,14 +1,45 @@
-"""Settings, read once from the environment (prefix ``MODELSCALE_``)."""
+"""Settings, read once from the environment (prefix ``MODELSCALE_``), and the deployment spec.
+
+``DeploymentSpec`` is the schema of deploy.yaml: what ``serve`` runs, what ``plan`` writes and what
+``check`` inspects. It is validated at load time with errors that name the bad key path, e.g.
+``models.digits.versions.1.path: file does not exist``.
+"""
 
 from __future__ import annotations
 
 import functools
 import pathlib
+import re
+from typing import Any
 
-from pydantic import Field
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Settings", "default_db_url", "get_settings"]
+from modelscale.errors import InvalidInput
+
+__all__ = [
+    "DEFAULT_LATENCY_BUCKETS_MS",
+    "AuthSpec",
+    "BatchingSpec",
+    "DeploymentSpec",
+    "ModelSpec",
+    "ServerSpec",
+    "Settings",
+    "SloSpec",
+    "StoreSpec",
+    "VersionSpec",
+    "default_db_url",
+    "get_settings",
+    "load_deployment",
+]
 
 
 def default_db_url() -> str:
@@ -35,3 +66,260 @@ class Settings(BaseSettings):
 def get_settings() -> Settings:
     """The process-wide settings (read from the environment on first use)."""
     return Settings()
+
+
+# -- the deployment spec (deploy.yaml) ------------------------------------------------------------
+
+DEFAULT_LATENCY_BUCKETS_MS = (
+    1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 75.0, 100.0, 150.0, 200.0, 250.0, 300.0, 500.0, 750.0,
+    1000.0, 2500.0, 5000.0, 10000.0,
+)  # fmt: skip
+"""Request latency histogram buckets: dense around the usual SLOs (50, 100, 200, 300, 500 ms)."""
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
+
+
+class _Strict(BaseModel):
+    # A typo in deploy.yaml ('max_bach') must fail loudly, never silently fall back to a default.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class VersionSpec(_Strict):
+    """One version of a model: its ONNX file and its share of the model's traffic."""
+
+    path: pathlib.Path = Field(description="ONNX file; relative paths are relative to deploy.yaml")
+    weight: float = Field(
+        default=1.0, ge=0, description="Share of unversioned requests (0 = only explicit requests)"
+    )
+
+    @field_validator("path")
+    @classmethod
+    def _exists(cls, value: pathlib.Path, info: ValidationInfo) -> pathlib.Path:
+        base = (info.context or {}).get("base_dir")
+        path = value.expanduser()
+        if not path.is_absolute() and base is not None:
+            path = pathlib.Path(base) / path
+        if not path.exists():
+            raise ValueError(f"file does not exist ({path})")
+        if path.is_dir():
+            raise ValueError(f"is a directory, expected an .onnx file ({path})")
+        return path.resolve()
+
+
+class BatchingSpec(_Strict):
+    """Dynamic batching of one model version's requests."""
+
+    max_batch: int = Field(
+        default=8, ge=1, le=4096, description="Rows (axis 0 items) per batch at most"
+    )
+    max_wait_ms: float = Field(
+        default=5.0, ge=0, le=60_000, description="How long a batch waits after its first request"
+    )
+    max_queue: int = Field(
+        default=256, ge=1, le=1_000_000, description="Queued requests before 503 + Retry-After"
+    )
+
+
+class SloSpec(_Strict):
+    """Service-level objectives: the server sheds load predicted to miss ``p99_ms``."""
+
+    p99_ms: float | None = Field(default=None, gt=0, description="p99 latency objective")
+    target_rps: float | None = Field(default=None, gt=0, description="Requests/s to plan for")
+
+
+class ModelSpec(_Strict):
+    """A served model: its versions and how each version is batched and replicated."""
+
+    versions: dict[str, VersionSpec] = Field(min_length=1)
+    batching: BatchingSpec = Field(default_factory=BatchingSpec)
+    replicas: int = Field(default=1, ge=1, le=64, description="Replica processes per version")
+    threads: int = Field(default=1, ge=1, le=256, description="Intra-op threads per replica")
+    slo: SloSpec = Field(default_factory=SloSpec)
+
+    @field_validator("versions")
+    @classmethod
+    def _version_labels(cls, value: dict[str, VersionSpec]) -> dict[str, VersionSpec]:
+        for label in value:
+            if not _NAME.match(label):
+                raise ValueError(
+                    f"version label {label!r} must be letters, digits, '_', '.' or '-' (URL-safe)"
+                )
+        if not any(v.weight > 0 for v in value.values()):
+            raise ValueError("at least one version needs a weight > 0")
+        return value
+
+
+class ServerSpec(_Strict):
+    """The HTTP front."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    max_body_mb: float = Field(default=64.0, gt=0, description="Larger request bodies get 413")
+    drain_timeout_s: float = Field(
+        default=30.0, gt=0, description="On SIGTERM, how long in-flight requests may finish"
+    )
+    latency_buckets_ms: tuple[float, ...] = Field(default=DEFAULT_LATENCY_BUCKETS_MS, min_length=1)
+
+    @field_validator("latency_buckets_ms")
+    @classmethod
+    def _increasing(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if any(b <= 0 for b in value) or list(value) != sorted(set(value)):
+            raise ValueError("must be positive and strictly increasing")
+        return value
+
+
+class AuthSpec(_Strict):
+    """API-key authentication: every endpoint but health needs ``Authorization: Bearer <key>``."""
+
+    api_key_file: pathlib.Path | None = None
+
+    @field_validator("api_key_file")
+    @classmethod
+    def _readable(cls, value: pathlib.Path | None, info: ValidationInfo) -> pathlib.Path | None:
+        if value is None:
+            return None
+        base = (info.context or {}).get("base_dir")
+        path = value.expanduser()
+        if not path.is_absolute() and base is not None:
+            path = pathlib.Path(base) / path
+        if not path.is_file():
+            raise ValueError(f"file does not exist ({path})")
+        if not path.read_text(encoding="utf-8", errors="replace").strip():
+            raise ValueError(f"file is empty, expected the API key on its first line ({path})")
+        return path.resolve()
+
+
+class StoreSpec(_Strict):
+    """Where the server records its runs (default: MODELSCALE_DB)."""
+
+    url: str | None = None
+
+
+class DeploymentSpec(_Strict):
+    """The schema of deploy.yaml: models -> versions, batching, replicas, threads, SLOs, auth, store.
+
+    Example::
+
+        models:
+          digits:
+            versions:
+              "1": {path: digits.onnx}
+            batching: {max_batch: 16, max_wait_ms: 2, max_queue: 512}
+            replicas: 2
+            threads: 1
+            slo: {p99_ms: 100}
+        server: {host: 127.0.0.1, port: 8000}
+        auth: {api_key_file: key.txt}
+    """
+
+    models: dict[str, ModelSpec] = Field(min_length=1)
+    server: ServerSpec = Field(default_factory=ServerSpec)
+    auth: AuthSpec = Field(default_factory=AuthSpec)
+    store: StoreSpec = Field(default_factory=StoreSpec)
+
+    @field_validator("models")
+    @classmethod
+    def _model_names(cls, value: dict[str, ModelSpec]) -> dict[str, ModelSpec]:
+        for name in value:
+            if not _NAME.match(name):
+                raise ValueError(
+                    f"model name {name!r} must be letters, digits, '_', '.' or '-' (URL-safe)"
+                )
+        return value
+
+    @classmethod
+    def from_dict(
+        cls, data: Any, *, base_dir: pathlib.Path | None = None, source: str = "deployment spec"
+    ) -> DeploymentSpec:
+        """Validate ``data``; relative paths resolve against ``base_dir`` (default: the cwd)."""
+        if not isinstance(data, dict):
+            raise InvalidInput(
+                f"{source}: expected a mapping with a 'models' key at the top level. "
+                f"Got {type(data).__name__} instead.",
+                field="models",
+            )
+        try:
+            return cls.model_validate(data, context={"base_dir": base_dir or pathlib.Path.cwd()})
+        except ValidationError as exc:
+            raise _spec_error(exc, source) from None
+
+    @classmethod
+    def single(
+        cls,
+        path: str | pathlib.Path,
+        *,
+        name: str | None = None,
+        replicas: int = 1,
+        threads: int = 1,
+        max_batch: int = 8,
+        max_wait_ms: float = 5.0,
+        max_queue: int = 256,
+        p99_ms: float | None = None,
+        host: str = "127.0.0.1",
+        port: int = 8000,
+        api_key_file: str | pathlib.Path | None = None,
+    ) -> DeploymentSpec:
+        """The spec of one model file served as version "1" (what ``serve MODEL.onnx`` runs)."""
+        p = pathlib.Path(path)
+        return cls.from_dict(
+            {
+                "models": {
+                    name or p.stem: {
+                        "versions": {"1": {"path": str(p)}},
+                        "batching": {
+                            "max_batch": max_batch,
+                            "max_wait_ms": max_wait_ms,
+                            "max_queue": max_queue,
+                        },
+                        "replicas": replicas,
+                        "threads": threads,
+                        "slo": {"p99_ms": p99_ms},
+                    }
+                },
+                "server": {"host": host, "port": port},
+                "auth": {"api_key_file": str(api_key_file) if api_key_file else None},
+            },
+            source="serve options",
+        )
+
+    def to_yaml(self) -> str:
+        """The spec as deploy.yaml text (paths absolute, defaults included)."""
+        data = self.model_dump(mode="json")
+        return yaml.safe_dump(data, sort_keys=False)
+
+
+def _loc(parts: tuple[int | str, ...]) -> str:
+    return ".".join(str(p) for p in parts)
+
+
+def _spec_error(exc: ValidationError, source: str) -> InvalidInput:
+    msgs = []
+    first_loc = ""
+    for err in exc.errors()[:5]:
+        loc = _loc(err["loc"])
+        first_loc = first_loc or loc
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (check its spelling against the DeploymentSpec schema)"
+        elif err["type"] == "missing":
+            msg = "required key is missing"
+        msgs.append(f"{loc}: {msg}" if loc else msg)
+    more = len(exc.errors()) - len(msgs)
+    tail = f" (and {more} more)" if more > 0 else ""
+    return InvalidInput(f"{source}: {'; '.join(msgs)}{tail}", field=first_loc or None)
+
+
+def load_deployment(path: str | pathlib.Path) -> DeploymentSpec:
+    """Read and validate deploy.yaml; relative paths in it resolve against its directory."""
+    p = pathlib.Path(path).expanduser()
+    if not p.is_file():
+        raise InvalidInput(
+            f"Deployment spec {p} does not exist. Expected a deploy.yaml file.", field="config"
+        )
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise InvalidInput(f"{p} is not valid YAML: {exc}", field="config") from None
+    except UnicodeDecodeError:
+        raise InvalidInput(f"{p} is not UTF-8 text.", field="config") from None
+    return DeploymentSpec.from_dict(data, base_dir=p.parent.resolve(), source=str(p))

@@ -6,9 +6,11 @@ from modelscale.cli import compress as _compress  # noqa: F401  (each import reg
 from modelscale.cli import demo as _demo  # noqa: F401
 from modelscale.cli import examples as _examples  # noqa: F401
 from modelscale.cli import laws as _laws  # noqa: F401
+from modelscale.cli import load as _load  # noqa: F401
 from modelscale.cli import plan as _plan  # noqa: F401
 from modelscale.cli import profile as _profile  # noqa: F401
 from modelscale.cli import runs as _runs  # noqa: F401
+from modelscale.cli import serve as _serve  # noqa: F401
 from modelscale.cli.app import app
 
 __all__ = ["app", "main"]

@@ -1,7 +1,7 @@
 """`modelscale demo`: the main job end to end on the built-in digits example.
 
-It grows with the toolkit: it builds the example, profiles it and compresses it within an accuracy
-tolerance; serve, load and plan join as they land.
+It grows with the toolkit: it builds the example, profiles it, compresses it within an accuracy
+tolerance, serves it with two replica processes and load-tests the server; plan joins as it lands.
 """
 
 from __future__ import annotations
@@ -12,12 +12,16 @@ import typer
 
 from modelscale.cli.app import app
 from modelscale.cli.compress import render_compress
+from modelscale.cli.load import render_load
 from modelscale.cli.profile import render_profile
 from modelscale.cli.render import console, progress
 from modelscale.compress import compress_example, record_search
+from modelscale.config import DeploymentSpec
 from modelscale.examples import build_example
+from modelscale.loadgen import LoadOptions, run_load
 from modelscale.model import ModelArtifact
 from modelscale.profile import MeasureOptions, SweepPoint, plot_profile, profile_model
+from modelscale.serve import start_server
 from modelscale.store import open_store
 
 __all__ = ["demo_command"]
@@ -30,7 +34,7 @@ def demo_command(
     ),
     max_time: float = typer.Option(3.0, "--max-time", help="Seconds at most per profile point."),
 ) -> None:
-    """Build the digits example, profile and compress it, and record everything."""
+    """Build the digits example, profile, compress, serve and load-test it; record everything."""
     kb = open_store()
     console.rule("1. the model: a small CNN trained on scikit-learn's digits, exported to ONNX")
     with progress() as bar:
@@ -88,9 +92,39 @@ def demo_command(
     recorded = record_search(kb, compressed)
     render_compress(compressed)
 
-    console.rule("4. the knowledge base")
+    console.rule("4. serve with 2 replica processes (KServe V2) and load-test it, open loop")
+    spec = DeploymentSpec.single(
+        example.model_path, name="digits", replicas=2, max_batch=16, max_wait_ms=2
+    )
+    with progress() as bar:
+        task = bar.add_task("starting the server", total=None)
+        server = start_server(spec)
+        try:
+            console.print(
+                f"Serving digits at {server.url} (2 replicas x 1 thread, batch 16 / 2 ms)"
+            )
+            loaded = run_load(
+                server.url,
+                model="digits",
+                options=LoadOptions(
+                    rate=300, duration_s=5, pattern="poisson", inputs=example.eval_path
+                ),
+                on_progress=lambda p: bar.update(
+                    task, description=p.stage, completed=p.done, total=p.total
+                ),
+            )
+        finally:
+            server.stop()
+            server.close()
+    if loaded.model_sha256:  # the server names the version it served in its V2 metadata
+        kb.register_model(loaded.model_sha256, name="digits")
+    load_run = kb.record(loaded, model_version=loaded.model_sha256)
+    render_load(loaded)
+
+    console.rule("5. the knowledge base")
     console.print(
         f"Profile stored as run {run_id}; the compress search as run {recorded.search_run_id} "
-        f"with one child run per candidate. See them with: modelscale runs"
+        f"with one child run per candidate; the load test as run {load_run}. "
+        "See them with: modelscale runs"
     )
     console.print("Next: modelscale profile YOUR_MODEL.onnx --batch 1,8,32 --threads 1,2")

@@ -1,0 +1,210 @@
+"""`modelscale serve`: serve ONNX models over the Open Inference Protocol (KServe V2)."""
+
+from __future__ import annotations
+
+import pathlib
+from dataclasses import dataclass, fields
+
+import typer
+from rich.table import Table
+
+from modelscale.cli.app import app
+from modelscale.cli.render import console, err_console, print_json
+from modelscale.config import DeploymentSpec, load_deployment
+from modelscale.errors import InvalidInput
+from modelscale.serve.runner import ServeResult, run_server
+from modelscale.store import open_store
+
+__all__ = ["ModelOptions", "build_spec", "render_spec", "serve_command"]
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """The per-model options of ``serve MODEL`` (None = not given on the command line)."""
+
+    name: str | None = None
+    replicas: int | None = None
+    threads: int | None = None
+    max_batch: int | None = None
+    max_wait_ms: float | None = None
+    max_queue: int | None = None
+    p99_ms: float | None = None
+
+    def given(self) -> list[str]:
+        """The options given, as their command-line flags."""
+        return [
+            f"--{f.name.replace('_', '-')}"
+            for f in fields(self)
+            if getattr(self, f.name) is not None
+        ]
+
+
+def build_spec(
+    model: pathlib.Path | None,
+    config: pathlib.Path | None,
+    *,
+    options: ModelOptions,
+    host: str | None = None,
+    port: int | None = None,
+    api_key_file: pathlib.Path | None = None,
+) -> DeploymentSpec:
+    """The deployment spec from MODEL plus options, or from deploy.yaml (-c) with host/port/key."""
+    if model is not None and config is not None:
+        raise InvalidInput("Give either MODEL or -c deploy.yaml, not both.", field="config")
+    if config is not None:
+        given = options.given()
+        if given:
+            raise InvalidInput(
+                f"{', '.join(given)} cannot be combined with -c; set it in {config} instead.",
+                field=given[0].lstrip("-"),
+            )
+        spec = load_deployment(config)
+        if host is None and port is None and api_key_file is None:
+            return spec
+        data = spec.model_dump(mode="json")
+        data["server"].update({k: v for k, v in (("host", host), ("port", port)) if v is not None})
+        if api_key_file is not None:
+            data["auth"]["api_key_file"] = str(api_key_file)
+        return DeploymentSpec.from_dict(data, source="serve options")
+    if model is None:
+        raise InvalidInput(
+            "Nothing to serve: give an ONNX file (modelscale serve model.onnx) or a deployment "
+            "spec (modelscale serve -c deploy.yaml).",
+            field="model",
+        )
+    o = options
+    return DeploymentSpec.single(
+        model,
+        name=o.name,
+        replicas=o.replicas if o.replicas is not None else 1,
+        threads=o.threads if o.threads is not None else 1,
+        max_batch=o.max_batch if o.max_batch is not None else 8,
+        max_wait_ms=o.max_wait_ms if o.max_wait_ms is not None else 5.0,
+        max_queue=o.max_queue if o.max_queue is not None else 256,
+        p99_ms=o.p99_ms,
+        host=host or "127.0.0.1",
+        port=8000 if port is None else port,
+        api_key_file=api_key_file,
+    )
+
+
+def render_spec(spec: DeploymentSpec) -> None:
+    """Print what is about to be served."""
+    table = Table(title="serving (Open Inference Protocol V2)")
+    for col in (
+        "model",
+        "version",
+        "file",
+        "weight",
+        "replicas x threads",
+        "batch / wait / queue",
+        "p99 SLO",
+    ):
+        table.add_column(col)
+    for name, m in spec.models.items():
+        for label, v in m.versions.items():
+            b = m.batching
+            table.add_row(
+                name,
+                label,
+                str(v.path),
+                f"{v.weight:g}",
+                f"{m.replicas} x {m.threads}",
+                f"{b.max_batch} / {b.max_wait_ms:g} ms / {b.max_queue}",
+                f"{m.slo.p99_ms:g} ms" if m.slo.p99_ms else "-",
+            )
+    console.print(table)
+
+
+def _register(spec: DeploymentSpec) -> dict[str, str]:
+    from modelscale.model import ModelArtifact
+
+    kb = open_store(spec.store.url)
+    shas = {}
+    for name, m in spec.models.items():
+        for label, v in m.versions.items():
+            art = ModelArtifact.load(v.path, name=name)
+            kb.register_model(art.sha256, name=name, path=str(art.path), size_bytes=art.size_bytes)
+            shas[f"{name}:{label}"] = art.sha256
+    kb.close()
+    return shas
+
+
+@app.command("serve")
+def serve_command(
+    model: pathlib.Path | None = typer.Argument(None, help="ONNX model file (or use -c)."),
+    config: pathlib.Path | None = typer.Option(
+        None, "--config", "-c", help="Deployment spec (deploy.yaml): several models and versions."
+    ),
+    name: str | None = typer.Option(
+        None, "--name", help="Model name in URLs (default: file stem)."
+    ),
+    replicas: int | None = typer.Option(
+        None, "--replicas", "-r", min=1, max=64, help="Replica processes [1]."
+    ),
+    threads: int | None = typer.Option(
+        None, "--threads", "-t", min=1, max=256, help="Intra-op threads per replica [1]."
+    ),
+    max_batch: int | None = typer.Option(
+        None, "--max-batch", min=1, max=4096, help="Rows per batch at most [8]."
+    ),
+    max_wait_ms: float | None = typer.Option(
+        None, "--max-wait-ms", min=0, help="Batch wait after its first request [5]."
+    ),
+    max_queue: int | None = typer.Option(
+        None, "--max-queue", min=1, help="Queued requests before 503 [256]."
+    ),
+    p99_ms: float | None = typer.Option(
+        None, "--p99-ms", min=0.001, help="p99 SLO: shed load predicted to miss it."
+    ),
+    host: str | None = typer.Option(None, "--host", help="Address to listen on [127.0.0.1]."),
+    port: int | None = typer.Option(
+        None, "--port", "-p", min=0, max=65535, help="Port [8000]; 0 = any free."
+    ),
+    api_key_file: pathlib.Path | None = typer.Option(
+        None,
+        "--api-key-file",
+        help="Require 'Authorization: Bearer <key>' (key on the file's first line).",
+    ),
+    store: bool = typer.Option(
+        True, "--store/--no-store", help="Record the models and a serve run."
+    ),
+    log_level: str = typer.Option("warning", "--log-level", help="uvicorn log level."),
+    as_json: bool = typer.Option(False, "--json", help="At exit, print what was served as JSON."),
+) -> None:
+    """Serve MODEL (or the models of -c deploy.yaml) until SIGTERM/Ctrl-C, then drain and exit 0."""
+    options = ModelOptions(name, replicas, threads, max_batch, max_wait_ms, max_queue, p99_ms)
+    if log_level not in ("critical", "error", "warning", "info", "debug", "trace"):
+        raise InvalidInput(
+            f"--log-level must be one of critical, error, warning, info, debug, trace. Got {log_level!r}.",
+            field="log-level",
+        )
+    spec = build_spec(
+        model, config, options=options, host=host, port=port, api_key_file=api_key_file
+    )
+    if store:
+        _register(spec)
+    if not as_json:
+        render_spec(spec)
+
+    def ready(url: str) -> None:
+        err_console.print(
+            f"Ready: {url}/v2 (metrics at {url}/metrics). Ctrl-C or SIGTERM drains and stops.",
+            soft_wrap=True,
+        )
+
+    result: ServeResult = run_server(spec, on_ready=ready, log_level=log_level)
+    run_id = None
+    if store:
+        kb = open_store(spec.store.url)
+        first = next(iter(result.model_versions.values()), None)
+        run_id = kb.record(result, model_version=first)
+        kb.close()
+    if as_json:
+        print_json({"run_id": run_id, **result.to_dict()})
+        return
+    total = sum(sum(v.values()) for v in result.requests.values())
+    err_console.print(
+        f"Stopped after {result.uptime_s:.0f} s; {total} inference requests"
+        + (f"; stored as run {run_id}." if run_id is not None else ".")
+    )

@@ -1,0 +1,188 @@
+"""What a served model version accepts and returns, checked against each request.
+
+The contract is read from the model's signature: input names, dtypes and shapes (fixed and symbolic
+dims), output names, and whether the model batches along axis 0 (every input and output has a
+dynamic first axis). It also answers the V2 model metadata request.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from modelscale.errors import InvalidInput
+from modelscale.model.artifact import ModelArtifact
+from modelscale.model.signature import Dim, TensorSpec
+from modelscale.serve.protocol import (
+    DATATYPE_TO_DTYPE,
+    DTYPE_TO_DATATYPE,
+    ApiError,
+    datatype_of,
+)
+
+__all__ = ["PLATFORM", "ModelContract", "check_tensor_shapes", "element_count"]
+
+PLATFORM = "onnxruntime_onnx"
+"""The V2 ``platform`` string Triton uses for ONNX Runtime models; clients recognise it."""
+
+
+def _dynamic(d: Dim) -> bool:
+    return not isinstance(d, int)
+
+
+@dataclass(frozen=True)
+class ModelContract:
+    """The inputs, outputs and batching limit of one served model version."""
+
+    name: str
+    version: str
+    sha256: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    batchable: bool
+    """Whether requests may be stacked along axis 0 (all inputs and outputs have a dynamic axis 0)."""
+    max_batch: int
+    """Rows per batch at most; a batchable request with more rows is answered 400."""
+
+    @classmethod
+    def from_artifact(
+        cls, artifact: ModelArtifact, *, name: str, version: str, max_batch: int
+    ) -> ModelContract:
+        """The contract of ``artifact`` served as ``name`` version ``version``.
+
+        Outputs that are not numeric tensors (ONNX-ML sequences of maps) are not served; inputs that
+        are not numeric tensors make the model unservable (InvalidInput naming the input).
+        """
+        sig = artifact.signature
+        for spec in sig.inputs:
+            if spec.dtype not in DTYPE_TO_DATATYPE:
+                raise InvalidInput(
+                    f"Model {name!r} input {spec.name!r} is {spec.onnx_type}; the server takes "
+                    f"numeric tensors only ({', '.join(DATATYPE_TO_DTYPE)}).",
+                    field="model",
+                )
+        outputs = tuple(o for o in sig.outputs if o.dtype in DTYPE_TO_DATATYPE)
+        if not outputs:
+            raise InvalidInput(
+                f"Model {name!r} has no numeric tensor output to serve (its outputs are "
+                f"{', '.join(o.onnx_type for o in sig.outputs)}).",
+                field="model",
+            )
+        tensors = (*sig.inputs, *outputs)
+        batchable = all(t.shape is not None and t.shape and _dynamic(t.shape[0]) for t in tensors)
+        return cls(
+            name=name,
+            version=version,
+            sha256=artifact.sha256,
+            inputs=sig.inputs,
+            outputs=outputs,
+            batchable=batchable,
+            max_batch=max_batch if batchable else 1,
+        )
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        """Input names in graph order."""
+        return tuple(t.name for t in self.inputs)
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        """Output names in graph order."""
+        return tuple(t.name for t in self.outputs)
+
+    def metadata(self, *, versions: tuple[str, ...]) -> dict[str, Any]:
+        """The V2 model metadata response; ``parameters.sha256`` identifies this exact version."""
+        return {
+            "name": self.name,
+            "versions": list(versions),
+            "platform": PLATFORM,
+            "inputs": [_tensor_meta(t) for t in self.inputs],
+            "outputs": [_tensor_meta(t) for t in self.outputs],
+            "parameters": {
+                "version": self.version,
+                "sha256": self.sha256,
+                "max_batch_size": self.max_batch if self.batchable else 0,
+            },
+        }
+
+
+def _tensor_meta(spec: TensorSpec) -> dict[str, Any]:
+    shape = [d if isinstance(d, int) else -1 for d in spec.shape or ()]
+    return {"name": spec.name, "datatype": datatype_of(spec.dtype), "shape": shape}
+
+
+def check_tensor_shapes(
+    contract: ModelContract,
+    shapes: Mapping[str, tuple[int, ...]],
+    fields: Mapping[str, str],
+) -> int:
+    """Check every input's shape against the model and return the request's row count.
+
+    ``fields`` maps an input name to the request field it came from ('inputs[1]'), so a 400 names it.
+    Symbolic dims must agree across inputs (input_ids and attention_mask share 'seq').
+    """
+    seen: dict[str, tuple[int, str]] = {}
+    for spec in contract.inputs:
+        shape, field = shapes[spec.name], fields[spec.name]
+        for axis, size in enumerate(shape):
+            if size < 1:
+                raise ApiError(
+                    400,
+                    f"{field}.shape[{axis}] is {size}; every dim must be >= 1.",
+                    field=f"{field}.shape",
+                )
+        if spec.shape is None:
+            continue
+        if len(shape) != len(spec.shape):
+            raise ApiError(
+                400,
+                f"{field}.shape {list(shape)} has {len(shape)} dims; input {spec.name!r} of model "
+                f"{contract.name!r} expects {len(spec.shape)}: {spec.shape_str()}.",
+                field=f"{field}.shape",
+            )
+        for axis, (size, want) in enumerate(zip(shape, spec.shape, strict=True)):
+            if isinstance(want, int) and size != want:
+                raise ApiError(
+                    400,
+                    f"{field}.shape[{axis}] is {size}; input {spec.name!r} expects {want} there: "
+                    f"{spec.shape_str()}.",
+                    field=f"{field}.shape",
+                )
+            if isinstance(want, str):
+                key = "<batch>" if axis == 0 and contract.batchable else want
+                if key in seen and seen[key][0] != size:
+                    other_size, other_field = seen[key]
+                    raise ApiError(
+                        400,
+                        f"{field}.shape[{axis}] is {size} but {other_field} has {other_size} for "
+                        f"the same dim {want!r}; inputs sharing a dim must agree.",
+                        field=f"{field}.shape",
+                    )
+                if key not in seen:
+                    seen[key] = (size, f"{field}.shape[{axis}]")
+    if not contract.batchable:
+        return 1
+    rows = {shapes[s.name][0] for s in contract.inputs}
+    if len(rows) != 1:
+        raise ApiError(
+            400,
+            f"inputs disagree on the batch size (axis 0): {sorted(rows)}.",
+            field="inputs",
+        )
+    n = rows.pop()
+    if n > contract.max_batch:
+        raise ApiError(
+            400,
+            f"the request has {n} rows (axis 0) but model {contract.name!r} version "
+            f"{contract.version} takes at most max_batch={contract.max_batch} per batch; split it "
+            "into smaller requests.",
+            field="inputs.shape",
+        )
+    return n
+
+
+def element_count(shape: tuple[int, ...]) -> int:
+    """Number of elements of a tensor of ``shape``."""
+    return math.prod(shape)

@@ -1,0 +1,147 @@
+"""Prometheus metrics of the server, kept in the front process and so aggregated over replicas.
+
+Replicas report each batch's inference time with its reply, so the front sees every request, batch
+and queue; no multi-process file directory is needed (the pitfall of prometheus_client's multiprocess
+mode: one worker per scrape, or files left behind). Gauges such as queue depth and replicas ready are
+read at scrape time by a collector.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from modelscale.config import DEFAULT_LATENCY_BUCKETS_MS
+
+__all__ = ["BATCH_BUCKETS", "CONTENT_TYPE", "GaugeSource", "Metrics"]
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
+_INFER_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+@dataclass(frozen=True)
+class GaugeSource:
+    """Live values of one model version, read at scrape time."""
+
+    model: str
+    version: str
+    queue_depth: Callable[[], int]
+    replicas_ready: Callable[[], int]
+    replicas: int
+    restarts: Callable[[], int]
+
+
+class _Live(Collector):
+    def __init__(self) -> None:
+        self.sources: list[GaugeSource] = []
+
+    def collect(self) -> Iterable[Metric]:
+        labels = ["model", "version"]
+        depth = GaugeMetricFamily(
+            "modelscale_queue_depth", "Requests waiting to join a batch", labels=labels
+        )
+        ready = GaugeMetricFamily(
+            "modelscale_replicas_ready", "Replica processes loaded and serving", labels=labels
+        )
+        desired = GaugeMetricFamily(
+            "modelscale_replicas_desired", "Replica processes configured", labels=labels
+        )
+        restarts = GaugeMetricFamily(
+            "modelscale_replica_restarts", "Replica processes restarted after dying", labels=labels
+        )
+        for s in self.sources:
+            values = [s.model, s.version]
+            depth.add_metric(values, s.queue_depth())
+            ready.add_metric(values, s.replicas_ready())
+            desired.add_metric(values, s.replicas)
+            restarts.add_metric(values, s.restarts())
+        return [depth, ready, desired, restarts]
+
+
+class Metrics:
+    """The server's registry and the instruments the front updates."""
+
+    def __init__(self, *, latency_buckets_ms: Sequence[float] = DEFAULT_LATENCY_BUCKETS_MS) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        labels = ["model", "version"]
+        self.requests = Counter(
+            "modelscale_requests",
+            "Inference requests by model, version and HTTP status",
+            [*labels, "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "modelscale_request_duration_seconds",
+            "Inference request latency in the server, arrival to reply",
+            labels,
+            buckets=[b / 1000 for b in latency_buckets_ms],
+            registry=self.registry,
+        )
+        self.queue_time = Histogram(
+            "modelscale_queue_duration_seconds",
+            "Time a request waited before its batch was sent to a replica",
+            labels,
+            buckets=[b / 1000 for b in latency_buckets_ms],
+            registry=self.registry,
+        )
+        self.batch_size = Histogram(
+            "modelscale_batch_size",
+            "Rows per batch run by a replica",
+            labels,
+            buckets=BATCH_BUCKETS,
+            registry=self.registry,
+        )
+        self.inference_time = Histogram(
+            "modelscale_inference_duration_seconds",
+            "Time a replica spent running one batch",
+            labels,
+            buckets=_INFER_BUCKETS_S,
+            registry=self.registry,
+        )
+        self._live = _Live()
+        self.registry.register(self._live)
+        self._children: dict[tuple[str, str, int], tuple[Any, Any, Any]] = {}
+
+    def add_source(self, source: GaugeSource) -> None:
+        """Report queue depth and replica counts of a model version."""
+        self._live.sources.append(source)
+
+    def batch_observer(self, model: str, version: str) -> Callable[[int, float], None]:
+        """A callback recording one batch's size and inference time (bound to its labels)."""
+        size = self.batch_size.labels(model, version)
+        infer = self.inference_time.labels(model, version)
+
+        def observe(rows: int, seconds: float) -> None:
+            size.observe(rows)
+            infer.observe(seconds)
+
+        return observe
+
+    def observe_request(
+        self, model: str, version: str, status: int, latency_s: float, queue_s: float | None
+    ) -> None:
+        """Record one finished request (latency of 4xx answers is not the model's, so not kept)."""
+        key = (model, version, status)
+        children = self._children.get(key)
+        if children is None:  # labels() costs a lock and a dict walk per call; cache the children
+            children = (
+                self.requests.labels(model, version, str(status)),
+                self.latency.labels(model, version),
+                self.queue_time.labels(model, version),
+            )
+            self._children[key] = children
+        children[0].inc()
+        if status < 400 or status >= 500:
+            children[1].observe(latency_s)
+        if queue_s is not None:
+            children[2].observe(queue_s)
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition."""
+        return generate_latest(self.registry)

@@ -1,0 +1,247 @@
+"""The served model versions: each one's contract, batcher and replica pool, and routing by weight.
+
+Requests without a version are spread over a model's versions by their weights (smooth weighted
+round-robin: deterministic, and any window of requests follows the weights closely).
+
+With an SLO (``slo.p99_ms``) a version also sheds load it cannot serve in time: a request whose
+predicted wait (queued and running rows times the measured wall time per row, over the replicas)
+exceeds half the objective is answered 503 at once, so accepted requests keep their latency while
+the excess is refused. The queue still holds enough work to keep every replica busy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+
+from modelscale.config import DeploymentSpec, ModelSpec
+from modelscale.model.artifact import ModelArtifact
+from modelscale.serve.batcher import Batcher, Reply
+from modelscale.serve.codec import DecodedRequest
+from modelscale.serve.contract import ModelContract
+from modelscale.serve.metrics import GaugeSource, Metrics
+from modelscale.serve.pool import PoolOptions, ReplicaPool
+from modelscale.serve.protocol import ApiError
+
+__all__ = ["ModelEntry", "ModelRegistry", "VersionRuntime"]
+
+log = logging.getLogger("modelscale.serve")
+
+_EWMA = 0.2
+_QUEUE_SHARE = 0.5
+
+
+class VersionRuntime:
+    """One model version: its contract, queue, batcher and replicas."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        version: str,
+        artifact: ModelArtifact,
+        spec: ModelSpec,
+        metrics: Metrics,
+        pool_options: PoolOptions | None = None,
+    ) -> None:
+        self.name, self.version, self.artifact = name, version, artifact
+        self.contract = ModelContract.from_artifact(
+            artifact, name=name, version=version, max_batch=spec.batching.max_batch
+        )
+        self.slo_s = spec.slo.p99_ms / 1000 if spec.slo.p99_ms else None
+        label = f"{name}:{version}"
+        observe = metrics.batch_observer(name, version)
+
+        def on_batch(rows: int, infer_s: float, wall_s: float) -> None:
+            observe(rows, infer_s)
+            self._learn(rows, wall_s)
+
+        self.pool = ReplicaPool(
+            pool_options
+            or PoolOptions(path=str(artifact.path), replicas=spec.replicas, threads=spec.threads),
+            label=label,
+            on_batch=on_batch,
+        )
+        self.batcher = Batcher(
+            self.pool,
+            max_batch=self.contract.max_batch,
+            max_wait_s=spec.batching.max_wait_ms / 1000,
+            max_queue=spec.batching.max_queue,
+            label=label,
+        )
+        self.pool.on_empty = lambda: self.batcher.fail_queued(
+            ApiError(
+                503, f"no replica of {label} is running; retry later.", headers={"retry-after": "1"}
+            )
+        )
+        metrics.add_source(
+            GaugeSource(
+                model=name,
+                version=version,
+                queue_depth=lambda: self.batcher.queued,
+                replicas_ready=lambda: self.pool.ready_count,
+                replicas=spec.replicas,
+                restarts=lambda: self.pool.restarts_total,
+            )
+        )
+        self._row_s: float | None = None
+        """EWMA of wall seconds per row, batch sent to reply read, from the batches run so far:
+        on a busy machine this is slower than the replica's own inference time, and it is what a
+        queued request waits for."""
+
+    def _learn(self, rows: int, seconds: float) -> None:
+        per_row = seconds / max(rows, 1)
+        prev = self._row_s
+        self._row_s = per_row if prev is None else prev + _EWMA * (per_row - prev)
+
+    def predicted_wait_s(self) -> float:
+        """Queued and running rows over the replicas' measured service rate."""
+        if self._row_s is None:
+            return 0.0
+        ready = max(self.pool.ready_count, 1)
+        running = sum(r.inflight_rows for r in self.pool.replicas)
+        return (self.batcher.queued_rows + running) * self._row_s / ready
+
+    @property
+    def ready(self) -> bool:
+        """Loaded once, and at least one replica is serving now."""
+        return self.pool.loaded and self.pool.ready_count > 0
+
+    def submit(self, request: DecodedRequest) -> asyncio.Future[Reply]:
+        """Queue a validated request (503 when not ready, full, or predicted to miss the SLO)."""
+        if not self.ready:
+            raise ApiError(
+                503,
+                f"model {self.name!r} version {self.version} has no replica ready yet; retry later.",
+                headers={"retry-after": "1"},
+            )
+        # Only a queue can make a request late; an idle version always takes it. Half the
+        # objective is the queue's budget: the other half is the request's own batch and noise.
+        if (
+            self.slo_s is not None
+            and self.batcher.queued_rows > 0
+            and self.predicted_wait_s() > _QUEUE_SHARE * self.slo_s
+        ):
+            raise ApiError(
+                503,
+                f"model {self.name!r} version {self.version} is at capacity: this request would "
+                f"miss its {self.slo_s * 1000:.0f} ms p99 objective; retry later.",
+                headers={"retry-after": "1"},
+            )
+        return self.batcher.submit(request)
+
+    async def start(self) -> None:
+        """Start the replicas (waits until all have loaded) and the batch loop."""
+        await self.pool.start()
+        self.batcher.start()
+
+    async def stop(self) -> None:
+        """Answer what is queued with 503 and stop the replicas."""
+        await self.batcher.close()
+        await self.pool.stop()
+
+
+@dataclass
+class ModelEntry:
+    """A model name, its versions, and the weighted round-robin state over them."""
+
+    name: str
+    versions: dict[str, VersionRuntime]
+    weights: dict[str, float]
+    default: str
+    """The version whose metadata answers GET /v2/models/{name} (highest weight, first listed)."""
+    _current: dict[str, float] = field(default_factory=dict)
+
+    def pick(self) -> VersionRuntime:
+        """The version for an unversioned request (smooth weighted round-robin)."""
+        total = 0.0
+        best, best_score = self.default, float("-inf")
+        for v, w in self.weights.items():
+            if w <= 0:
+                continue
+            score = self._current.get(v, 0.0) + w
+            self._current[v] = score
+            total += w
+            if score > best_score:
+                best, best_score = v, score
+        self._current[best] -= total
+        return self.versions[best]
+
+
+class ModelRegistry:
+    """Every served model version, built from a deployment spec."""
+
+    def __init__(self, spec: DeploymentSpec, *, metrics: Metrics) -> None:
+        self.spec = spec
+        self.metrics = metrics
+        self.models: dict[str, ModelEntry] = {}
+        for name, mspec in spec.models.items():
+            runtimes = {
+                v: VersionRuntime(
+                    name=name,
+                    version=v,
+                    artifact=ModelArtifact.load(vspec.path, name=name),
+                    spec=mspec,
+                    metrics=metrics,
+                )
+                for v, vspec in mspec.versions.items()
+            }
+            weights = {v: vs.weight for v, vs in mspec.versions.items()}
+            default = max(weights, key=lambda v: weights[v])
+            self.models[name] = ModelEntry(name, runtimes, weights, default)
+        self.loaded = False
+
+    def runtimes(self) -> list[VersionRuntime]:
+        """All version runtimes."""
+        return [rt for m in self.models.values() for rt in m.versions.values()]
+
+    def find(self, name: str, version: str | None) -> VersionRuntime:
+        """The runtime for ``name`` (and ``version``), or a 404 naming what exists."""
+        entry = self.models.get(name)
+        if entry is None:
+            raise ApiError(
+                404,
+                f"unknown model {name!r}; this server serves {', '.join(self.models)}.",
+                field="model",
+            )
+        if version is None:
+            return entry.versions[entry.default]
+        rt = entry.versions.get(version)
+        if rt is None:
+            raise ApiError(
+                404,
+                f"model {name!r} has no version {version!r}; its versions are "
+                f"{', '.join(entry.versions)}.",
+                field="version",
+            )
+        return rt
+
+    def route(self, name: str, version: str | None) -> VersionRuntime:
+        """The runtime an inference request goes to (weighted when no version is given)."""
+        if version is None and name in self.models:
+            return self.models[name].pick()
+        return self.find(name, version)
+
+    @property
+    def ready(self) -> bool:
+        """Every version has loaded all its replicas once and has one serving now."""
+        return self.loaded and all(rt.ready for rt in self.runtimes())
+
+    async def start(self) -> None:
+        """Start every version's replicas; on any failure, stop the ones started and re-raise."""
+        started: list[VersionRuntime] = []
+        try:
+            for rt in self.runtimes():
+                await rt.start()
+                started.append(rt)
+        except BaseException:
+            for rt in started:
+                await rt.stop()
+            raise
+        self.loaded = True
+
+    async def stop(self) -> None:
+        """Stop every version."""
+        for rt in self.runtimes():
+            await rt.stop()

@@ -1,0 +1,201 @@
+"""Run the server in the foreground: uvicorn on one event loop with the batchers and replica pools.
+
+Startup: bind the socket, start serving (live at once, ready once every replica has loaded).
+SIGTERM/SIGINT: stop accepting, let in-flight requests finish (up to ``drain_timeout_s``), stop the
+replicas, return normally so the process exits 0. A second SIGINT forces the exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+import time
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import uvicorn
+
+from modelscale.config import DeploymentSpec
+from modelscale.errors import InvalidInput, ServerError
+from modelscale.result import Result
+from modelscale.serve.app import AppState, create_app
+from modelscale.serve.auth import read_api_key
+from modelscale.serve.metrics import Metrics
+from modelscale.serve.registry import ModelRegistry
+
+__all__ = ["ServeResult", "bind_socket", "run_server"]
+
+log = logging.getLogger("modelscale.serve")
+
+
+@dataclass(frozen=True)
+class ServeResult(Result):
+    """What a server did between start and stop: requests by status, per model version."""
+
+    kind: ClassVar[str] = "serve"
+
+    url: str
+    uptime_s: float
+    requests: dict[str, dict[str, int]]
+    """'model:version' -> HTTP status -> count."""
+    replica_restarts: dict[str, int]
+    model_versions: dict[str, str]
+    """'model:version' -> sha256."""
+    params: dict[str, Any]
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A listening-ready TCP socket (port 0 picks a free one; read it from ``getsockname``)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise InvalidInput(
+            f"Cannot listen on {host}:{port}: {exc.strerror}. Pick another --port (0 = any free).",
+            field="port",
+        ) from None
+    sock.set_inheritable(True)
+    return sock
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its signal re-raise: after a graceful drain the process exits 0."""
+
+    on_exit: Callable[[], None] | None = None
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        loop = asyncio.get_running_loop()
+        handled: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM)
+        try:
+            for sig in handled:
+                loop.add_signal_handler(sig, self.handle_exit, sig, None)
+        except (NotImplementedError, RuntimeError, ValueError):
+            handled = ()  # not the main thread: the owner stops us through should_exit
+        try:
+            yield
+        finally:
+            for sig in handled:
+                loop.remove_signal_handler(sig)
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        if self.on_exit is not None:
+            self.on_exit()
+        super().handle_exit(sig, frame)
+        self._captured_signals.clear()
+
+
+def _counts(metrics: Metrics) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {}
+    for family in metrics.requests.collect():
+        for sample in family.samples:
+            if sample.name.endswith("_total"):
+                key = f"{sample.labels['model']}:{sample.labels['version']}"
+                out.setdefault(key, {})[sample.labels["status"]] = int(sample.value)
+    return out
+
+
+async def _serve(
+    spec: DeploymentSpec,
+    sock: socket.socket,
+    on_ready: Callable[[str], None] | None,
+    log_level: str,
+) -> ServeResult:
+    metrics = Metrics(latency_buckets_ms=spec.server.latency_buckets_ms)
+    registry = ModelRegistry(spec, metrics=metrics)
+    state = AppState(
+        registry=registry,
+        metrics=metrics,
+        max_body_bytes=int(spec.server.max_body_mb * 2**20),
+    )
+    key = read_api_key(spec.auth.api_key_file) if spec.auth.api_key_file else None
+    app = create_app(state, api_key=key)
+    config = uvicorn.Config(
+        app,
+        lifespan="off",
+        http="httptools",
+        loop="none",
+        access_log=False,
+        log_level=log_level,
+        timeout_graceful_shutdown=int(max(1, round(spec.server.drain_timeout_s))),
+        timeout_keep_alive=30,
+    )
+    server = _Server(config)
+
+    def draining() -> None:
+        state.draining = True
+
+    server.on_exit = draining
+    host, port = sock.getsockname()[:2]
+    url = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
+    started = time.monotonic()
+    failure: list[BaseException] = []
+
+    async def load() -> None:
+        try:
+            await registry.start()
+        except BaseException as exc:
+            failure.append(exc)
+            server.should_exit = True
+            return
+        if on_ready is not None:
+            on_ready(url)
+
+    loader = asyncio.get_running_loop().create_task(load())
+    try:
+        await server.serve(sockets=[sock])
+    finally:
+        if not loader.done():
+            loader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await loader
+        await registry.stop()
+    if failure:
+        exc = failure[0]
+        if isinstance(exc, ServerError | InvalidInput):
+            raise exc
+        raise ServerError(f"the server failed to start: {exc}") from exc
+    return ServeResult(
+        url=url,
+        uptime_s=time.monotonic() - started,
+        requests=_counts(metrics),
+        replica_restarts={
+            f"{rt.name}:{rt.version}": rt.pool.restarts_total for rt in registry.runtimes()
+        },
+        model_versions={
+            f"{rt.name}:{rt.version}": rt.artifact.sha256 for rt in registry.runtimes()
+        },
+        params=spec.model_dump(mode="json"),
+    )
+
+
+def run_server(
+    spec: DeploymentSpec,
+    *,
+    sock: socket.socket | None = None,
+    on_ready: Callable[[str], None] | None = None,
+    log_level: str = "warning",
+) -> ServeResult:
+    """Serve ``spec`` until SIGTERM/SIGINT and return what was served.
+
+    ``sock`` is a bound socket to serve on (default: bind ``spec.server.host:port``); ``on_ready``
+    is called with the base URL once every replica has loaded. Call it from the main thread: the
+    signal handlers that drain the server are installed there.
+    """
+    if sock is None:
+        sock = bind_socket(spec.server.host, spec.server.port)
+    try:
+        import uvloop
+
+        runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
+    except ImportError:  # uvloop is optional on platforms without it
+        runner = asyncio.Runner()
+    with runner:
+        return runner.run(_serve(spec, sock, on_ready, log_level))

@@ -1,0 +1,157 @@
+"""`modelscale serve`: bad input exits 2 with one line; a real server drains and exits 0 on SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import re
+import signal
+import subprocess
+import sys
+import threading
+import urllib.request
+
+import pytest
+import yaml
+
+import modelscale.cli.serve  # noqa: F401  (registers the command)
+from modelscale.serve.runner import bind_socket
+from modelscale.store import open_store
+from tests.cli.helpers import invoke
+
+
+def _yaml(tmp_path: pathlib.Path, data: dict) -> pathlib.Path:
+    p = tmp_path / "deploy.yaml"
+    p.write_text(yaml.safe_dump(data))
+    return p
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ((), "Nothing to serve"),
+        (("missing.onnx",), "does not exist"),
+        (("{mlp}", "-c", "{yaml}"), "either MODEL or -c"),
+        (("-c", "{yaml}", "--replicas", "2"), "--replicas cannot be combined with -c"),
+        (
+            (
+                "-c",
+                "{bad_yaml}",
+            ),
+            "models.mlp.batching.max_bach: unknown key",
+        ),
+        (("-c", "nothere.yaml"), "does not exist"),
+        (("{mlp}", "--log-level", "loud"), "--log-level must be one of"),
+        (("{mlp}", "--api-key-file", "nokey.txt"), "auth.api_key_file: file does not exist"),
+        (("{not_onnx}",), "not a valid ONNX model"),
+        (("{mlp}", "--name", "bad/name"), "URL-safe"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(tmp_path, mlp_path, args, message) -> None:
+    not_onnx = tmp_path / "x.onnx"
+    not_onnx.write_bytes(b"\x00garbage")
+    names = {
+        "mlp": str(mlp_path),
+        "yaml": str(
+            _yaml(tmp_path, {"models": {"mlp": {"versions": {"1": {"path": str(mlp_path)}}}}})
+        ),
+        "bad_yaml": str(
+            _yaml(
+                tmp_path / "..",
+                {
+                    "models": {
+                        "mlp": {
+                            "versions": {"1": {"path": str(mlp_path)}},
+                            "batching": {"max_bach": 2},
+                        }
+                    }
+                },
+            )
+        ),
+        "not_onnx": str(not_onnx),
+    }
+    result = invoke("serve", *(a.format(**names) for a in args), "--no-store")
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        ("--replicas", "0"),
+        ("--threads", "0"),
+        ("--max-batch", "0"),
+        ("--port", "70000"),
+        ("--max-wait-ms", "-1"),
+        ("--max-queue", "0"),
+        ("--p99-ms", "0"),
+    ],
+)
+def test_out_of_range_options_are_rejected(mlp_path, option) -> None:
+    result = invoke("serve", str(mlp_path), *option, "--no-store")
+    assert result.exit_code == 2
+    assert option[0] in result.output
+
+
+def test_a_port_in_use_is_a_clear_error(mlp_path) -> None:
+    sock = bind_socket("127.0.0.1", 0)
+    sock.listen()
+    try:
+        result = invoke("serve", str(mlp_path), "--port", str(sock.getsockname()[1]), "--no-store")
+    finally:
+        sock.close()
+    assert result.exit_code == 2 and "Cannot listen" in result.stderr
+
+
+@pytest.mark.e2e
+def test_serve_answers_then_drains_on_sigterm_and_records_a_run(mlp_path) -> None:
+    cmd = [
+        sys.executable,
+        "-c",
+        "import modelscale.cli.serve, modelscale.cli as c; c.main()",
+        "serve",
+        str(mlp_path),
+        "--port",
+        "0",
+        "--replicas",
+        "2",
+        "--name",
+        "mlp",
+    ]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(os.environ)
+    )
+    try:
+        lines: list[str] = []
+        ready = threading.Event()
+
+        def read() -> None:
+            assert proc.stderr is not None
+            for raw in proc.stderr:
+                lines.append(raw.decode())
+                if "Ready:" in lines[-1]:
+                    ready.set()
+
+        threading.Thread(target=read, daemon=True).start()
+        assert ready.wait(120), "".join(lines)
+        url = re.search(r"Ready: (http://\S+)/v2", "".join(lines)).group(1)  # type: ignore[union-attr]
+        body = json.dumps(
+            {"inputs": [{"name": "x", "shape": [1, 16], "datatype": "FP32", "data": [0.0] * 16}]}
+        )
+        req = urllib.request.Request(
+            f"{url}/v2/models/mlp/infer", body.encode(), {"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(req, timeout=30) as r:
+            assert r.status == 200 and json.loads(r.read())["outputs"][0]["shape"] == [1, 4]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+        assert proc.stdout is not None and "serving" in proc.stdout.read().decode()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    runs = open_store().runs(kind="serve")
+    assert len(runs) == 1 and runs[0].model_name == "mlp"
+    assert runs[0].results["requests"]["mlp:1"]["200"] == 1

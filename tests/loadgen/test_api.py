@@ -1,0 +1,200 @@
+"""run_load end to end against a trivial local endpoint and a real server; options and payloads."""
+
+from __future__ import annotations
+
+import pathlib
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+from modelscale.config import DeploymentSpec
+from modelscale.errors import InvalidInput, ServerError
+from modelscale.loadgen import LoadOptions, run_load
+from modelscale.loadgen.payload import Target, build_bodies, parse_url
+from modelscale.loadgen.trivial import METADATA, TrivialServer
+from modelscale.model import ModelArtifact
+from modelscale.serve import ServerProcess
+from modelscale.serve.codec import decode_request
+from modelscale.serve.contract import ModelContract
+
+
+@pytest.fixture(scope="module")
+def trivial() -> Iterator[TrivialServer]:
+    with TrivialServer() as server:
+        yield server
+
+
+def test_constant_open_loop(trivial: TrivialServer) -> None:
+    r = run_load(
+        trivial.url, model="trivial", options=LoadOptions(rate=400, duration_s=1, warmup_s=0.2)
+    )
+    s = r.overall
+    assert r.mode == "open" and r.kind == "load"
+    assert s.sent == 400 and s.ok == 400 and s.errors == {}
+    assert s.p50_ms <= s.p90_ms <= s.p99_ms <= s.p999_ms <= s.max_ms
+    assert r.version == "1" and r.model_sha256 is None  # the trivial endpoint has no sha256
+    assert "req/s achieved" in r.summary
+    assert r.params["rate"] == 400 and "api_key" not in r.params
+    assert r.to_dict()["overall"]["ok"] == 400
+
+
+def test_steps_report_one_window_per_step(trivial: TrivialServer) -> None:
+    r = run_load(
+        trivial.url,
+        model="trivial",
+        options=LoadOptions(pattern="steps:100,300", duration_s=2, warmup_s=0),
+    )
+    assert [w["rate_rps"] for w in r.windows] == [100, 300]
+    counts = [w["stats"].sent for w in r.windows]
+    assert counts[1] > 2 * counts[0]
+    assert sum(counts) == r.overall.sent
+
+
+def test_closed_loop(trivial: TrivialServer) -> None:
+    r = run_load(trivial.url, model="trivial", options=LoadOptions(concurrency=4, duration_s=0.5))
+    assert r.mode == "closed" and r.overall.ok > 100 and r.overall.errors == {}
+
+
+def test_find_max_against_a_capacity_limited_endpoint() -> None:
+    # 4 connections x 10 ms per answer: at most ~400 req/s, fewer within a 50 ms p99.
+    with TrivialServer(delay_ms=10) as server:
+        r = run_load(
+            server.url,
+            model="trivial",
+            options=LoadOptions(
+                find_max=True,
+                rate=100,
+                duration_s=1,
+                p99_ms=50,
+                max_connections=4,
+                warmup_s=0,
+                tolerance=0.2,
+            ),
+        )
+    assert r.mode == "find-max" and r.max_rate_rps is not None
+    assert 100 <= r.max_rate_rps <= 420
+    assert any(not w["passed"] for w in r.windows) and any(w["passed"] for w in r.windows)
+    passed = [w["rate_rps"] for w in r.windows if w["passed"]]
+    assert r.max_rate_rps == max(passed)
+    assert "Highest sustained rate" in r.summary
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({}, "rate"),
+        ({"rate": -1}, "rate"),
+        ({"rate": float("inf")}, "rate"),
+        ({"rate": 10, "concurrency": 2}, "concurrency"),
+        ({"concurrency": 0}, "concurrency"),
+        ({"rate": 10, "duration_s": 0}, "duration_s"),
+        ({"rate": 10, "batch": 0}, "batch"),
+        ({"rate": 10, "repeats": 0}, "repeats"),
+        ({"rate": 10, "max_connections": 0}, "max_connections"),
+        ({"rate": 10, "pattern": "sine"}, "pattern"),
+        ({"rate": 10, "pattern": "steps:1,2"}, "rate"),
+        ({"find_max": True, "concurrency": 3}, "concurrency"),
+        ({"rate": 10, "max_error_rate": 1.5}, "max_error_rate"),
+        ({"rate": 10, "warmup_s": -1}, "warmup_s"),
+        ({"rate": 10, "p99_ms": 0}, "p99_ms"),
+    ],
+)
+def test_bad_options_name_the_field(kwargs: dict, field: str) -> None:
+    with pytest.raises(InvalidInput) as info:
+        LoadOptions(**kwargs)
+    assert info.value.field == field
+
+
+@pytest.mark.parametrize(
+    "url", ["https://127.0.0.1:1", "127.0.0.1:8000", "ftp://x", "http://:80", "http://h:99999"]
+)
+def test_bad_urls(url: str) -> None:
+    with pytest.raises(InvalidInput, match="URL"):
+        parse_url(url, model="m")
+
+
+def test_unreachable_server_is_one_clear_error() -> None:
+    from modelscale.serve.runner import bind_socket
+
+    sock = bind_socket("127.0.0.1", 0)
+    try:
+        with pytest.raises(ServerError, match="Cannot reach"):
+            run_load(
+                f"http://127.0.0.1:{sock.getsockname()[1]}", model="m", options=LoadOptions(rate=1)
+            )
+    finally:
+        sock.close()
+
+
+def test_bodies_decode_on_the_server_side(mlp_path, tmp_path: pathlib.Path) -> None:
+    import json
+
+    contract = ModelContract.from_artifact(
+        ModelArtifact.load(mlp_path), name="mlp", version="1", max_batch=8
+    )
+    meta = contract.metadata(versions=("1",))
+    x = np.random.default_rng(0).standard_normal((10, 16)).astype(np.float32)
+    np.savez(tmp_path / "x.npz", x=x)
+    target = Target("127.0.0.1", 1, "mlp")
+    for binary in (False, True):
+        reqs = build_bodies(
+            target,
+            meta,
+            inputs=tmp_path / "x.npz",
+            batch=2,
+            outputs=("y",),
+            binary=binary,
+            api_key="k",
+        )
+        assert len(reqs) == 5
+        head, body = reqs[1].split(b"\r\n\r\n", 1)
+        headers = dict(line.split(": ", 1) for line in head.decode().split("\r\n")[1:])
+        assert headers["Authorization"] == "Bearer k" and int(headers["Content-Length"]) == len(
+            body
+        )
+        d = decode_request(body, headers.get("Inference-Header-Content-Length"), contract)
+        np.testing.assert_array_equal(d.inputs["x"], x[2:4])
+        assert d.outputs == ("y",) and d.binary_outputs == (
+            frozenset({"y"}) if binary else frozenset()
+        )
+    synthetic = build_bodies(target, json.loads(METADATA), batch=3)
+    assert len(synthetic) == 1 and b'"shape":[3,1]' in synthetic[0]
+
+
+def test_bad_inputs_files(mlp_path, tmp_path: pathlib.Path) -> None:
+    contract = ModelContract.from_artifact(
+        ModelArtifact.load(mlp_path), name="mlp", version="1", max_batch=8
+    )
+    meta = contract.metadata(versions=("1",))
+    target = Target("127.0.0.1", 1, "mlp")
+    np.savez(tmp_path / "wrong.npz", z=np.zeros((2, 16)))
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    for name, match in (
+        ("wrong.npz", "lacks input"),
+        ("junk.npz", "not a readable"),
+        ("none.npz", "does not exist"),
+    ):
+        with pytest.raises(InvalidInput, match=match):
+            build_bodies(target, meta, inputs=tmp_path / name)
+    with pytest.raises(InvalidInput, match="Unknown output"):
+        build_bodies(target, meta, outputs=("nope",))
+
+
+@pytest.mark.e2e
+def test_load_against_the_real_server(mlp_path) -> None:
+    spec = DeploymentSpec.single(mlp_path, name="mlp", replicas=1)
+    with ServerProcess(spec) as server:
+        server.wait_ready()
+        for binary in (False, True):
+            r = run_load(
+                server.url,
+                model="mlp",
+                options=LoadOptions(
+                    rate=200, duration_s=1, binary=binary, outputs=("y",), warmup_s=0
+                ),
+            )
+            assert r.overall.ok == r.overall.sent == 200
+        assert r.model_sha256 == ModelArtifact.load(mlp_path).sha256
+        with pytest.raises(InvalidInput, match="404"):
+            run_load(server.url, model="nope", options=LoadOptions(rate=10))
