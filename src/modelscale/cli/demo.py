@@ -13,14 +13,14 @@ import typer
 from modelscale.cli.app import app
 from modelscale.cli.compress import render_compress
 from modelscale.cli.load import render_load
-from modelscale.cli.profile import render_profile
+from modelscale.cli.profile import profile_with_progress, render_profile
 from modelscale.cli.render import console, progress
 from modelscale.compress import compress_example, record_search
 from modelscale.config import DeploymentSpec
 from modelscale.examples import build_example
 from modelscale.loadgen import LoadOptions, run_load
 from modelscale.model import ModelArtifact
-from modelscale.profile import MeasureOptions, SweepPoint, plot_profile, profile_model
+from modelscale.profile import MeasureOptions, plot_profile
 from modelscale.serve import start_server
 from modelscale.store import open_store
 
@@ -54,22 +54,9 @@ def demo_command(
     )
 
     console.rule("2. profile: what it costs to run here, per batch size and thread count")
-    with progress() as bar:
-        task = bar.add_task("profiling", total=None)
-
-        def on_stage(stage: str, steps: int) -> None:
-            bar.update(task, description=stage, total=steps, completed=0)
-
-        def on_point(p: SweepPoint) -> None:
-            bar.update(task, advance=1, description=f"batch {p.batch} x {p.threads} threads")
-
-        result = profile_model(
-            artifact,
-            batches=[1, 8, 32, 128],
-            measure=MeasureOptions(max_time_s=max_time),
-            on_point=on_point,
-            on_stage=on_stage,
-        )
+    result = profile_with_progress(
+        artifact, batches=[1, 8, 32, 128], measure=MeasureOptions(max_time_s=max_time)
+    )
     run_id = kb.record(result, model_version=artifact.sha256)
     render_profile(result)
     plot = plot_profile(result, out / "profile.png")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pathlib
+from typing import Any
 
 import typer
 from rich.table import Table
@@ -20,7 +21,7 @@ from modelscale.profile import (
 )
 from modelscale.store import open_store
 
-__all__ = ["profile_command", "render_profile"]
+__all__ = ["profile_command", "profile_with_progress", "render_profile"]
 
 
 @app.command("profile")
@@ -64,32 +65,20 @@ def profile_command(
 
         raise invalid_parameter("--max-time", "a number of seconds > 0", max_time, where="profile")
     artifact = ModelArtifact.load(model, name=name)
-    kb = (
-        open_store() if store else None
-    )  # open first: a bad database fails before minutes of timing
+    # Open the store first: a bad database fails before minutes of timing, not after.
+    kb = open_store() if store else None
 
-    with progress() as bar:
-        task = bar.add_task("loading", total=None)
-
-        def on_stage(stage: str, steps: int) -> None:
-            bar.update(task, description=stage, total=steps, completed=0)
-
-        def on_point(p: SweepPoint) -> None:
-            bar.update(task, advance=1, description=f"batch {p.batch} x {p.threads} threads")
-
-        result = profile_model(
-            artifact,
-            batches=batches,
-            threads=thread_list,
-            dims=dims,
-            shapes=shapes,
-            int_ranges=ranges,
-            inputs=inputs,
-            provider=provider,
-            measure=MeasureOptions(max_time_s=max_time),
-            on_point=on_point,
-            on_stage=on_stage,
-        )
+    result = profile_with_progress(
+        artifact,
+        batches=batches,
+        threads=thread_list,
+        dims=dims,
+        shapes=shapes,
+        int_ranges=ranges,
+        inputs=inputs,
+        provider=provider,
+        measure=MeasureOptions(max_time_s=max_time),
+    )
     run_id = None
     if kb is not None:
         kb.register_model(
@@ -109,6 +98,20 @@ def profile_command(
         console.print(f"Plot written to {plot}")
     if run_id is not None:
         err_console.print(f"Stored as run {run_id} (modelscale runs show {run_id}).")
+
+
+def profile_with_progress(artifact: ModelArtifact, **options: Any) -> ProfileResult:
+    """``profile_model`` with a progress bar on stderr (stages, then one step per point)."""
+    with progress() as bar:
+        task = bar.add_task("loading", total=None)
+
+        def on_stage(stage: str, steps: int) -> None:
+            bar.update(task, description=stage, total=steps, completed=0)
+
+        def on_point(p: SweepPoint) -> None:
+            bar.update(task, advance=1, description=f"batch {p.batch} x {p.threads} threads")
+
+        return profile_model(artifact, on_point=on_point, on_stage=on_stage, **options)
 
 
 def render_profile(result: ProfileResult) -> None:
