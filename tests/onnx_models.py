@@ -8,7 +8,13 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-__all__ = ["save_conv", "save_mlp", "save_onnx_ml_classifier", "save_seq_model"]
+__all__ = [
+    "save_conv",
+    "save_mlp",
+    "save_onnx_ml_classifier",
+    "save_seq_model",
+    "save_unloadable",
+]
 
 
 def _init(name: str, arr: np.ndarray) -> onnx.TensorProto:
@@ -137,6 +143,20 @@ def save_onnx_ml_classifier(path: pathlib.Path) -> pathlib.Path:
     model = helper.make_model(
         graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("ai.onnx.ml", 3)]
     )
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+def save_unloadable(path: pathlib.Path) -> pathlib.Path:
+    """Valid ONNX that ONNX Runtime refuses: it uses an op no opset defines (NoSuchOp)."""
+    graph = helper.make_graph(
+        [helper.make_node("NoSuchOp", ["x"], ["y"])],
+        "bad",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.save(model, str(path))
     return path

@@ -2,12 +2,11 @@ from __future__ import annotations
 
 import pathlib
 
-import onnx
 import pytest
-from onnx import TensorProto, helper
 
 from modelscale.store import open_store
 from tests.cli.helpers import invoke, invoke_json
+from tests.onnx_models import save_unloadable
 
 FAST = ("--max-time", "0.3", "--threads", "1")
 
@@ -51,20 +50,6 @@ def test_no_store(mlp_path: pathlib.Path) -> None:
     assert open_store().runs() == []
 
 
-def _unloadable(tmp_path: pathlib.Path) -> pathlib.Path:
-    graph = helper.make_graph(
-        [helper.make_node("NoSuchOp", ["x"], ["y"])],
-        "bad",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    p = tmp_path / "unloadable.onnx"
-    onnx.save(model, str(p))
-    return p
-
-
 def _bad_cases(
     tmp_path: pathlib.Path, mlp: pathlib.Path, seq: pathlib.Path
 ) -> dict[str, tuple[list[str], str, dict]]:
@@ -82,7 +67,11 @@ def _bad_cases(
         ),
         "not onnx": ([str(text)], "is not a valid ONNX model", {}),
         "truncated": ([str(truncated)], "is not a valid ONNX model", {}),
-        "ort cannot load": ([str(_unloadable(tmp_path))], "ONNX Runtime cannot load", {}),
+        "ort cannot load": (
+            [str(save_unloadable(tmp_path / "unloadable.onnx"))],
+            "ONNX Runtime cannot load",
+            {},
+        ),
         "unknown dim": (
             [str(seq), "--dim", "sq=8"],
             "Unknown --dim 'sq': the model's symbolic dims are seq",

@@ -5,12 +5,11 @@ import pathlib
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper
 
 from modelscale.errors import InvalidInput, ModelLoadError, RuntimeFailure
 from modelscale.model import ModelArtifact
 from modelscale.runtime import Engine, EngineOptions
-from tests.onnx_models import save_onnx_ml_classifier
+from tests.onnx_models import save_onnx_ml_classifier, save_unloadable
 
 
 def test_runs_and_matches_numpy(mlp_path: pathlib.Path) -> None:
@@ -64,16 +63,7 @@ def test_unavailable_provider(mlp_path: pathlib.Path) -> None:
 
 
 def test_model_ort_cannot_load(tmp_path: pathlib.Path) -> None:
-    graph = helper.make_graph(
-        [helper.make_node("NoSuchOp", ["x"], ["y"])],
-        "bad",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    p = tmp_path / "bad.onnx"
-    onnx.save(model, str(p))
+    p = save_unloadable(tmp_path / "bad.onnx")
     art = ModelArtifact.load(p)  # parses: it is ONNX
     with pytest.raises(ModelLoadError, match=r"ONNX Runtime cannot load .*bad.onnx: .*NoSuchOp"):
         Engine(art)
