@@ -29,7 +29,7 @@ from modelscale.plan.batchqueue import BatchServiceQueue
 from modelscale.plan.queueing import MGcQueue
 from modelscale.plan.server import Estimate, Overheads, ServerConfig
 from modelscale.plan.service import ServiceModel
-from modelscale.plan.simulate import simulate_batcher
+from modelscale.plan.simulate import SimResult, simulate_batcher
 
 __all__ = [
     "Method",
@@ -147,17 +147,7 @@ def predict(
     lam = rate_rps / 1000.0
     front = _front_delay_ms(rate_rps, ov)
     if use == "simulation":
-        sim = simulate_batcher(
-            rate=lam,
-            service=svc - ov.batch_ms,
-            fixed=ov.batch_ms,
-            replicas=config.replicas,
-            max_wait=config.max_wait_ms,
-            scv=service.scv,
-            front_cost=ov.front_ms,
-            requests=sim_requests,
-            seed=seed,
-        )
+        sim = _simulate(service, config, svc, lam, ov, sim_requests, seed)
         ok = sim.stable and rate_rps < cap
         return Estimate(
             rate_rps=rate_rps,
@@ -287,6 +277,31 @@ def _front_delay_ms(rate_rps: float, ov: Overheads) -> float:
     return ov.front_ms * (1.0 + rho / (2.0 * (1.0 - rho)))
 
 
+def _simulate(
+    service: ServiceModel,
+    config: ServerConfig,
+    svc: np.ndarray,
+    lam: float,
+    ov: Overheads,
+    requests: int,
+    seed: int,
+    bound: float | None = None,
+) -> SimResult:
+    """Simulate ``config``'s batcher at ``lam`` requests/ms with the serving overheads applied."""
+    return simulate_batcher(
+        rate=lam,
+        service=svc - ov.batch_ms,
+        fixed=ov.batch_ms,
+        replicas=config.replicas,
+        max_wait=config.max_wait_ms,
+        scv=service.scv,
+        front_cost=ov.front_ms,
+        requests=requests,
+        seed=seed,
+        bound=bound,
+    )
+
+
 def _tail_at(
     service: ServiceModel,
     config: ServerConfig,
@@ -301,18 +316,7 @@ def _tail_at(
     svc = batch_times_ms(service, config, cores=cores, rate_rps=rate, overheads=ov)
     lam = rate / 1000.0
     if use == "simulation":
-        sim = simulate_batcher(
-            rate=lam,
-            service=svc - ov.batch_ms,
-            fixed=ov.batch_ms,
-            replicas=config.replicas,
-            max_wait=config.max_wait_ms,
-            scv=service.scv,
-            front_cost=ov.front_ms,
-            requests=sim_requests,
-            seed=seed,
-            bound=bound - ov.network_ms,
-        )
+        sim = _simulate(service, config, svc, lam, ov, sim_requests, seed, bound - ov.network_ms)
         return float(sim.sf_at) if sim.stable and sim.sf_at is not None else 1.0
     front = _front_delay_ms(rate, ov)
     t = bound - ov.network_ms - front
