@@ -42,14 +42,17 @@ from modelscale.plan import (
     predict,
 )
 from modelscale.plan.profiles import ModelProfile, measure_profile, stored_profile
+from modelscale.plan.validate import ValidationOptions, validate_local
 from modelscale.result import jsonable
 from modelscale.store import Store
 
 MODELS = {"digits": ({}, 10.0), "minilm": ({"seq": 32}, 100.0)}  # dims, p99 bound (ms)
 BOTH_APPLY = (ServerConfig(1, 2), ServerConfig(2, 1), ServerConfig(1, 2, 8), ServerConfig(1, 1, 8))
-EIGHT = tuple(
-    ServerConfig(r, t, b, w) for (r, t) in ((1, 2), (2, 1)) for (b, w) in ((1, 0.0), (8, 5.0))
-)
+POLICIES = {"digits": ((1, 0.0), (8, 5.0)), "minilm": ((1, 0.0), (8, 5.0))}  # (max batch, wait ms)
+EIGHT = {
+    name: tuple(ServerConfig(r, t, b, w) for (r, t) in ((1, 2), (2, 1)) for (b, w) in pols)
+    for name, pols in POLICIES.items()
+}
 
 
 def _profile(name: str, kb: Store, dims: dict[str, int]) -> tuple[ModelArtifact, ModelProfile]:
@@ -104,61 +107,47 @@ def simulator_vs_analytic(profiles: dict[str, ModelProfile], requests: int) -> l
     return rows
 
 
-def _load_available() -> str | None:
-    """Why the measured cases cannot run here, or None when they can."""
-    from modelscale.cli import app
-
-    names = {c.name or (c.callback.__name__ if c.callback else "") for c in app.registered_commands}
-    missing = [c for c in ("serve", "load") if c not in names]
-    if missing:
-        return f"`modelscale {' and '.join(missing)}` not available in this checkout"
-    return None
-
-
-def _measure(art: ModelArtifact, cfg: ServerConfig, bound: float) -> float:
-    """``load --find-max`` against ``serve`` running ``cfg``: the max rate with p99 <= bound."""
-    from modelscale.config import DeploymentSpec
-    from modelscale.loadgen import LoadOptions, run_load
-    from modelscale.serve import ServerProcess
-
-    spec = DeploymentSpec.single(
-        art.path, name=art.name, replicas=cfg.replicas, threads=cfg.threads,
-        max_batch=cfg.max_batch, max_wait_ms=cfg.max_wait_ms, p99_ms=bound,
-    )  # fmt: skip
-    with ServerProcess(spec) as server:  # started on entry, stopped on exit
-        server.wait_ready()
-        result = run_load(
-            server.url, model=art.name,
-            options=LoadOptions(
-                find_max=True, p99_ms=bound, pattern="poisson", duration_s=30.0, repeats=2
-            ),
-        )  # fmt: skip
-    return float(result.max_rate_rps or 0.0)
-
-
 def eight_cases(
-    arts: dict[str, ModelArtifact], profiles: dict[str, ModelProfile], overheads: Overheads
-) -> tuple[list[dict[str, Any]], str | None]:
-    """Section 2: predictions always; measurements where serve and load exist."""
-    skip = _load_available()
+    arts: dict[str, ModelArtifact],
+    profiles: dict[str, ModelProfile],
+    overheads: Overheads,
+    options: ValidationOptions,
+    only: str | None = None,
+) -> list[dict[str, Any]]:
+    """Section 2: each configuration served here and searched with `load --find-max`.
+
+    The same code path as `plan --validate-local`: the server runs in its own process, the load
+    generator in this one; the prediction includes the load generator's CPU measured during the
+    search (it shares the two cores).
+    """
     rows = []
     for name, prof in profiles.items():
         bound = MODELS[name][1]
-        for cfg in EIGHT:
-            est = max_rate(prof.service, cfg, cores=2, p99_ms=bound, overheads=overheads)
-            measured = None if skip else _measure(arts[name], cfg, bound)
+        for cfg in EIGHT[name]:
+            if only and only not in f"{name} {cfg.label()}":
+                continue
+            print(f"  {name} {cfg.label()}: serving and searching...", flush=True)
+            v = validate_local(
+                arts[name], cfg, service=prof.service, p99_ms=bound, dims=MODELS[name][0],
+                cores=2, overheads=overheads, options=options,
+            ).result  # fmt: skip
             rows.append(
                 {
                     "model": name,
                     "config": cfg.label(),
                     "p99_bound_ms": bound,
-                    "predicted_rps": est.rate_rps,
-                    "method": est.method,
-                    "measured_rps": measured,
-                    "error": None if not measured else est.rate_rps / measured - 1.0,
+                    "predicted_rps": v.predicted_rps,
+                    "method": v.method,
+                    "measured_rps": v.measured_rps,
+                    "error": v.error,
+                    "implied_front_ms": v.implied_front_ms,
+                    "calibrated_rps": v.calibrated_rps,
+                    "calibrated_error": v.calibrated_error,
+                    "measured_cpu_ms": v.measured_cpu_ms,
                 }
             )
-    return rows, skip
+            print(f"    {v.summary} CPU/request: {v.measured_cpu_ms}", flush=True)
+    return rows
 
 
 def main() -> None:
@@ -166,10 +155,10 @@ def main() -> None:
     parser.add_argument("--db", default="sqlite:///bench/results/plan/kb.db")
     parser.add_argument("--out", default="bench/results/plan/plan_accuracy.json")
     parser.add_argument("--requests", type=int, default=100_000, help="per simulation run")
-    parser.add_argument(
-        "--client-ms", type=float, default=0.2,
-        help="CPU per request of the load generator on this machine (measured cases)",
-    )  # fmt: skip
+    parser.add_argument("--seconds", type=float, default=15.0, help="per find-max probe window")
+    parser.add_argument("--repeats", type=int, default=2, help="windows per probe, all must pass")
+    parser.add_argument("--only", default=None, help="run the cases whose label contains this")
+    parser.add_argument("--skip-measured", action="store_true", help="sections 1 and 3 only")
     args = parser.parse_args()
     started = time.perf_counter()
     m = machine_info()
@@ -200,15 +189,17 @@ def main() -> None:
     print(f"worst: max rate {worst_rate:.1%}, p99 {worst_p99:.1%} (target <= 10%)")
 
     print("\n2. Predicted vs measured max rate at the p99 bound (target +-15%)")
-    ov = Overheads(client_ms=args.client_ms)  # the load generator shares these 2 cores
-    eight, skip = eight_cases(arts, profiles, ov)
+    vopt = ValidationOptions(duration_s=args.seconds, repeats=args.repeats)
+    eight = [] if args.skip_measured else eight_cases(arts, profiles, Overheads(), vopt, args.only)
     for r in eight:
-        meas = "-" if r["measured_rps"] is None else f"{r['measured_rps']:.1f}"
-        err = "-" if r["error"] is None else f"{r['error']:+.1%}"
         print(f"{r['model']:7} {r['config']:28} predicted {r['predicted_rps']:8.1f} "
-              f"({r['method']}), measured {meas}, error {err}")  # fmt: skip
-    if skip:
-        print(f"SKIPPED measurements: {skip}; rerun once `load --find-max` exists.")
+              f"({r['method']}), measured {r['measured_rps']:8.1f}, error {r['error']:+.1%}")  # fmt: skip
+    if eight:
+        worst = max(abs(r["error"]) for r in eight)
+        print(f"worst |error| {worst:.1%} (target <= 15%)")
+        cal = [abs(r["calibrated_error"]) for r in eight if r["calibrated_error"] is not None]
+        if cal:
+            print(f"with the front's measured CPU per request: worst |error| {max(cal):.1%}")
 
     print("\n3. MiniLM at 1,000 req/s, p99 <= 100 ms, bundled catalog")
     mini = profiles["minilm"]
@@ -240,7 +231,6 @@ def main() -> None:
                 "profiles": {k: v.service for k, v in profiles.items()},
                 "simulator_vs_analytic": both,
                 "eight_cases": eight,
-                "eight_cases_skipped": skip,
                 "minilm_1000": plan.phases[0],
             }),
             indent=2,

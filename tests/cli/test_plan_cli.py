@@ -128,3 +128,10 @@ def test_bad_input_is_one_line_and_exit_2(
     assert result.stderr.strip().count("\n") == 0  # one line
     assert "Traceback" not in result.output
     assert [(r.id, r.kind, r.results) for r in open_store().runs()] == before  # earlier runs intact
+
+
+def test_a_dim_without_value_names_plans_own_option(seq_path: pathlib.Path) -> None:
+    result = invoke("plan", str(seq_path), "--rps", "10", *FAST, "--no-store")
+    assert result.exit_code == 2, result.output
+    assert "with no value" in result.stderr and "plan takes --dim NAME=V only" in result.stderr
+    assert result.stderr.strip().count("\n") == 0

@@ -56,3 +56,19 @@ def test_implied_front_cost_reconciles(service: ServiceModel) -> None:
 def test_bad_measurement(service: ServiceModel) -> None:
     with pytest.raises(InvalidInput, match="measured_rps"):
         compare_with_measurement(service, ServerConfig(1, 1), cores=2, p99_ms=40.0, measured_rps=0)
+
+
+def test_calibrated_prediction_uses_the_measured_front_cost(service: ServiceModel) -> None:
+    cfg = ServerConfig(2, 1)
+    truth = Overheads(front_ms=1.5)
+    measured = max_rate(service, cfg, cores=2, p99_ms=40.0, overheads=truth).rate_rps
+    res = compare_with_measurement(
+        service, cfg, cores=2, p99_ms=40.0, measured_rps=measured,
+        overheads=Overheads(front_ms=0.1), measured_cpu_ms={"front": 1.5, "client": 0.0},
+    )  # fmt: skip
+    assert res.error > 0.05  # the assumed front is too cheap: the plain prediction is too high
+    assert res.calibrated_rps == pytest.approx(measured, rel=1e-6)
+    assert res.calibrated_error == pytest.approx(0.0, abs=1e-6)
+    assert "with the front's measured 1.50 ms/request" in res.summary
+    plain = compare_with_measurement(service, cfg, cores=2, p99_ms=40.0, measured_rps=measured)
+    assert plain.calibrated_rps is None and plain.calibrated_error is None

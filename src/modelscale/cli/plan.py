@@ -14,12 +14,23 @@ from modelscale.cli.app import app
 from modelscale.cli.options import parse_named_ints
 from modelscale.cli.render import console, err_console, print_json, progress
 from modelscale.errors import InvalidInput
+from modelscale.loadgen import Progress
+from modelscale.model import ModelArtifact
 from modelscale.plan import Overheads, PlanOptions, PlanResult, emit, plan_model
 from modelscale.plan.emit import EmitKind
+from modelscale.plan.profiles import resolve_model
 from modelscale.plan.results import PhasePlan
+from modelscale.plan.validate import (
+    Validation,
+    ValidationOptions,
+    check_server,
+    validate_local,
+    validate_server,
+)
+from modelscale.serve.auth import read_api_key
 from modelscale.store import open_store
 
-__all__ = ["parse_rates", "plan_command", "render_plan"]
+__all__ = ["parse_rates", "plan_command", "render_plan", "render_validation"]
 
 _EMIT_KINDS = ("deploy", "k8s", "ray")
 
@@ -91,9 +102,41 @@ def plan_command(
         "--store/--no-store",
         help="Read profiles from and record the plan in the knowledge base.",
     ),
+    validate: str | None = typer.Option(
+        None,
+        "--validate",
+        help="Load-test the modelscale server at this URL (find-max) and set the measured max "
+        "rate beside the prediction for the configuration it runs.",
+    ),
+    validate_here: bool = typer.Option(
+        False,
+        "--validate-local",
+        help="Start the server in the best configuration on this machine and validate it.",
+    ),
+    validate_seconds: float = typer.Option(
+        10.0, "--validate-seconds", help="Seconds per find-max probe window when validating."
+    ),
+    validate_repeats: int = typer.Option(
+        1, "--validate-repeats", help="Windows per probe when validating; all must pass."
+    ),
+    api_key_file: pathlib.Path | None = typer.Option(
+        None, "--api-key-file", help="Bearer key for --validate URL, if the server needs one."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Plan capacity and cost for MODEL at --rps requests/s with p99 <= --p99-ms."""
+    if validate is not None and validate_here:
+        raise InvalidInput(
+            "--validate URL and --validate-local exclude each other: validate a running server "
+            "or let plan start one, not both.",
+            field="validate",
+        )
+    checking = validate is not None or validate_here
+    v_options = ValidationOptions(
+        duration_s=validate_seconds,
+        repeats=validate_repeats,
+        api_key=read_api_key(api_key_file) if api_key_file else None,
+    )
     kinds = list(dict.fromkeys(emit_kinds or []))
     for kind in kinds:
         if kind not in _EMIT_KINDS:
@@ -115,6 +158,9 @@ def plan_command(
         overheads=Overheads(front_ms=front_ms, batch_ms=batch_ms),
     )
     kb = open_store()  # stored profiles are read either way; --no-store only stops writes
+    artifact = resolve_model(model, store=kb)
+    if validate is not None:  # a wrong URL or server fails before any profiling
+        check_server(validate, artifact, api_key=v_options.api_key)
     with progress() as bar:
         task = bar.add_task("loading", total=None)
 
@@ -128,7 +174,7 @@ def plan_command(
             bar.update(task, description=f"searching configurations: {what}", total=None)
 
         result = plan_model(
-            model,
+            artifact,
             rps=rps,
             p99_ms=p99_ms,
             dims=dims,
@@ -147,14 +193,99 @@ def plan_command(
         sha = str(result.model["sha256"])
         kb.register_model(sha, name=str(result.model["name"]), path=str(result.model["path"]))
         run_id = kb.record(result, model_version=sha)
+    if not as_json:
+        render_plan(result)
+        for f in files:
+            console.print(f"Wrote {f}")
+        if run_id is not None:
+            err_console.print(f"Stored as run {run_id} (modelscale runs show {run_id}).")
+    checked: Validation | None = None
+    ids: dict[str, int | None] = {"load_run_id": None, "validation_run_id": None}
+    if checking:
+        checked = _validate(result, artifact, validate, options, v_options, run_id)
+        if store:
+            val_id, load_id = checked.record(kb, plan_run_id=run_id)
+            ids = {"load_run_id": load_id, "validation_run_id": val_id}
     if as_json:
-        print_json({"run_id": run_id, "files": files, **result.to_dict()})
+        extra = {}
+        if checked is not None:
+            extra = {"validation": {**checked.result.to_dict(), **ids}}
+        print_json({"run_id": run_id, "files": files, **result.to_dict(), **extra})
         return
-    render_plan(result)
-    for f in files:
-        console.print(f"Wrote {f}")
-    if run_id is not None:
-        err_console.print(f"Stored as run {run_id} (modelscale runs show {run_id}).")
+    if checked is not None:
+        render_validation(checked)
+        if ids["validation_run_id"] is not None:
+            err_console.print(
+                f"Validation stored as run {ids['validation_run_id']} (load test: run "
+                f"{ids['load_run_id']})."
+            )
+
+
+def _validate(
+    result: PlanResult,
+    artifact: ModelArtifact,
+    url: str | None,
+    options: PlanOptions,
+    v_options: ValidationOptions,
+    plan_run_id: int | None,
+) -> Validation:
+    """Run the load test the plan is checked against: at ``url``, or a server started here."""
+    dims = {str(k): int(v) for k, v in (result.model.get("dims") or {}).items()}
+    cores = int(result.machine["usable_cores"])
+    p99 = float(result.target["p99_ms"])
+    if url is None and result.local is None:
+        raise InvalidInput(
+            f"No configuration on this machine keeps p99 <= {p99:g} ms, so there is nothing to "
+            "start and validate. Raise --p99-ms or validate a server elsewhere with --validate URL.",
+            field="validate-local",
+        )
+    with progress() as bar:
+        task = bar.add_task("starting the server" if url is None else "connecting", total=None)
+
+        def on_progress(p: Progress) -> None:
+            bar.update(task, description=p.stage, completed=p.done, total=p.total)
+
+        if url is not None:
+            return validate_server(
+                url, artifact=artifact, service=result.service, p99_ms=p99, dims=dims,
+                cores=cores, overheads=options.overheads, options=v_options,
+                plan_run_id=plan_run_id, on_progress=on_progress,
+            )  # fmt: skip
+        assert result.local is not None  # checked above
+        return validate_local(
+            artifact, result.local.config, service=result.service, p99_ms=p99, dims=dims,
+            cores=cores, overheads=options.overheads, options=v_options,
+            plan_run_id=plan_run_id, on_progress=on_progress,
+        )  # fmt: skip
+
+
+def render_validation(checked: Validation) -> None:
+    """Predicted vs measured, and what the serving overheads cost per request."""
+    v = checked.result
+    table = Table(box=box.SIMPLE_HEAD, title=f"validation: {v.config.label()} on {v.cores} cores",
+                  title_justify="left")  # fmt: skip
+    for col in ("p99 bound", "predicted/s", "measured/s", "error", "method"):
+        table.add_column(col, justify="left" if col == "method" else "right", no_wrap=True)
+    table.add_row(
+        f"{v.p99_ms:g} ms",
+        f"{v.predicted_rps:,.0f}",
+        f"{v.measured_rps:,.0f}",
+        f"{v.error:+.1%}",
+        _SHORT_METHOD.get(v.method, v.method),
+        style="green" if v.within_tolerance else "red",
+    )
+    console.print(table)
+    cpu = v.measured_cpu_ms
+    if cpu:
+        parts = ", ".join(f"{k} {val:.3f} ms" for k, val in cpu.items())
+        console.print(f"CPU per request measured during the load test: {parts}.")
+    assumed = v.params["overheads"]["front_ms"]
+    if v.implied_front_ms is not None:
+        console.print(
+            f"Assumed front CPU {assumed:g} ms/request; {v.implied_front_ms:.2f} ms would make "
+            "prediction and measurement agree (pass --front-ms to plan with it)."
+        )
+    console.print(v.summary)
 
 
 def _money(x: float | None) -> str:
@@ -168,28 +299,37 @@ _SHORT_METHOD = {
     "analytic:batch-queue": "batch-q",
     "simulation": "sim",
 }
+_METHOD_WORDS = {
+    "analytic:M/G/c": "the M/G/c queue",
+    "analytic:batch-queue": "the batch-service queue",
+    "simulation": "simulating the batcher",
+}
+
+
+_SHORT_CATEGORY = {"horizontal": "horiz.", "vertical": "vert.", "mixed": "mixed"}
 
 
 def _phase_table(ph: PhasePlan, p99_ms: float) -> Table:
+    # Sized for an 80-column terminal: cells pad by one space, the machine column wraps if needed,
+    # and what every row shares (the method) goes below the table.
     table = Table(
         box=box.SIMPLE_HEAD,
         title=(
             f"{ph.rate_rps:,.0f} req/s at p99 <= {p99_ms:g} ms (* = extrapolated; server = "
-            "replicas x threads, batch max/wait ms; method: M/G/c or batch-q = analytic, "
-            "sim = simulated)"
+            "replicas x threads, batch max/wait ms)"
         ),
         title_justify="left",
+        pad_edge=False,
+        collapse_padding=True,
     )
-    for col in ("option", "cloud", "machines", "server", "max/s", "util", "p99 ms", "$/month",
-                "$/M req", "method"):  # fmt: skip
-        left = col in ("option", "cloud", "machines", "server", "method")
-        table.add_column(col, justify="left" if left else "right", no_wrap=True)
+    for col in ("option", "machines", "server", "max/s", "util", "p99 ms", "$/month", "$/M req"):
+        left = col in ("option", "machines", "server")
+        table.add_column(col, justify="left" if left else "right", no_wrap=col != "machines")
     for o in ph.options:
-        where = "this machine" if o.provider == "local" else o.instance_type
+        where = "this machine" if o.provider == "local" else f"{o.provider} {o.instance_type}"
         batch = "" if o.max_batch == 1 else f" b{o.max_batch}/{o.max_wait_ms:g}"
         table.add_row(
-            o.category + ("*" if o.extrapolated else ""),
-            o.provider,
+            _SHORT_CATEGORY.get(o.category, o.category) + ("*" if o.extrapolated else ""),
             f"{o.machines} x {where}",
             f"{o.replicas}x{o.threads}{batch}",
             f"{o.max_rate_rps:,.0f}",
@@ -197,9 +337,15 @@ def _phase_table(ph: PhasePlan, p99_ms: float) -> Table:
             "-" if o.p99_at_target_ms is None else f"{o.p99_at_target_ms:.1f}",
             _money(o.usd_per_month),
             _money(o.usd_per_million),
-            _SHORT_METHOD.get(o.method, o.method),
             style="bold green" if o is ph.recommended else None,
         )
+    methods: dict[str, int] = {}
+    for o in ph.options:
+        methods[o.method] = methods.get(o.method, 0) + 1
+    table.caption = "max/s and p99 by " + ", ".join(
+        f"{_METHOD_WORDS.get(m, m)} ({n})" for m, n in methods.items()
+    )
+    table.caption_justify = "left"
     return table
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import pathlib
 from collections.abc import Callable, Mapping
 
+from modelscale.errors import InvalidInput
 from modelscale.model.artifact import ModelArtifact
 from modelscale.plan.catalog import Catalog, load_catalog
 from modelscale.plan.planner import PlanOptions, check_targets, plan_capacity
@@ -69,14 +70,24 @@ def plan_model(
     artifact = model if isinstance(model, ModelArtifact) else resolve_model(model, store=store)
     profile = stored_profile(artifact, store, dims=dims) if store is not None else None
     if profile is None:
-        profile = measure_profile(
-            artifact,
-            store if record_profile else None,
-            dims=dims,
-            max_time_s=max_time_s,
-            on_stage=on_stage,
-            on_point=on_point,
-        )
+        try:
+            profile = measure_profile(
+                artifact,
+                store if record_profile else None,
+                dims=dims,
+                max_time_s=max_time_s,
+                on_stage=on_stage,
+                on_point=on_point,
+            )
+        except InvalidInput as exc:
+            if exc.field not in ("dim", "shape"):
+                raise
+            # The shape errors speak profile's options; plan names symbolic dims only.
+            raise InvalidInput(
+                f"{exc} (plan takes --dim NAME=V only: for shapes it cannot name, run `modelscale "
+                "profile MODEL --shape INPUT=D0,D1,...` first; plan then uses the stored profile.)",
+                field=exc.field,
+            ) from None
     plan = plan_capacity(
         profile.service,
         rps=rps,

@@ -1,28 +1,61 @@
 """Predicted vs measured: a planned configuration's max rate next to what a load test found.
 
-``plan --validate`` runs the load generator's find-max search against the server in the planned
-configuration and hands the measured rate to ``compare_with_measurement``, which returns the record
-stored as a ``plan`` run (linked to the plan run and the load run). The same record calibrates the
-serving overheads: ``implied_front_ms`` is the front CPU per request that would make prediction
-and measurement agree.
+``validate_server`` reads the configuration a modelscale server runs from its V2 model metadata,
+predicts that configuration's max rate at the p99 bound, runs the load generator's find-max search
+against it, and hands the measured rate to ``compare_with_measurement``, which returns the record
+stored as a ``plan`` run (linked to the plan run and the load run). ``validate_local`` starts the
+server in a planned configuration on this machine first (``plan --validate-local``).
+
+The same record calibrates the serving overheads: ``implied_front_ms`` is the front CPU per request
+that would make prediction and measurement agree, and a local validation also measures the CPU the
+front, the replicas and the load generator actually spent per request.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import math
-from dataclasses import dataclass
-from typing import Any, ClassVar
+import pathlib
+import socket
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import urlsplit
 
+import numpy as np
 from scipy import optimize
 
-from modelscale.errors import invalid_parameter
+from modelscale.errors import InvalidInput, invalid_parameter
+from modelscale.model.artifact import ModelArtifact
+from modelscale.model.inputs import InputChoice, batch_dim_names, make_inputs
 from modelscale.plan.capacity import max_rate
 from modelscale.plan.server import Overheads, ServerConfig
 from modelscale.plan.service import ServiceModel
 from modelscale.result import Result
 
-__all__ = ["ValidationResult", "compare_with_measurement", "implied_front_ms"]
+if TYPE_CHECKING:
+    from modelscale.loadgen import LoadResult, Progress
+    from modelscale.store import Store
+
+__all__ = [
+    "Validation",
+    "ValidationOptions",
+    "ValidationResult",
+    "check_server",
+    "compare_with_measurement",
+    "implied_front_ms",
+    "is_local_url",
+    "server_config",
+    "validate_local",
+    "validate_server",
+]
+
+DEFAULT_CLIENT_MS = 0.15
+"""CPU per request of the load generator on the server's machine, until measured (this box: 0.15)."""
 
 
 @dataclass(frozen=True)
@@ -45,6 +78,12 @@ class ValidationResult(Result):
         plan_run_id: The plan run the prediction came from.
         summary: One line.
         params: The overheads the prediction assumed.
+        measured_cpu_ms: CPU per request measured during the load test, by part ('front',
+            'replicas', 'client'); empty when the server ran elsewhere.
+        calibrated_rps: The prediction again with the front's measured CPU per request in place
+            of the assumed one (None when it was not measured): the queueing model's own error,
+            with the serving overhead known.
+        calibrated_error: calibrated_rps / measured - 1.
     """
 
     kind: ClassVar[str] = "plan"
@@ -64,6 +103,9 @@ class ValidationResult(Result):
     plan_run_id: int | None
     summary: str
     params: dict[str, Any]
+    measured_cpu_ms: dict[str, float] = field(default_factory=dict)
+    calibrated_rps: float | None = None
+    calibrated_error: float | None = None
 
 
 def implied_front_ms(
@@ -105,6 +147,7 @@ def compare_with_measurement(
     tolerance: float = 0.15,
     load_run_id: int | None = None,
     plan_run_id: int | None = None,
+    measured_cpu_ms: Mapping[str, float] | None = None,
 ) -> ValidationResult:
     """Predict ``config``'s max rate at ``p99_ms`` and set it beside ``measured_rps``.
 
@@ -120,6 +163,7 @@ def compare_with_measurement(
         tolerance: Accepted relative error.
         load_run_id: The load run, for the record.
         plan_run_id: The plan run, for the record.
+        measured_cpu_ms: CPU per request measured during the load test, by part.
     """
     if not (
         isinstance(measured_rps, int | float) and math.isfinite(measured_rps) and measured_rps > 0
@@ -136,10 +180,22 @@ def compare_with_measurement(
     front = implied_front_ms(
         service, config, cores=cores, p99_ms=p99_ms, measured_rps=measured_rps, overheads=ov
     )
+    cpu = dict(measured_cpu_ms or {})
+    calibrated = None
+    if cpu.get("front"):
+        cal = dataclasses.replace(ov, front_ms=cpu["front"])
+        calibrated = max_rate(service, config, cores=cores, p99_ms=p99_ms, overheads=cal).rate_rps
     summary = (
         f"{config.label()} on {cores} cores at p99 <= {p99_ms:g} ms: predicted "
         f"{est.rate_rps:,.0f} req/s ({est.method}), measured {measured_rps:,.0f} req/s, error "
-        f"{error:+.1%} ({'within' if within else 'outside'} +-{tolerance:.0%})."
+        f"{error:+.1%} ({'within' if within else 'outside'} +-{tolerance:.0%})"
+        + (
+            ""
+            if calibrated is None
+            else f"; with the front's measured {cpu['front']:.2f} ms/request: predicted "
+            f"{calibrated:,.0f} req/s, error {calibrated / measured_rps - 1:+.1%}"
+        )
+        + "."
     )
     return ValidationResult(
         model=dict(model or {}),
@@ -157,4 +213,297 @@ def compare_with_measurement(
         plan_run_id=plan_run_id,
         summary=summary,
         params={"overheads": dataclasses.asdict(ov), "tolerance": tolerance},
+        measured_cpu_ms=cpu,
+        calibrated_rps=calibrated,
+        calibrated_error=None if calibrated is None else calibrated / measured_rps - 1.0,
     )
+
+
+@dataclass(frozen=True)
+class ValidationOptions:
+    """How hard the load test searches.
+
+    Attributes:
+        duration_s: Seconds per find-max probe window (>= 30 for figures that matter).
+        repeats: Windows per probe; all must pass.
+        search_tolerance: The search stops when its bracket is this tight (relative).
+        tolerance: The accepted |predicted / measured - 1|.
+        rows: Distinct request bodies the load generator cycles through.
+        api_key: Bearer key for a server that needs one.
+    """
+
+    duration_s: float = 10.0
+    repeats: int = 1
+    search_tolerance: float = 0.05
+    tolerance: float = 0.15
+    rows: int = 64
+    api_key: str | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        w = "plan validation"
+        if not (self.duration_s > 0 and math.isfinite(self.duration_s)):
+            raise invalid_parameter("duration_s", "seconds > 0", self.duration_s, where=w)
+        for name in ("repeats", "rows"):
+            if getattr(self, name) < 1:
+                raise invalid_parameter(name, "an integer >= 1", getattr(self, name), where=w)
+        for name in ("search_tolerance", "tolerance"):
+            if not 0 < getattr(self, name) < 1:
+                raise invalid_parameter(name, "a share in (0, 1)", getattr(self, name), where=w)
+
+
+@dataclass(frozen=True)
+class Validation:
+    """What a validation produced: the comparison and the load test behind it (both recordable)."""
+
+    result: ValidationResult
+    load: LoadResult
+
+    def record(self, store: Store, *, plan_run_id: int | None = None) -> tuple[int, int]:
+        """Store the load test and the comparison linked to it, both children of the plan run.
+
+        Returns (validation run id, load run id).
+        """
+        sha = str(self.result.model["sha256"])
+        load_id = store.record(self.load, model_version=sha, parent_run_id=plan_run_id)
+        final = dataclasses.replace(self.result, load_run_id=load_id)
+        return store.record(final, model_version=sha, parent_run_id=plan_run_id), load_id
+
+
+def server_config(meta: Mapping[str, Any], *, url: str) -> ServerConfig:
+    """The configuration a modelscale server publishes in its V2 model metadata ``parameters``."""
+    params = meta.get("parameters") or {}
+    needed = ("replicas", "threads", "max_batch_size", "max_wait_ms")
+    missing = [k for k in needed if k not in params]
+    if missing:
+        raise InvalidInput(
+            f"The server at {url} does not say how it runs {meta.get('name', 'the model')!r}: its "
+            f"V2 model metadata lacks parameters {', '.join(missing)}. Validation needs a "
+            "modelscale server (it publishes replicas, threads and its batch policy there).",
+            field="validate",
+        )
+    try:
+        max_batch = max(1, int(params["max_batch_size"]))
+        return ServerConfig(
+            int(params["replicas"]),
+            int(params["threads"]),
+            max_batch,
+            float(params["max_wait_ms"]) if max_batch > 1 else 0.0,
+        )
+    except (TypeError, ValueError, InvalidInput) as exc:
+        raise InvalidInput(
+            f"The server at {url} publishes a configuration that is not valid ({exc}).",
+            field="validate",
+        ) from None
+
+
+def check_server(url: str, artifact: ModelArtifact, *, api_key: str | None = None) -> ServerConfig:
+    """The configuration the server at ``url`` runs ``artifact`` in (InvalidInput if it does not)."""
+    from modelscale.loadgen.payload import fetch_metadata, parse_url
+
+    meta = fetch_metadata(parse_url(url, model=artifact.name), api_key=api_key)
+    config = server_config(meta, url=url)
+    served = (meta.get("parameters") or {}).get("sha256")
+    if served != artifact.sha256:
+        raise InvalidInput(
+            f"The server at {url} serves {artifact.name!r} as sha256 {str(served)[:12]}, not the "
+            f"planned model {artifact.path} (sha256 {artifact.sha256[:12]}). Serve the planned "
+            "file (e.g. the deploy.yaml from `plan --emit deploy`) and validate again.",
+            field="validate",
+        )
+    return config
+
+
+def is_local_url(url: str) -> bool:
+    """Whether ``url`` names this machine (a loopback address or this host's own name)."""
+    host = urlsplit(url).hostname or ""
+    if host in ("localhost", socket.gethostname()):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@contextmanager
+def _inputs_file(artifact: ModelArtifact, dims: Mapping[str, int], rows: int) -> Iterator[str]:
+    sig = artifact.signature
+    batch = rows if batch_dim_names(sig) else None  # a fixed batch axis keeps its size
+    feeds = make_inputs(sig, batch=batch, choice=InputChoice(dims=dict(dims)))
+    with tempfile.TemporaryDirectory(prefix="modelscale-validate-") as tmp:
+        path = pathlib.Path(tmp) / "inputs.npz"
+        np.savez(path, allow_pickle=False, **feeds)
+        yield str(path)
+
+
+class _CpuMeter:
+    """CPU seconds spent by this process (the load generator) and a server's process tree."""
+
+    def __init__(self, server_pid: int | None) -> None:
+        import psutil
+
+        self._psutil = psutil
+        self.me = psutil.Process()
+        self.server = psutil.Process(server_pid) if server_pid is not None else None
+        self.start = self._sample()
+
+    def _sample(self) -> dict[str, float]:
+        t = self.me.cpu_times()
+        out = {"client": t.user + t.system}
+        if self.server is not None:
+            try:
+                t = self.server.cpu_times()
+                out["front"] = t.user + t.system
+                kids = self.server.children(recursive=True)
+                out["replicas"] = sum(
+                    c.cpu_times().user + c.cpu_times().system for c in kids if c.is_running()
+                )
+            except self._psutil.Error:
+                pass
+        return out
+
+    def per_request_ms(self, requests: int) -> dict[str, float]:
+        end = self._sample()
+        return {
+            k: 1000.0 * (end[k] - self.start[k]) / max(requests, 1)
+            for k in end
+            if k in self.start and end[k] >= self.start[k]
+        }
+
+
+def validate_server(
+    url: str,
+    *,
+    artifact: ModelArtifact,
+    service: ServiceModel,
+    p99_ms: float,
+    dims: Mapping[str, int] | None = None,
+    cores: int,
+    overheads: Overheads | None = None,
+    options: ValidationOptions | None = None,
+    same_machine: bool | None = None,
+    server_pid: int | None = None,
+    plan_run_id: int | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+) -> Validation:
+    """Load-test the modelscale server at ``url`` up to its max rate at ``p99_ms``; compare.
+
+    The prediction is for the configuration the server publishes, on a machine like this one
+    (``cores`` cores, the per-core speed ``service`` was measured at). When the server runs on this
+    machine (``same_machine``; default: the URL is a loopback address) the load generator shares
+    its cores: its measured CPU per request is part of the prediction, as ``client_ms``.
+
+    Args:
+        url: Base URL of the server.
+        artifact: The planned model: the server must serve this exact file (same sha256).
+        service: The performance model the plan used.
+        p99_ms: The bound.
+        dims: Symbolic dim values the model runs at (shape of the load's requests).
+        cores: Cores of the server's machine.
+        overheads: Serving overheads the prediction assumes.
+        options: Probe length, repeats, tolerances.
+        same_machine: Whether the server runs on this machine (None: judge from the URL).
+        server_pid: The server's process id, to measure its CPU per request.
+        plan_run_id: The plan run, for the record.
+        on_progress: Load generator progress.
+    """
+    from modelscale.loadgen import LoadOptions, run_load
+
+    o = options or ValidationOptions()
+    ov = overheads or Overheads()
+    local = is_local_url(url) if same_machine is None else same_machine
+    config = check_server(url, artifact, api_key=o.api_key)
+    if local and ov.client_ms == 0:
+        ov = dataclasses.replace(ov, client_ms=DEFAULT_CLIENT_MS)
+    guess = max_rate(service, config, cores=cores, p99_ms=p99_ms, overheads=ov).rate_rps
+    start = max(1.0, 0.9 * guess)  # just under the prediction: the search brackets it quickly
+    load_options = LoadOptions(
+        rate=start,
+        find_max=True,
+        p99_ms=p99_ms,
+        pattern="poisson",
+        duration_s=o.duration_s,
+        repeats=o.repeats,
+        tolerance=o.search_tolerance,
+        warmup_s=2.0,
+        api_key=o.api_key,
+    )
+    with _inputs_file(artifact, dims or {}, o.rows) as npz:
+        meter = _CpuMeter(server_pid if local else None)
+        t0 = time.perf_counter()
+        load = run_load(
+            url,
+            model=artifact.name,
+            options=dataclasses.replace(load_options, inputs=pathlib.Path(npz)),
+            on_progress=on_progress,
+        )
+        wall = time.perf_counter() - t0
+    sent = sum(int(w["stats"].sent) for w in load.windows) + int(start * 2.0)
+    cpu = meter.per_request_ms(sent) if local else {}
+    if local and "client" in cpu:
+        ov = dataclasses.replace(ov, client_ms=cpu["client"])
+    if load.max_rate_rps is None:
+        raise InvalidInput(
+            f"No rate kept p99 <= {p99_ms:g} ms at the server at {url} (the search ran "
+            f"{wall:.0f} s); there is nothing to compare the prediction with. Is the bound below "
+            "what one request takes there?",
+            field="validate",
+        )
+    result = compare_with_measurement(
+        service,
+        config,
+        cores=cores,
+        p99_ms=p99_ms,
+        measured_rps=load.max_rate_rps,
+        overheads=ov,
+        model={"name": artifact.name, "sha256": artifact.sha256, "url": url},
+        tolerance=o.tolerance,
+        plan_run_id=plan_run_id,
+        measured_cpu_ms=cpu,
+    )
+    return Validation(result, load)
+
+
+def validate_local(
+    artifact: ModelArtifact,
+    config: ServerConfig,
+    *,
+    service: ServiceModel,
+    p99_ms: float,
+    dims: Mapping[str, int] | None = None,
+    cores: int,
+    overheads: Overheads | None = None,
+    options: ValidationOptions | None = None,
+    plan_run_id: int | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+    on_start: Callable[[str], None] | None = None,
+) -> Validation:
+    """Start ``modelscale serve`` with ``config`` on this machine, then ``validate_server`` it."""
+    from modelscale.config import DeploymentSpec
+    from modelscale.serve import start_server
+
+    spec = DeploymentSpec.single(
+        artifact.path,
+        name=artifact.name,
+        replicas=config.replicas,
+        threads=config.threads,
+        max_batch=config.max_batch,
+        max_wait_ms=config.max_wait_ms,
+        p99_ms=p99_ms,
+    )
+    with start_server(spec) as server:
+        if on_start is not None:
+            on_start(server.url)
+        return validate_server(
+            server.url,
+            artifact=artifact,
+            service=service,
+            p99_ms=p99_ms,
+            dims=dims,
+            cores=cores,
+            overheads=overheads,
+            options=options,
+            same_machine=True,
+            server_pid=server.pid,
+            plan_run_id=plan_run_id,
+            on_progress=on_progress,
+        )

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from modelscale.errors import InvalidInput
@@ -45,10 +46,19 @@ class ModelContract:
     """Whether requests may be stacked along axis 0 (all inputs and outputs have a dynamic axis 0)."""
     max_batch: int
     """Rows per batch at most; a batchable request with more rows is answered 400."""
+    serving: Mapping[str, int | float] = field(default_factory=dict)
+    """How the version runs (replicas, threads, max_wait_ms, max_queue): published in the metadata
+    so that a client (``plan --validate URL``) can tell which configuration it measures."""
 
     @classmethod
     def from_artifact(
-        cls, artifact: ModelArtifact, *, name: str, version: str, max_batch: int
+        cls,
+        artifact: ModelArtifact,
+        *,
+        name: str,
+        version: str,
+        max_batch: int,
+        serving: Mapping[str, int | float] | None = None,
     ) -> ModelContract:
         """The contract of ``artifact`` served as ``name`` version ``version``.
 
@@ -80,17 +90,34 @@ class ModelContract:
             outputs=outputs,
             batchable=batchable,
             max_batch=max_batch if batchable else 1,
+            serving=dict(serving or {}),
         )
 
-    @property
+    # Read for every request: computed once (a frozen dataclass still has a __dict__ to cache in).
+    @cached_property
     def input_names(self) -> tuple[str, ...]:
         """Input names in graph order."""
         return tuple(t.name for t in self.inputs)
 
-    @property
+    @cached_property
     def output_names(self) -> tuple[str, ...]:
         """Output names in graph order."""
         return tuple(t.name for t in self.outputs)
+
+    @cached_property
+    def input_specs(self) -> dict[str, TensorSpec]:
+        """Input specs by name."""
+        return {t.name: t for t in self.inputs}
+
+    @cached_property
+    def input_datatypes(self) -> dict[str, str]:
+        """V2 datatype name of each input."""
+        return {t.name: datatype_of(t.dtype) for t in self.inputs}
+
+    @cached_property
+    def _valid_shapes(self) -> dict[tuple[tuple[int, ...], ...], int]:
+        """Input shapes (in graph order) already accepted, with their row count."""
+        return {}
 
     def metadata(self, *, versions: tuple[str, ...]) -> dict[str, Any]:
         """The V2 model metadata response; ``parameters.sha256`` identifies this exact version."""
@@ -104,6 +131,7 @@ class ModelContract:
                 "version": self.version,
                 "sha256": self.sha256,
                 "max_batch_size": self.max_batch if self.batchable else 0,
+                **self.serving,  # V2 parameters are flat: numbers and strings only
             },
         }
 
@@ -123,6 +151,25 @@ def check_tensor_shapes(
     ``fields`` maps an input name to the request field it came from ('inputs[1]'), so a 400 names it.
     Symbolic dims must agree across inputs (input_ids and attention_mask share 'seq').
     """
+    # Clients send the same few shapes again and again: remember the ones that passed.
+    key = tuple(shapes[s.name] for s in contract.inputs)
+    known = contract._valid_shapes.get(key)
+    if known is not None:
+        return known
+    rows = _check_tensor_shapes(contract, shapes, fields)
+    if len(contract._valid_shapes) < _MAX_KNOWN_SHAPES:
+        contract._valid_shapes[key] = rows
+    return rows
+
+
+_MAX_KNOWN_SHAPES = 4096
+
+
+def _check_tensor_shapes(
+    contract: ModelContract,
+    shapes: Mapping[str, tuple[int, ...]],
+    fields: Mapping[str, str],
+) -> int:
     seen: dict[str, tuple[int, str]] = {}
     for spec in contract.inputs:
         shape, field = shapes[spec.name], fields[spec.name]

@@ -47,7 +47,16 @@ class VersionRuntime:
     ) -> None:
         self.name, self.version, self.artifact = name, version, artifact
         self.contract = ModelContract.from_artifact(
-            artifact, name=name, version=version, max_batch=spec.batching.max_batch
+            artifact,
+            name=name,
+            version=version,
+            max_batch=spec.batching.max_batch,
+            serving={
+                "replicas": spec.replicas,
+                "threads": spec.threads,
+                "max_wait_ms": spec.batching.max_wait_ms,
+                "max_queue": spec.batching.max_queue,
+            },
         )
         self.slo_s = spec.slo.p99_ms / 1000 if spec.slo.p99_ms else None
         label = f"{name}:{version}"

@@ -1,0 +1,125 @@
+"""`plan --validate URL` and `plan --validate-local`: a real server, a real find-max load test.
+
+The MLP's stored profile is synthetic (S(n, T) = (1 + 2n)(0.5 + 0.5 / T) ms) while the real model
+runs in microseconds, so these tests check the mechanics (what is measured, compared, recorded and
+refused), not the accuracy; bench/plan_accuracy.py measures that.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+from collections.abc import Iterator
+
+import pytest
+
+import modelscale.cli.plan  # noqa: F401  (registers the command until cli/__init__ imports it)
+from modelscale.config import DeploymentSpec
+from modelscale.loadgen.trivial import TrivialServer
+from modelscale.model import ModelArtifact
+from modelscale.serve import ServerProcess, start_server
+from modelscale.store import open_store
+from tests.cli.helpers import invoke
+from tests.plan.conftest import linear_points, profile_result
+
+FAST = ["--p99-ms", "40", "--machine", "local", "--validate-seconds", "1"]
+
+
+@pytest.fixture
+def model(mlp_path: pathlib.Path) -> pathlib.Path:
+    kb = open_store()
+    art = ModelArtifact.load(mlp_path)
+    kb.register_model(art.sha256, name="mlp", path=str(mlp_path))
+    kb.record(profile_result(linear_points()), model_version=art.sha256)
+    return mlp_path
+
+
+@pytest.fixture(scope="module")
+def mlp_server(mlp_path: pathlib.Path) -> Iterator[ServerProcess]:
+    spec = DeploymentSpec.single(mlp_path, name="mlp", replicas=2, max_batch=4, max_wait_ms=1)
+    with start_server(spec) as server:
+        yield server
+
+
+def test_validate_local_records_prediction_beside_measurement(model: pathlib.Path) -> None:
+    result = invoke("plan", str(model), "--rps", "100", *FAST, "--validate-local", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    v = data["validation"]
+    local = data["local"]
+    assert v["config"] == {
+        "replicas": local["replicas"],
+        "threads": local["threads"],
+        "max_batch": local["max_batch"],
+        "max_wait_ms": local["max_wait_ms"],
+    }
+    assert v["measured_rps"] > 0 and v["predicted_rps"] > 0
+    assert v["error"] == pytest.approx(v["predicted_rps"] / v["measured_rps"] - 1)
+    assert v["within_tolerance"] == (abs(v["error"]) <= 0.15)
+    # The server ran here: the CPU of its front, its replicas and the load generator was measured.
+    assert set(v["measured_cpu_ms"]) == {"client", "front", "replicas"}
+    assert all(x > 0 for x in v["measured_cpu_ms"].values())
+    kb = open_store()
+    stored = kb.run(v["validation_run_id"])
+    load = kb.run(v["load_run_id"])
+    assert stored.kind == "plan" and stored.results["measured_rps"] == v["measured_rps"]
+    assert (
+        stored.results["load_run_id"] == load.id and stored.results["plan_run_id"] == data["run_id"]
+    )
+    assert load.kind == "load" and load.results["max_rate_rps"] == v["measured_rps"]
+    assert load.params["find_max"] is True
+
+
+def test_validate_url_reads_the_configuration_the_server_runs(
+    model: pathlib.Path, mlp_server: ServerProcess
+) -> None:
+    result = invoke("plan", str(model), "--rps", "100", *FAST, "--validate", mlp_server.url)
+    assert result.exit_code == 0, result.output
+    assert "validation: 2 x 1 thr, batch 4 / 1 ms on" in result.stdout
+    # The load generator ran here (a loopback URL); the server's pid is unknown, so its CPU is not.
+    cpu_line = next(ln for ln in result.stdout.splitlines() if "CPU per request measured" in ln)
+    assert "client" in cpu_line and "front" not in cpu_line
+    assert "Validation stored as run" in result.stderr
+
+
+@pytest.fixture(scope="module")
+def trivial() -> Iterator[TrivialServer]:
+    with TrivialServer() as server:
+        yield server
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--validate", "ftp://x", "--validate-local"], "--validate URL and --validate-local exclude"),
+        (["--validate", "ftp://host:1"], "must be a plain http:// base URL"),
+        (["--validate", "http://127.0.0.1:9"], "Cannot reach 127.0.0.1:9"),
+        (["--validate", "TRIVIAL"], "lacks parameters replicas, threads, max_batch_size, max_wait_ms"),
+        (["--validate", "OTHER"], "not the planned model"),
+        (["--validate-local", "--validate-seconds", "0"], "The 'duration_s' parameter of plan validation"),
+        (["--validate-local", "--validate-repeats", "0"], "The 'repeats' parameter of plan validation"),
+    ],
+)  # fmt: skip
+def test_bad_validation_input_is_one_line_and_exit_2(
+    model: pathlib.Path,
+    conv_path: pathlib.Path,
+    trivial: TrivialServer,
+    args: list[str],
+    message: str,
+) -> None:
+    swap = {"TRIVIAL": trivial.url}
+    if "OTHER" in args:  # a server running another model under the planned model's name
+        spec = DeploymentSpec.single(conv_path, name="mlp", replicas=1)
+        other = start_server(spec)
+        swap["OTHER"] = other.url
+    try:
+        kb = open_store()
+        before = [(r.id, r.kind) for r in kb.runs()]
+        result = invoke("plan", str(model), "--rps", "100", *FAST, *[swap.get(a, a) for a in args])
+    finally:
+        if "OTHER" in swap:
+            other.close()
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("Error: ") and message in result.stderr
+    assert result.stderr.strip().count("\n") == 0
+    assert [(r.id, r.kind) for r in open_store().runs()] == before  # nothing added, nothing lost
