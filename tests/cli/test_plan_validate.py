@@ -123,3 +123,20 @@ def test_bad_validation_input_is_one_line_and_exit_2(
     assert result.stderr.startswith("Error: ") and message in result.stderr
     assert result.stderr.strip().count("\n") == 0
     assert [(r.id, r.kind) for r in open_store().runs()] == before  # nothing added, nothing lost
+
+
+def test_later_plans_use_the_front_cost_a_validation_measured(model: pathlib.Path) -> None:
+    first = json.loads(
+        invoke("plan", str(model), "--rps", "100", *FAST, "--validate-local", "--json").stdout
+    )
+    front = first["validation"]["measured_cpu_ms"]["front"]
+    assert first["params"]["overheads"]["front_ms"] == 0.4  # nothing measured before it
+    again = json.loads(invoke("plan", str(model), "--rps", "100", *FAST[:4], "--json").stdout)
+    assert again["params"]["overheads"]["front_ms"] == pytest.approx(front)
+    run_id = first["validation"]["validation_run_id"]
+    assert any(f"measured by validation run {run_id}" in a for a in again["assumptions"])
+    given = json.loads(
+        invoke("plan", str(model), "--rps", "100", *FAST[:4], "--front-ms", "0.3", "--json").stdout
+    )
+    assert given["params"]["overheads"]["front_ms"] == 0.3
+    assert any("given with --front-ms" in a for a in given["assumptions"])

@@ -81,8 +81,11 @@ def plan_command(
         1.0, "--core-factor", help="Per-core speed of catalog machines relative to this one."
     ),
     spot: bool = typer.Option(False, "--spot", help="Price with spot instead of on-demand."),
-    front_ms: float = typer.Option(
-        Overheads.front_ms, "--front-ms", help="Front CPU per request, ms (serving overhead)."
+    front_ms: float | None = typer.Option(
+        None,
+        "--front-ms",
+        help="Front CPU per request, ms (default: measured by the latest --validate-local of "
+        f"this model here, else {Overheads.front_ms:g}).",
     ),
     batch_ms: float = typer.Option(
         Overheads.batch_ms, "--batch-ms", help="Hand-over per batch to a replica, ms."
@@ -155,7 +158,12 @@ def plan_command(
         core_factor=core_factor,
         machine=machine,
         spot=spot,
-        overheads=Overheads(front_ms=front_ms, batch_ms=batch_ms),
+        overheads=Overheads(
+            front_ms=Overheads.front_ms if front_ms is None else front_ms, batch_ms=batch_ms
+        ),
+        overheads_source="assumed until measured with plan --validate"
+        if front_ms is None
+        else "front CPU per request given with --front-ms, the rest assumed",
     )
     kb = open_store()  # stored profiles are read either way; --no-store only stops writes
     artifact = resolve_model(model, store=kb)
@@ -186,6 +194,7 @@ def plan_command(
             on_stage=on_stage,
             on_point=on_point,
             on_progress=on_progress,
+            calibrate=front_ms is None,
         )
     files = [str(emit(result, cast(EmitKind, k), out, image=image)) for k in kinds] if out else []
     run_id = None
@@ -232,6 +241,7 @@ def _validate(
     """Run the load test the plan is checked against: at ``url``, or a server started here."""
     dims = {str(k): int(v) for k, v in (result.model.get("dims") or {}).items()}
     cores = int(result.machine["usable_cores"])
+    planned_overheads = result.params.get("overheads", options.overheads)  # calibrated, if it was
     p99 = float(result.target["p99_ms"])
     if url is None and result.local is None:
         raise InvalidInput(
@@ -248,13 +258,13 @@ def _validate(
         if url is not None:
             return validate_server(
                 url, artifact=artifact, service=result.service, p99_ms=p99, dims=dims,
-                cores=cores, overheads=options.overheads, options=v_options,
+                cores=cores, overheads=planned_overheads, options=v_options,
                 plan_run_id=plan_run_id, on_progress=on_progress,
             )  # fmt: skip
         assert result.local is not None  # checked above
         return validate_local(
             artifact, result.local.config, service=result.service, p99_ms=p99, dims=dims,
-            cores=cores, overheads=options.overheads, options=v_options,
+            cores=cores, overheads=planned_overheads, options=v_options,
             plan_run_id=plan_run_id, on_progress=on_progress,
         )  # fmt: skip
 

@@ -7,6 +7,7 @@ planner searches configurations and machines.
 
 from __future__ import annotations
 
+import dataclasses
 import pathlib
 from collections.abc import Callable, Mapping
 
@@ -17,6 +18,7 @@ from modelscale.plan.planner import PlanOptions, check_targets, plan_capacity
 from modelscale.plan.profiles import measure_profile, resolve_model, stored_profile
 from modelscale.plan.results import PlanResult
 from modelscale.plan.service import ServiceModel
+from modelscale.plan.validate import measured_front_ms
 from modelscale.store import Store
 
 __all__ = ["plan_model"]
@@ -37,6 +39,7 @@ def plan_model(
     on_stage: Callable[[str, int], None] | None = None,
     on_point: Callable[[object], None] | None = None,
     on_progress: Callable[[str], None] | None = None,
+    calibrate: bool = True,
 ) -> PlanResult:
     """Plan serving ``model`` at ``rps`` requests/s with p99 latency <= ``p99_ms``.
 
@@ -54,6 +57,8 @@ def plan_model(
         on_stage: Profile progress: (stage, steps).
         on_point: Profile progress: each measured point.
         on_progress: Planner progress: each machine size searched.
+        calibrate: Use the front CPU per request the latest validation of this model on this
+            machine measured (``plan --validate-local``) instead of the assumed one.
     """
     opts = options or PlanOptions()
     opts.check()
@@ -68,6 +73,16 @@ def plan_model(
     if cat is not None and opts.machine not in (None, "local"):
         cat.find(opts.machine)
     artifact = model if isinstance(model, ModelArtifact) else resolve_model(model, store=store)
+    if calibrate and store is not None:
+        found = measured_front_ms(store, artifact.sha256)
+        if found is not None:
+            front, run_id = found
+            opts = dataclasses.replace(
+                opts,
+                overheads=dataclasses.replace(opts.overheads, front_ms=front),
+                overheads_source=f"front CPU per request measured by validation run {run_id}, "
+                "the rest assumed",
+            )
     profile = stored_profile(artifact, store, dims=dims) if store is not None else None
     if profile is None:
         try:

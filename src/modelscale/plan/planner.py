@@ -47,6 +47,7 @@ class PlanOptions:
             catalog instance type.
         spot: Price with spot instead of on-demand prices.
         overheads: Serving costs outside the model.
+        overheads_source: Where ``overheads`` come from (said in the plan's assumptions).
         policies: Batch policies to try.
         sim_requests: Requests per simulation run.
     """
@@ -57,6 +58,7 @@ class PlanOptions:
     machine: str | None = None
     spot: bool = False
     overheads: Overheads = field(default_factory=Overheads)
+    overheads_source: str = "assumed until measured with plan --validate"
     policies: tuple[BatchPolicy, ...] = DEFAULT_POLICIES
     sim_requests: int = 12_000
 
@@ -358,6 +360,7 @@ def plan_capacity(
             "machine": opts.machine,
             "spot": opts.spot,
             "overheads": opts.overheads,
+            "overheads_source": opts.overheads_source,
             "policies": list(opts.policies),
             "sim_requests": opts.sim_requests,
             "replica_bytes": replica_bytes,

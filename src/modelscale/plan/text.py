@@ -41,7 +41,7 @@ def assumptions(
         *_noisy(service),
         "Requests arrive as a Poisson stream, one item each; machines behind a load balancer share "
         "it evenly.",
-        f"Serving overheads (assumed until measured with plan --validate): {ov.front_ms:g} ms of "
+        f"Serving overheads ({opts.overheads_source}): {ov.front_ms:.3g} ms of "
         f"front CPU per request, {ov.batch_ms:g} ms hand-over per batch, {ov.network_ms:g} ms "
         "network.",
         "Configurations keep replicas x threads within the machine's cores; the front's CPU shares "

@@ -49,6 +49,7 @@ __all__ = [
     "compare_with_measurement",
     "implied_front_ms",
     "is_local_url",
+    "measured_front_ms",
     "server_config",
     "validate_local",
     "validate_server",
@@ -311,6 +312,27 @@ def check_server(url: str, artifact: ModelArtifact, *, api_key: str | None = Non
             field="validate",
         )
     return config
+
+
+def measured_front_ms(store: Store, sha256: str) -> tuple[float, int] | None:
+    """The front CPU per request the latest local validation of this model on this machine measured.
+
+    Returns (ms, validation run id), or None when no validation measured it here.
+    """
+    from modelscale.machine import machine_info
+
+    here = machine_info()
+    for run in store.runs(model=sha256, kind="plan"):  # newest first
+        front = (run.results.get("measured_cpu_ms") or {}).get("front")
+        m = run.machine or {}
+        if (
+            run.model_version == sha256
+            and front
+            and m.get("cpu_model") == here.cpu_model
+            and m.get("usable_cores") == here.usable_cores
+        ):
+            return float(front), run.id
+    return None
 
 
 def is_local_url(url: str) -> bool:
