@@ -7,16 +7,16 @@
    outside what the analytic models cover, and the planner simulates such configurations.
 2. The eight predicted-vs-measured cases: digits and MiniLM x (1 replica x 2 threads, 2 replicas x
    1 thread) x (no batching, batch 8 / 5 ms): the predicted max rate at the p99 bound next to what
-   `load --find-max` measures against `serve` in that configuration. Target: within +-15%. Runs
-   only where the `serve` and `load` commands exist; otherwise the predictions are listed and the
-   measurements skipped with a message.
+   `load --find-max` measures against `serve` in that configuration, through the code path of
+   `plan --validate-local`. Target: within +-15%. Bounds: 25 ms for digits, 100 ms for MiniLM.
 3. MiniLM at 1,000 req/s with p99 <= 100 ms against the bundled catalog: >= 3 options across >= 2
    providers with costs, and the cheapest meeting the SLO picked.
 
 Profiles come from the knowledge base given by --db (measured and recorded there on first use).
 
 Run: .venv/bin/python bench/plan_accuracy.py [--db sqlite:///bench/results/plan/kb.db]
-     [--out bench/results/plan/plan_accuracy.json] [--requests 100000] [--client-ms 0.2]
+     [--out bench/results/plan/plan_accuracy.json] [--requests 100000] [--seconds 15]
+     [--repeats 2] [--only TEXT] [--skip-measured]
 """
 
 from __future__ import annotations
@@ -46,7 +46,9 @@ from modelscale.plan.validate import ValidationOptions, validate_local
 from modelscale.result import jsonable
 from modelscale.store import Store
 
-MODELS = {"digits": ({}, 10.0), "minilm": ({"seq": 32}, 100.0)}  # dims, p99 bound (ms)
+# dims, p99 bound (ms). Digits at 25 ms: with a 5 ms batch wait, a 10 ms bound is decided by the
+# operating system's wake-up tail (p99 ~4 ms at 100 req/s here), which the model holds fixed.
+MODELS = {"digits": ({}, 25.0), "minilm": ({"seq": 32}, 100.0)}
 BOTH_APPLY = (ServerConfig(1, 2), ServerConfig(2, 1), ServerConfig(1, 2, 8), ServerConfig(1, 1, 8))
 POLICIES = {"digits": ((1, 0.0), (8, 5.0)), "minilm": ((1, 0.0), (8, 5.0))}  # (max batch, wait ms)
 EIGHT = {

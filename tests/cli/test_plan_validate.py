@@ -133,6 +133,9 @@ def test_later_plans_use_the_front_cost_a_validation_measured(model: pathlib.Pat
     assert first["params"]["overheads"]["front_ms"] == 0.4  # nothing measured before it
     again = json.loads(invoke("plan", str(model), "--rps", "100", *FAST[:4], "--json").stdout)
     assert again["params"]["overheads"]["front_ms"] == pytest.approx(front)
+    handover = first["validation"]["measured_handover_ms"]
+    assert handover > 0 and first["validation"]["mean_batch"] >= 1
+    assert again["params"]["overheads"]["batch_ms"] == pytest.approx(handover)
     run_id = first["validation"]["validation_run_id"]
     assert any(f"measured by validation run {run_id}" in a for a in again["assumptions"])
     given = json.loads(

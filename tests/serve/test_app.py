@@ -179,6 +179,7 @@ def test_metrics_parse_and_count_requests(mlp_client: TestClient) -> None:
         "modelscale_queue_duration_seconds",
         "modelscale_batch_size",
         "modelscale_inference_duration_seconds",
+        "modelscale_batch_roundtrip_seconds",
         "modelscale_queue_depth",
         "modelscale_replicas_ready",
     ):

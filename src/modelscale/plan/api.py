@@ -18,7 +18,7 @@ from modelscale.plan.planner import PlanOptions, check_targets, plan_capacity
 from modelscale.plan.profiles import measure_profile, resolve_model, stored_profile
 from modelscale.plan.results import PlanResult
 from modelscale.plan.service import ServiceModel
-from modelscale.plan.validate import measured_front_ms
+from modelscale.plan.validate import measured_overheads
 from modelscale.store import Store
 
 __all__ = ["plan_model"]
@@ -57,8 +57,9 @@ def plan_model(
         on_stage: Profile progress: (stage, steps).
         on_point: Profile progress: each measured point.
         on_progress: Planner progress: each machine size searched.
-        calibrate: Use the front CPU per request the latest validation of this model on this
-            machine measured (``plan --validate-local``) instead of the assumed one.
+        calibrate: Use the front CPU per request and the hand-over per batch that the latest
+            validation of this model on this machine measured (``plan --validate-local``) instead
+            of the assumed ones.
     """
     opts = options or PlanOptions()
     opts.check()
@@ -74,14 +75,13 @@ def plan_model(
         cat.find(opts.machine)
     artifact = model if isinstance(model, ModelArtifact) else resolve_model(model, store=store)
     if calibrate and store is not None:
-        found = measured_front_ms(store, artifact.sha256)
+        found = measured_overheads(store, artifact.sha256, opts.overheads)
         if found is not None:
-            front, run_id = found
+            overheads, run_id = found
             opts = dataclasses.replace(
                 opts,
-                overheads=dataclasses.replace(opts.overheads, front_ms=front),
-                overheads_source=f"front CPU per request measured by validation run {run_id}, "
-                "the rest assumed",
+                overheads=overheads,
+                overheads_source=f"front CPU and hand-over measured by validation run {run_id}",
             )
     profile = stored_profile(artifact, store, dims=dims) if store is not None else None
     if profile is None:

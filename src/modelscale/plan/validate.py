@@ -49,7 +49,7 @@ __all__ = [
     "compare_with_measurement",
     "implied_front_ms",
     "is_local_url",
-    "measured_front_ms",
+    "measured_overheads",
     "server_config",
     "validate_local",
     "validate_server",
@@ -81,9 +81,12 @@ class ValidationResult(Result):
         params: The overheads the prediction assumed.
         measured_cpu_ms: CPU per request measured during the load test, by part ('front',
             'replicas', 'client'); empty when the server ran elsewhere.
-        calibrated_rps: The prediction again with the front's measured CPU per request in place
-            of the assumed one (None when it was not measured): the queueing model's own error,
-            with the serving overhead known.
+        measured_handover_ms: Mean time per batch a replica was held beyond its inference (IPC,
+            wake-ups), from the server's metrics over the search; None when not available.
+        mean_batch: Mean rows per batch over the search (server metrics).
+        calibrated_rps: The prediction again with the serving overheads measured during the test
+            (front CPU and hand-over) in place of the assumed ones (None when neither was
+            measured): the queueing model's own error, with the overheads known.
         calibrated_error: calibrated_rps / measured - 1.
     """
 
@@ -105,6 +108,8 @@ class ValidationResult(Result):
     summary: str
     params: dict[str, Any]
     measured_cpu_ms: dict[str, float] = field(default_factory=dict)
+    measured_handover_ms: float | None = None
+    mean_batch: float | None = None
     calibrated_rps: float | None = None
     calibrated_error: float | None = None
 
@@ -149,6 +154,8 @@ def compare_with_measurement(
     load_run_id: int | None = None,
     plan_run_id: int | None = None,
     measured_cpu_ms: Mapping[str, float] | None = None,
+    measured_handover_ms: float | None = None,
+    mean_batch: float | None = None,
 ) -> ValidationResult:
     """Predict ``config``'s max rate at ``p99_ms`` and set it beside ``measured_rps``.
 
@@ -165,6 +172,8 @@ def compare_with_measurement(
         load_run_id: The load run, for the record.
         plan_run_id: The plan run, for the record.
         measured_cpu_ms: CPU per request measured during the load test, by part.
+        measured_handover_ms: Hand-over per batch measured during the load test.
+        mean_batch: Mean rows per batch during the load test.
     """
     if not (
         isinstance(measured_rps, int | float) and math.isfinite(measured_rps) and measured_rps > 0
@@ -183,8 +192,12 @@ def compare_with_measurement(
     )
     cpu = dict(measured_cpu_ms or {})
     calibrated = None
-    if cpu.get("front"):
-        cal = dataclasses.replace(ov, front_ms=cpu["front"])
+    if cpu.get("front") or measured_handover_ms is not None:
+        cal = dataclasses.replace(
+            ov,
+            front_ms=cpu.get("front") or ov.front_ms,
+            batch_ms=ov.batch_ms if measured_handover_ms is None else measured_handover_ms,
+        )
         calibrated = max_rate(service, config, cores=cores, p99_ms=p99_ms, overheads=cal).rate_rps
     summary = (
         f"{config.label()} on {cores} cores at p99 <= {p99_ms:g} ms: predicted "
@@ -193,8 +206,8 @@ def compare_with_measurement(
         + (
             ""
             if calibrated is None
-            else f"; with the front's measured {cpu['front']:.2f} ms/request: predicted "
-            f"{calibrated:,.0f} req/s, error {calibrated / measured_rps - 1:+.1%}"
+            else f"; with the overheads measured: predicted {calibrated:,.0f} req/s, error "
+            f"{calibrated / measured_rps - 1:+.1%}"
         )
         + "."
     )
@@ -215,6 +228,8 @@ def compare_with_measurement(
         summary=summary,
         params={"overheads": dataclasses.asdict(ov), "tolerance": tolerance},
         measured_cpu_ms=cpu,
+        measured_handover_ms=measured_handover_ms,
+        mean_batch=mean_batch,
         calibrated_rps=calibrated,
         calibrated_error=None if calibrated is None else calibrated / measured_rps - 1.0,
     )
@@ -314,16 +329,15 @@ def check_server(url: str, artifact: ModelArtifact, *, api_key: str | None = Non
     return config
 
 
-def measured_front_ms(store: Store, sha256: str) -> tuple[float, int] | None:
-    """The front CPU per request the latest local validation of this model on this machine measured.
-
-    Returns (ms, validation run id), or None when no validation measured it here.
-    """
+def measured_overheads(store: Store, sha256: str, base: Overheads) -> tuple[Overheads, int] | None:
+    """``base`` with the front CPU per request and the hand-over per batch that the latest local
+    validation of this model on this machine measured, and that run's id (None: none measured)."""
     from modelscale.machine import machine_info
 
     here = machine_info()
     for run in store.runs(model=sha256, kind="plan"):  # newest first
-        front = (run.results.get("measured_cpu_ms") or {}).get("front")
+        res = run.results
+        front = (res.get("measured_cpu_ms") or {}).get("front")
         m = run.machine or {}
         if (
             run.model_version == sha256
@@ -331,8 +345,64 @@ def measured_front_ms(store: Store, sha256: str) -> tuple[float, int] | None:
             and m.get("cpu_model") == here.cpu_model
             and m.get("usable_cores") == here.usable_cores
         ):
-            return float(front), run.id
+            handover = res.get("measured_handover_ms")
+            return dataclasses.replace(
+                base,
+                front_ms=float(front),
+                batch_ms=base.batch_ms if handover is None else float(handover),
+            ), run.id
     return None
+
+
+_BATCH_SERIES = {
+    "modelscale_batch_size_count": "batches",
+    "modelscale_batch_size_sum": "rows",
+    "modelscale_inference_duration_seconds_sum": "infer_s",
+    "modelscale_batch_roundtrip_seconds_sum": "roundtrip_s",
+}
+
+
+def _batch_totals(url: str, model: str, api_key: str | None) -> dict[str, float] | None:
+    """Batch counters of ``model`` from the server's /metrics (None if it has none to give)."""
+    import http.client
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname or "", parts.port or 80, timeout=10)
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    try:
+        conn.request("GET", "/metrics", headers=headers)
+        resp = conn.getresponse()
+        text = resp.read().decode("utf-8", "replace")
+    except OSError:
+        return None
+    finally:
+        conn.close()
+    if resp.status != 200:
+        return None
+    totals = dict.fromkeys(_BATCH_SERIES.values(), 0.0)
+    try:
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                key = _BATCH_SERIES.get(sample.name)
+                if key is not None and sample.labels.get("model") == model:
+                    totals[key] += float(sample.value)
+    except ValueError:
+        return None
+    return totals
+
+
+def _handover(before: dict[str, float] | None, after: dict[str, float] | None) -> dict[str, float]:
+    if before is None or after is None:
+        return {}
+    d = {k: after[k] - before[k] for k in after}
+    if d["batches"] <= 0 or d["roundtrip_s"] <= 0:
+        return {}
+    return {
+        "handover_ms": max(0.0, 1000.0 * (d["roundtrip_s"] - d["infer_s"]) / d["batches"]),
+        "mean_batch": d["rows"] / d["batches"],
+    }
 
 
 def is_local_url(url: str) -> bool:
@@ -451,6 +521,7 @@ def validate_server(
     )
     with _inputs_file(artifact, dims or {}, o.rows) as npz:
         meter = _CpuMeter(server_pid if local else None)
+        before = _batch_totals(url, artifact.name, o.api_key)
         t0 = time.perf_counter()
         load = run_load(
             url,
@@ -459,6 +530,7 @@ def validate_server(
             on_progress=on_progress,
         )
         wall = time.perf_counter() - t0
+        batches = _handover(before, _batch_totals(url, artifact.name, o.api_key))
     sent = sum(int(w["stats"].sent) for w in load.windows) + int(start * 2.0)
     cpu = meter.per_request_ms(sent) if local else {}
     if local and "client" in cpu:
@@ -481,6 +553,8 @@ def validate_server(
         tolerance=o.tolerance,
         plan_run_id=plan_run_id,
         measured_cpu_ms=cpu,
+        measured_handover_ms=batches.get("handover_ms"),
+        mean_batch=batches.get("mean_batch"),
     )
     return Validation(result, load)
 

@@ -104,6 +104,15 @@ class Metrics:
             buckets=_INFER_BUCKETS_S,
             registry=self.registry,
         )
+        self.roundtrip_time = Histogram(
+            "modelscale_batch_roundtrip_seconds",
+            "Time from sending a batch to a replica to reading its reply in the front: inference "
+            "plus the hand-over (IPC, process wake-ups), during which the replica takes no other "
+            "batch",
+            labels,
+            buckets=_INFER_BUCKETS_S,
+            registry=self.registry,
+        )
         self._live = _Live()
         self.registry.register(self._live)
         self._children: dict[tuple[str, str, int], tuple[Any, Any, Any]] = {}
@@ -112,14 +121,16 @@ class Metrics:
         """Report queue depth and replica counts of a model version."""
         self._live.sources.append(source)
 
-    def batch_observer(self, model: str, version: str) -> Callable[[int, float], None]:
-        """A callback recording one batch's size and inference time (bound to its labels)."""
+    def batch_observer(self, model: str, version: str) -> Callable[[int, float, float], None]:
+        """A callback recording one batch's size, inference and round-trip time (its labels bound)."""
         size = self.batch_size.labels(model, version)
         infer = self.inference_time.labels(model, version)
+        roundtrip = self.roundtrip_time.labels(model, version)
 
-        def observe(rows: int, seconds: float) -> None:
+        def observe(rows: int, infer_s: float, roundtrip_s: float) -> None:
             size.observe(rows)
-            infer.observe(seconds)
+            infer.observe(infer_s)
+            roundtrip.observe(roundtrip_s)
 
         return observe
 

@@ -63,7 +63,7 @@ class VersionRuntime:
         observe = metrics.batch_observer(name, version)
 
         def on_batch(rows: int, infer_s: float, wall_s: float) -> None:
-            observe(rows, infer_s)
+            observe(rows, infer_s, wall_s)
             self._learn(rows, wall_s)
 
         self.pool = ReplicaPool(
