@@ -1,7 +1,8 @@
 """`modelscale demo`: the main job end to end on the built-in digits example.
 
 It grows with the toolkit: it builds the example, profiles it, compresses it within an accuracy
-tolerance, serves it with two replica processes and load-tests the server; plan joins as it lands.
+tolerance, serves it with two replica processes and load-tests the server, then plans capacity and
+cost for a target rate and validates the plan with a load test of the planned configuration.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import typer
 from modelscale.cli.app import app
 from modelscale.cli.compress import render_compress
 from modelscale.cli.load import render_load
+from modelscale.cli.plan import render_plan, render_validation
 from modelscale.cli.profile import profile_with_progress, render_profile
 from modelscale.cli.render import console, progress
 from modelscale.compress import compress_example, record_search
@@ -20,11 +22,16 @@ from modelscale.config import DeploymentSpec
 from modelscale.examples import build_example
 from modelscale.loadgen import LoadOptions, run_load
 from modelscale.model import ModelArtifact
+from modelscale.plan import plan_model
+from modelscale.plan.validate import ValidationOptions, validate_local
 from modelscale.profile import MeasureOptions, plot_profile
 from modelscale.serve import start_server
 from modelscale.store import open_store
 
 __all__ = ["demo_command"]
+
+_PLAN_RPS = 500.0
+_PLAN_P99_MS = 25.0
 
 
 @app.command("demo")
@@ -108,10 +115,33 @@ def demo_command(
     load_run = kb.record(loaded, model_version=loaded.model_sha256)
     render_load(loaded)
 
-    console.rule("5. the knowledge base")
+    console.rule(f"5. plan: machines, replicas and cost for {_PLAN_RPS:g} req/s at p99 <= "
+                 f"{_PLAN_P99_MS:g} ms, then validate it here")  # fmt: skip
+    planned = plan_model(artifact, rps=_PLAN_RPS, p99_ms=_PLAN_P99_MS, store=kb)
+    plan_run = kb.record(planned, model_version=artifact.sha256)
+    render_plan(planned)
+    if planned.local is None:
+        console.print("No configuration on this machine meets the bound; nothing to validate.")
+        checked_ids = ""
+    else:
+        with progress() as bar:
+            task = bar.add_task("starting the planned server", total=None)
+            checked = validate_local(
+                artifact, planned.local.config, service=planned.service, p99_ms=_PLAN_P99_MS,
+                cores=int(planned.machine["usable_cores"]), options=ValidationOptions(duration_s=5),
+                plan_run_id=plan_run,
+                on_progress=lambda p: bar.update(
+                    task, description=p.stage, completed=p.done, total=p.total
+                ),
+            )  # fmt: skip
+        val_run, val_load = checked.record(kb, plan_run_id=plan_run)
+        render_validation(checked)
+        checked_ids = f"; its validation as run {val_run} (load test: run {val_load})"
+
+    console.rule("6. the knowledge base")
     console.print(
         f"Profile stored as run {run_id}; the compress search as run {recorded.search_run_id} "
-        f"with one child run per candidate; the load test as run {load_run}. "
-        "See them with: modelscale runs"
+        f"with one child run per candidate; the load test as run {load_run}; the plan as run "
+        f"{plan_run}{checked_ids}. See them with: modelscale runs"
     )
     console.print("Next: modelscale profile YOUR_MODEL.onnx --batch 1,8,32 --threads 1,2")
