@@ -147,3 +147,18 @@ def test_password_never_in_errors() -> None:
 def test_not_a_url() -> None:
     with pytest.raises(InvalidInput, match="not a SQLAlchemy URL"):
         Store("this is not a url")
+
+
+def test_times_read_back_in_utc_from_every_backend(db_url: str) -> None:
+    import datetime as dt
+
+    store = Store(db_url)
+    before = dt.datetime.now(dt.UTC)
+    store.register_model("b" * 64, name="m")
+    run = store.run(store.record(NoteResult(text="t"), model_version="b" * 64))
+    after = dt.datetime.now(dt.UTC)
+    assert run.created_at.utcoffset() == dt.timedelta(0)  # aware, UTC: SQLite as PostgreSQL
+    assert before - dt.timedelta(seconds=1) <= run.created_at <= after + dt.timedelta(seconds=1)
+    model = store.model("b" * 64)
+    assert model is not None and model.created_at.utcoffset() == dt.timedelta(0)
+    store.close()

@@ -10,9 +10,10 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, DateTime, Dialect, ForeignKey, Integer, String, Text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
 
 __all__ = ["RUN_KINDS", "Base", "ModelVersionRow", "RunRow"]
 
@@ -36,6 +37,33 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+class UtcDateTime(TypeDecorator[dt.datetime]):
+    """A timestamp that reads back timezone-aware in UTC from every backend.
+
+    PostgreSQL keeps the offset (``timestamptz``); SQLite stores the text without it and returns a
+    naive datetime, so the same run would compare and print differently by backend. Values are
+    stored as UTC and read back with ``tzinfo=UTC``; the column DDL is ``DateTime(timezone=True)``
+    as before, so existing databases need no migration.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}; the knowledge base stores UTC times")
+        return value.astimezone(dt.UTC)
+
+    def process_result_value(
+        self, value: dt.datetime | None, dialect: Dialect
+    ) -> dt.datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
 class Base(DeclarativeBase):
     """Declarative base of the knowledge base tables."""
 
@@ -50,7 +78,7 @@ class ModelVersionRow(Base):
     path: Mapped[str | None] = mapped_column(Text)
     size_bytes: Mapped[int | None] = mapped_column(Integer)
     parent_sha256: Mapped[str | None] = mapped_column(String(64), index=True)
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=_now)
     meta: Mapped[dict[str, Any]] = mapped_column(_Json, default=dict)
 
 
@@ -62,9 +90,7 @@ class RunRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     kind: Mapped[str] = mapped_column(String(32), index=True)
     model_version: Mapped[str | None] = mapped_column(String(64), index=True)
-    created_at: Mapped[dt.datetime] = mapped_column(
-        DateTime(timezone=True), default=_now, index=True
-    )
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=_now, index=True)
     status: Mapped[str] = mapped_column(String(16), default="ok")
     params: Mapped[dict[str, Any]] = mapped_column(_Json, default=dict)
     results: Mapped[dict[str, Any]] = mapped_column(_Json, default=dict)
