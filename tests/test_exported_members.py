@@ -5,7 +5,11 @@ import __future__
 
 import importlib
 import pkgutil
+import subprocess
+import sys
 import types
+
+import pytest
 
 import modelscale
 
@@ -23,14 +27,43 @@ def isort_order(names: list[str]) -> list[str]:
 
 def test_all_is_sorted_and_complete() -> None:
     assert modelscale.__all__ == isort_order(modelscale.__all__)
+    for name in modelscale.__all__:  # the lazy exports all resolve
+        assert getattr(modelscale, name) is not None, name
     public = {
         name
         for name, value in vars(modelscale).items()
         if not name.startswith("_")
         and not isinstance(value, types.ModuleType | __future__._Feature)
+        and name not in ("TYPE_CHECKING", "Any")  # typing helpers of the lazy loader
     }
+    kind = type(modelscale)
+    public |= {n for n in vars(kind) if isinstance(getattr(kind, n), property)}
     public.add("__version__")
     assert public == set(modelscale.__all__)
+    assert sorted(dir(modelscale)) == sorted(modelscale.__all__)
+
+
+def test_compress_stays_the_function_when_its_subpackage_is_imported() -> None:
+    code = (
+        "import modelscale.compress.search, modelscale, sys; "
+        "from modelscale import compress; "
+        "print(callable(compress), compress is sys.modules['modelscale.compress.search'].compress, "
+        "sys.modules['modelscale.compress'].__name__)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "True", "modelscale.compress"]
+
+
+def test_import_is_light_and_unknown_names_fail() -> None:
+    code = (
+        "import sys, modelscale; "
+        "heavy = [m for m in ('scipy', 'starlette', 'sqlalchemy', 'onnxruntime') if m in sys.modules]; "
+        "print(heavy)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    with pytest.raises(AttributeError, match="no attribute 'nothing_here'"):
+        _ = modelscale.nothing_here
 
 
 def test_every_module_declares_a_sorted_all_of_real_names() -> None:
