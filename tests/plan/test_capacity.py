@@ -7,7 +7,15 @@ import math
 import pytest
 
 from modelscale.errors import InvalidInput
-from modelscale.plan import Overheads, ServerConfig, ServiceModel, max_rate, predict
+from modelscale.plan import (
+    Overheads,
+    ServerConfig,
+    ServiceModel,
+    ServicePoint,
+    fit_service_model,
+    max_rate,
+    predict,
+)
 from modelscale.plan.capacity import batch_times_ms, capacity_rps, slowdown
 
 NO_OVERHEAD = Overheads(front_ms=0.0, batch_ms=0.0)
@@ -117,3 +125,21 @@ def test_variable_batches_are_simulated() -> None:
     assert est.method == "simulation"
     unbatched = max_rate(noisy, ServerConfig(1, 1), cores=2, p99_ms=60.0, overheads=NO_OVERHEAD)
     assert unbatched.method == "analytic:M/G/c"  # M/G/c takes the variability into account
+
+
+def test_a_front_bound_server_saturates_below_one_over_its_cost_when_sharing_cores() -> None:
+    # A model that takes ~nothing: the front (0.1 ms CPU per request) is the limit.
+    tiny = fit_service_model(
+        [ServicePoint(b, t, 0.001 * b, 0.001 * b, 0.0011 * b) for b in (1, 8) for t in (1, 2)]
+    )
+    ov = Overheads(front_ms=0.1, batch_ms=0.0)
+    # Alone on its cores the front would reach 1 / 0.1 ms = 10,000 req/s; sharing 2 cores with 2
+    # busy replicas it runs slower by (2 + r x 0.1 ms) / 2, so r x 0.1 x (1 + r x 0.05e-3) = 1000.
+    a, b = 0.1 * 0.05e-3, 0.1  # a r^2 + b r = 1000
+    expected = (-b + (b * b + 4 * a * 1000) ** 0.5) / (2 * a)  # 7,320 req/s
+    got = capacity_rps(tiny, ServerConfig(2, 1), cores=2, overheads=ov)
+    assert got == pytest.approx(expected, rel=1e-3)
+    # With cores to spare (8), nothing is slowed: the front's own limit.
+    assert capacity_rps(tiny, ServerConfig(2, 1), cores=8, overheads=ov) == pytest.approx(
+        10_000, rel=1e-3
+    )

@@ -5,8 +5,10 @@ per replica, and the batch policy. The machine brings its cores and their speed.
 modelled as it runs: the front (one process) spends ``front_ms`` of CPU on each request, then the
 batcher forms batches for the replicas; each batch costs ``S(n, T)`` from the performance model
 plus ``batch_ms`` of hand-over. When replicas x threads plus the front's (and a local load
-generator's) CPU exceed the cores, everything runs slower by that ratio (processor sharing); plans
-prefer configurations that stay within the cores.
+generator's) CPU exceed the cores, everything runs slower by that ratio (processor sharing): the
+replicas' batches and the front's own work alike, so a front-bound server (a fast model) saturates
+below ``1 / front_ms`` when it shares the cores with its replicas. Plans prefer configurations
+that stay within the cores.
 
 Which method answers (``Estimate.method``):
 
@@ -37,6 +39,7 @@ __all__ = [
     "batch_times_ms",
     "capacity_rps",
     "front_busy",
+    "front_cost_ms",
     "max_rate",
     "predict",
     "slowdown",
@@ -101,20 +104,32 @@ def front_busy(
         return 0.0
     replicas_only = Overheads(batch_ms=overheads.batch_ms, front_ms=0.0)
     cap = capacity_rps(service, config, cores=cores, overheads=replicas_only)
-    return min(1.0, cap * overheads.front_ms / 1000.0)
+    return min(
+        1.0, cap * front_cost_ms(config, cores=cores, rate_rps=cap, overheads=overheads) / 1000
+    )
+
+
+def front_cost_ms(
+    config: ServerConfig, *, cores: int, rate_rps: float, overheads: Overheads
+) -> float:
+    """The front's time per request at ``rate_rps``: its CPU cost, slowed like everything else."""
+    return overheads.front_ms * slowdown(
+        config, cores=cores, rate_rps=rate_rps, overheads=overheads
+    )
 
 
 def capacity_rps(
     service: ServiceModel, config: ServerConfig, *, cores: int, overheads: Overheads
 ) -> float:
     """Saturation throughput: replicas always busy with full batches, and the front's own limit."""
-    front = 1000.0 / overheads.front_ms if overheads.front_ms > 0 else math.inf
 
     def served(rate: float) -> float:
         svc = batch_times_ms(service, config, cores=cores, rate_rps=rate, overheads=overheads)
+        cost = front_cost_ms(config, cores=cores, rate_rps=rate, overheads=overheads)
+        front = 1000.0 / cost if cost > 0 else math.inf
         return min(front, config.replicas * config.max_batch * 1000.0 / float(svc[-1]))
 
-    # served() falls as the rate rises (the front's CPU slows the replicas): bisect its fixed point.
+    # served() falls as the rate rises (the front's CPU slows everything): bisect its fixed point.
     lo, hi = 0.0, served(0.0)
     while hi - lo > 1e-9 * hi:
         mid = (lo + hi) / 2.0
@@ -145,9 +160,10 @@ def predict(
     f = slowdown(config, cores=cores, rate_rps=rate_rps, overheads=ov)
     svc = batch_times_ms(service, config, cores=cores, rate_rps=rate_rps, overheads=ov)
     lam = rate_rps / 1000.0
-    front = _front_delay_ms(rate_rps, ov)
+    front_cost = front_cost_ms(config, cores=cores, rate_rps=rate_rps, overheads=ov)
+    front = _front_delay_ms(rate_rps, front_cost)
     if use == "simulation":
-        sim = _simulate(service, config, svc, lam, ov, sim_requests, seed)
+        sim = _simulate(service, config, svc, lam, ov, front_cost, sim_requests, seed)
         ok = sim.stable and rate_rps < cap
         return Estimate(
             rate_rps=rate_rps,
@@ -267,14 +283,14 @@ def _analytic_name(config: ServerConfig) -> str:
     return "analytic:M/G/c" if config.max_batch == 1 else "analytic:batch-queue"
 
 
-def _front_delay_ms(rate_rps: float, ov: Overheads) -> float:
-    """Mean time in the front (an M/D/1 queue of ``front_ms`` per request)."""
-    if ov.front_ms <= 0:
+def _front_delay_ms(rate_rps: float, cost_ms: float) -> float:
+    """Mean time in the front (an M/D/1 queue of ``cost_ms`` per request)."""
+    if cost_ms <= 0:
         return 0.0
-    rho = rate_rps * ov.front_ms / 1000.0
+    rho = rate_rps * cost_ms / 1000.0
     if rho >= 1:
         return math.inf
-    return ov.front_ms * (1.0 + rho / (2.0 * (1.0 - rho)))
+    return cost_ms * (1.0 + rho / (2.0 * (1.0 - rho)))
 
 
 def _simulate(
@@ -283,6 +299,7 @@ def _simulate(
     svc: np.ndarray,
     lam: float,
     ov: Overheads,
+    front_cost: float,
     requests: int,
     seed: int,
     bound: float | None = None,
@@ -295,7 +312,7 @@ def _simulate(
         replicas=config.replicas,
         max_wait=config.max_wait_ms,
         scv=service.scv,
-        front_cost=ov.front_ms,
+        front_cost=front_cost,
         requests=requests,
         seed=seed,
         bound=bound,
@@ -315,10 +332,13 @@ def _tail_at(
 ) -> float:
     svc = batch_times_ms(service, config, cores=cores, rate_rps=rate, overheads=ov)
     lam = rate / 1000.0
+    front_cost = front_cost_ms(config, cores=cores, rate_rps=rate, overheads=ov)
     if use == "simulation":
-        sim = _simulate(service, config, svc, lam, ov, sim_requests, seed, bound - ov.network_ms)
+        sim = _simulate(
+            service, config, svc, lam, ov, front_cost, sim_requests, seed, bound - ov.network_ms
+        )
         return float(sim.sf_at) if sim.stable and sim.sf_at is not None else 1.0
-    front = _front_delay_ms(rate, ov)
+    front = _front_delay_ms(rate, front_cost)
     t = bound - ov.network_ms - front
     if math.isinf(front) or t <= 0:
         return 1.0
