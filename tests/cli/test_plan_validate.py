@@ -17,6 +17,7 @@ import modelscale.cli.plan  # noqa: F401  (registers the command until cli/__ini
 from modelscale.config import DeploymentSpec
 from modelscale.loadgen.trivial import TrivialServer
 from modelscale.model import ModelArtifact
+from modelscale.plan import Overheads
 from modelscale.serve import ServerProcess, start_server
 from modelscale.store import open_store
 from tests.cli.helpers import invoke
@@ -130,7 +131,7 @@ def test_later_plans_use_the_front_cost_a_validation_measured(model: pathlib.Pat
         invoke("plan", str(model), "--rps", "100", *FAST, "--validate-local", "--json").stdout
     )
     front = first["validation"]["measured_cpu_ms"]["front"]
-    assert first["params"]["overheads"]["front_ms"] == 0.4  # nothing measured before it
+    assert first["params"]["overheads"]["front_ms"] == Overheads.front_ms  # nothing measured yet
     again = json.loads(invoke("plan", str(model), "--rps", "100", *FAST[:4], "--json").stdout)
     assert again["params"]["overheads"]["front_ms"] == pytest.approx(front)
     handover = first["validation"]["measured_handover_ms"]

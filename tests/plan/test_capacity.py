@@ -18,7 +18,7 @@ from modelscale.plan import (
 )
 from modelscale.plan.capacity import batch_times_ms, capacity_rps, slowdown
 
-NO_OVERHEAD = Overheads(front_ms=0.0, batch_ms=0.0)
+NO_OVERHEAD = Overheads(front_ms=0.0, front_batch_ms=0.0, batch_ms=0.0)
 
 
 @pytest.mark.parametrize(
@@ -63,7 +63,12 @@ def test_oversubscription_slows_everything(service: ServiceModel) -> None:
     assert slowdown(fits, cores=2, rate_rps=0.0, overheads=NO_OVERHEAD) == 1.0
     assert slowdown(over, cores=2, rate_rps=0.0, overheads=NO_OVERHEAD) == 2.0
     # The front's CPU counts too: 500 req/s x 1 ms = half a core.
-    assert slowdown(fits, cores=2, rate_rps=500.0, overheads=Overheads(front_ms=1.0)) == 1.25
+    assert (
+        slowdown(
+            fits, cores=2, rate_rps=500.0, overheads=Overheads(front_ms=1.0, front_batch_ms=0.0)
+        )
+        == 1.25
+    )
     t_fit = batch_times_ms(service, fits, cores=2, rate_rps=0.0, overheads=NO_OVERHEAD)
     t_over = batch_times_ms(service, over, cores=2, rate_rps=0.0, overheads=NO_OVERHEAD)
     assert t_over[0] == pytest.approx(2 * t_fit[0])
@@ -74,7 +79,8 @@ def test_oversubscription_slows_everything(service: ServiceModel) -> None:
 
 
 def test_the_front_limits_capacity(service: ServiceModel) -> None:
-    cap = capacity_rps(service, ServerConfig(2, 1, 32), cores=64, overheads=Overheads(front_ms=2.0))
+    ov = Overheads(front_ms=2.0, front_batch_ms=0.0)
+    cap = capacity_rps(service, ServerConfig(2, 1, 32), cores=64, overheads=ov)
     assert cap == pytest.approx(500.0, rel=1e-6)
 
 
@@ -132,7 +138,7 @@ def test_a_front_bound_server_saturates_below_one_over_its_cost_when_sharing_cor
     tiny = fit_service_model(
         [ServicePoint(b, t, 0.001 * b, 0.001 * b, 0.0011 * b) for b in (1, 8) for t in (1, 2)]
     )
-    ov = Overheads(front_ms=0.1, batch_ms=0.0)
+    ov = Overheads(front_ms=0.1, front_batch_ms=0.0, batch_ms=0.0)
     # Alone on its cores the front would reach 1 / 0.1 ms = 10,000 req/s; sharing 2 cores with 2
     # busy replicas it runs slower by (2 + r x 0.1 ms) / 2, so r x 0.1 x (1 + r x 0.05e-3) = 1000.
     a, b = 0.1 * 0.05e-3, 0.1  # a r^2 + b r = 1000

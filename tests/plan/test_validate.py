@@ -40,7 +40,7 @@ def test_record_and_error(service: ServiceModel) -> None:
 
 def test_implied_front_cost_reconciles(service: ServiceModel) -> None:
     cfg = ServerConfig(2, 1)
-    ov = Overheads(front_ms=0.0, batch_ms=0.0)
+    ov = Overheads(front_ms=0.0, front_batch_ms=0.0, batch_ms=0.0)
     truth = dataclasses.replace(ov, front_ms=1.5)
     measured = max_rate(service, cfg, cores=2, p99_ms=40.0, overheads=truth).rate_rps
     front = implied_front_ms(
@@ -60,11 +60,11 @@ def test_bad_measurement(service: ServiceModel) -> None:
 
 def test_calibrated_prediction_uses_the_measured_front_cost(service: ServiceModel) -> None:
     cfg = ServerConfig(2, 1)
-    truth = Overheads(front_ms=1.5)
+    truth = Overheads(front_ms=1.5, front_batch_ms=0.0)
     measured = max_rate(service, cfg, cores=2, p99_ms=40.0, overheads=truth).rate_rps
     res = compare_with_measurement(
         service, cfg, cores=2, p99_ms=40.0, measured_rps=measured,
-        overheads=Overheads(front_ms=0.1), measured_cpu_ms={"front": 1.5, "client": 0.0},
+        overheads=Overheads(front_ms=0.1, front_batch_ms=0.0), measured_cpu_ms={"front": 1.5, "client": 0.0},
     )  # fmt: skip
     assert res.error > 0.05  # the assumed front is too cheap: the plain prediction is too high
     assert res.calibrated_rps == pytest.approx(measured, rel=1e-6)
@@ -72,3 +72,29 @@ def test_calibrated_prediction_uses_the_measured_front_cost(service: ServiceMode
     assert "with the overheads measured" in res.summary
     plain = compare_with_measurement(service, cfg, cores=2, p99_ms=40.0, measured_rps=measured)
     assert plain.calibrated_rps is None and plain.calibrated_error is None
+
+
+def test_front_costs_split_into_per_request_and_per_batch() -> None:
+    from modelscale.plan.validate import fit_front_costs
+
+    p, q = fit_front_costs([(1.0, 0.16), (8.0, 0.09), (4.0, 0.10)])
+    assert p == pytest.approx(0.08, abs=0.002) and q == pytest.approx(0.08, abs=0.003)
+    assert fit_front_costs([(3.0, 0.2), (3.0, 0.3)]) == pytest.approx((0.25, 0.0))  # one batch size
+    with pytest.raises(InvalidInput, match="points"):
+        fit_front_costs([])
+
+
+def test_the_front_per_batch_cost_is_spread_over_the_batch(service: ServiceModel) -> None:
+    from modelscale.plan.capacity import front_cost_ms, mean_batch
+
+    ov = Overheads(front_ms=0.1, front_batch_ms=0.4)
+    solo = ServerConfig(2, 1)
+    batched = ServerConfig(2, 1, 8, 5.0)
+    assert mean_batch(service, solo, rate_rps=500.0, overheads=ov) == 1.0
+    b = mean_batch(service, batched, rate_rps=500.0, overheads=ov)
+    assert b == pytest.approx(1 + 0.5 * 5.0)  # the requests arriving during the 5 ms wait
+    assert front_cost_ms(solo, cores=8, rate_rps=500.0, overheads=ov) == pytest.approx(0.5)
+    cost = front_cost_ms(batched, cores=8, rate_rps=500.0, overheads=ov, mean_batch=b)
+    assert cost == pytest.approx(0.1 + 0.4 / b)
+    busy = mean_batch(service, batched, rate_rps=1e6, overheads=ov)
+    assert busy == 8.0  # past the replicas' capacity batches are full

@@ -41,6 +41,7 @@ __all__ = [
     "front_busy",
     "front_cost_ms",
     "max_rate",
+    "mean_batch",
     "predict",
     "slowdown",
 ]
@@ -58,10 +59,39 @@ _FRONT_BUSY_LIMIT = 0.5
 _BATCH_SCV_LIMIT = 0.1
 
 
-def slowdown(config: ServerConfig, *, cores: int, rate_rps: float, overheads: Overheads) -> float:
+def slowdown(
+    config: ServerConfig,
+    *,
+    cores: int,
+    rate_rps: float,
+    overheads: Overheads,
+    mean_batch: float = 1.0,
+) -> float:
     """Factor on service times when replicas x threads and the front outgrow ``cores``."""
-    other = rate_rps * (overheads.front_ms + overheads.client_ms) / 1000.0
+    front = overheads.front_ms + overheads.front_batch_ms / max(mean_batch, 1.0)
+    other = rate_rps * (front + overheads.client_ms) / 1000.0
     return max(1.0, (config.cores + other) / cores)
+
+
+def mean_batch(
+    service: ServiceModel, config: ServerConfig, *, rate_rps: float, overheads: Overheads
+) -> float:
+    """Rows per batch the batcher forms at ``rate_rps``: an estimate, to spread per-batch costs.
+
+    A batch holds at least its first request and those arriving during the batch wait; when the
+    replicas are busy it grows until one batch's time collects the next one:
+    ``b = rate x (S(b) + hand-over) / replicas``. Capped at ``max_batch``.
+    """
+    if config.max_batch == 1 or rate_rps <= 0:
+        return 1.0
+    lam = rate_rps / 1000.0
+    s0 = float(service.time_ms(np.asarray(0.0), config.threads))
+    per_item = float(service.time_ms(np.asarray(1.0), config.threads)) - s0
+    fixed = s0 + overheads.batch_ms
+    waiting = 1.0 + lam * config.max_wait_ms
+    room = config.replicas - lam * per_item
+    busy = lam * fixed / room if room > 0 else math.inf
+    return float(min(config.max_batch, max(1.0, waiting, busy)))
 
 
 def batch_times_ms(
@@ -73,7 +103,8 @@ def batch_times_ms(
     overheads: Overheads,
 ) -> np.ndarray:
     """Effective time of a batch of 1..max_batch at ``rate_rps`` (slowdown and hand-over in)."""
-    f = slowdown(config, cores=cores, rate_rps=rate_rps, overheads=overheads)
+    b = mean_batch(service, config, rate_rps=rate_rps, overheads=overheads)
+    f = slowdown(config, cores=cores, rate_rps=rate_rps, overheads=overheads, mean_batch=b)
     return service.batch_times_ms(config.max_batch, config.threads) * f + overheads.batch_ms
 
 
@@ -104,18 +135,23 @@ def front_busy(
         return 0.0
     replicas_only = Overheads(batch_ms=overheads.batch_ms, front_ms=0.0)
     cap = capacity_rps(service, config, cores=cores, overheads=replicas_only)
-    return min(
-        1.0, cap * front_cost_ms(config, cores=cores, rate_rps=cap, overheads=overheads) / 1000
-    )
+    b = mean_batch(service, config, rate_rps=cap, overheads=overheads)
+    cost = front_cost_ms(config, cores=cores, rate_rps=cap, overheads=overheads, mean_batch=b)
+    return min(1.0, cap * cost / 1000)
 
 
 def front_cost_ms(
-    config: ServerConfig, *, cores: int, rate_rps: float, overheads: Overheads
+    config: ServerConfig,
+    *,
+    cores: int,
+    rate_rps: float,
+    overheads: Overheads,
+    mean_batch: float = 1.0,
 ) -> float:
-    """The front's time per request at ``rate_rps``: its CPU cost, slowed like everything else."""
-    return overheads.front_ms * slowdown(
-        config, cores=cores, rate_rps=rate_rps, overheads=overheads
-    )
+    """The front's time per request at ``rate_rps``: its CPU per request plus its share of the
+    per-batch work, slowed like everything else when the cores are oversubscribed."""
+    f = slowdown(config, cores=cores, rate_rps=rate_rps, overheads=overheads, mean_batch=mean_batch)
+    return (overheads.front_ms + overheads.front_batch_ms / max(mean_batch, 1.0)) * f
 
 
 def capacity_rps(
@@ -125,7 +161,8 @@ def capacity_rps(
 
     def served(rate: float) -> float:
         svc = batch_times_ms(service, config, cores=cores, rate_rps=rate, overheads=overheads)
-        cost = front_cost_ms(config, cores=cores, rate_rps=rate, overheads=overheads)
+        b = mean_batch(service, config, rate_rps=rate, overheads=overheads)
+        cost = front_cost_ms(config, cores=cores, rate_rps=rate, overheads=overheads, mean_batch=b)
         front = 1000.0 / cost if cost > 0 else math.inf
         return min(front, config.replicas * config.max_batch * 1000.0 / float(svc[-1]))
 
@@ -160,7 +197,8 @@ def predict(
     f = slowdown(config, cores=cores, rate_rps=rate_rps, overheads=ov)
     svc = batch_times_ms(service, config, cores=cores, rate_rps=rate_rps, overheads=ov)
     lam = rate_rps / 1000.0
-    front_cost = front_cost_ms(config, cores=cores, rate_rps=rate_rps, overheads=ov)
+    b = mean_batch(service, config, rate_rps=rate_rps, overheads=ov)
+    front_cost = front_cost_ms(config, cores=cores, rate_rps=rate_rps, overheads=ov, mean_batch=b)
     front = _front_delay_ms(rate_rps, front_cost)
     if use == "simulation":
         sim = _simulate(service, config, svc, lam, ov, front_cost, sim_requests, seed)
@@ -222,7 +260,7 @@ def max_rate(
     # With hardly any traffic a request still pays the front, the batch wait and one batch.
     svc0 = batch_times_ms(service, config, cores=cores, rate_rps=0.0, overheads=ov)
     wait = config.max_wait_ms if config.max_batch > 1 else 0.0
-    alone = ov.front_ms + ov.network_ms + wait + float(svc0[0])
+    alone = ov.front_ms + ov.front_batch_ms + ov.network_ms + wait + float(svc0[0])
     if alone >= p99_ms:
         return Estimate(0.0, alone, alone, 0.0, cap, 1.0, name, ("no rate meets the bound",))
     hi = cap * _MAX_UTILISATION
@@ -332,7 +370,8 @@ def _tail_at(
 ) -> float:
     svc = batch_times_ms(service, config, cores=cores, rate_rps=rate, overheads=ov)
     lam = rate / 1000.0
-    front_cost = front_cost_ms(config, cores=cores, rate_rps=rate, overheads=ov)
+    b = mean_batch(service, config, rate_rps=rate, overheads=ov)
+    front_cost = front_cost_ms(config, cores=cores, rate_rps=rate, overheads=ov, mean_batch=b)
     if use == "simulation":
         sim = _simulate(
             service, config, svc, lam, ov, front_cost, sim_requests, seed, bound - ov.network_ms

@@ -41,11 +41,11 @@ def assumptions(
         *_noisy(service),
         "Requests arrive as a Poisson stream, one item each; machines behind a load balancer share "
         "it evenly.",
-        f"Serving overheads ({opts.overheads_source}): {ov.front_ms:.3g} ms of "
-        f"front CPU per request, {ov.batch_ms:g} ms hand-over per batch, {ov.network_ms:g} ms "
-        "network.",
+        f"Serving overheads ({opts.overheads_source}): {ov.front_ms:.3g} ms of front CPU per "
+        f"request and {ov.front_batch_ms:.3g} ms per batch, {ov.batch_ms:.3g} ms hand-over per "
+        f"batch, {ov.network_ms:g} ms network.",
         "Configurations keep replicas x threads within the machine's cores; the front's CPU shares "
-        "them, modelled as a proportional slowdown.",
+        "them, modelled as a proportional slowdown of the replicas and the front alike.",
         "Max rates are searched up to 99.5% of saturation; max_batch is capped where one batch "
         "would take over half the p99 bound.",
     ]

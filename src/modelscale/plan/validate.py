@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import json
 import math
 import pathlib
 import socket
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -47,6 +48,7 @@ __all__ = [
     "ValidationResult",
     "check_server",
     "compare_with_measurement",
+    "fit_front_costs",
     "implied_front_ms",
     "is_local_url",
     "measured_overheads",
@@ -84,6 +86,9 @@ class ValidationResult(Result):
         measured_handover_ms: Mean time per batch a replica was held beyond its inference (IPC,
             wake-ups), from the server's metrics over the search; None when not available.
         mean_batch: Mean rows per batch over the search (server metrics).
+        infer_ratio: Mean inference time per batch in the replicas over the search, divided by
+            the profile's time for a batch of ``mean_batch``: how much sharing the cores slowed
+            the model itself (the capacity model's slowdown factor predicts it).
         calibrated_rps: The prediction again with the serving overheads measured during the test
             (front CPU and hand-over) in place of the assumed ones (None when neither was
             measured): the queueing model's own error, with the overheads known.
@@ -110,6 +115,7 @@ class ValidationResult(Result):
     measured_cpu_ms: dict[str, float] = field(default_factory=dict)
     measured_handover_ms: float | None = None
     mean_batch: float | None = None
+    infer_ratio: float | None = None
     calibrated_rps: float | None = None
     calibrated_error: float | None = None
 
@@ -156,6 +162,7 @@ def compare_with_measurement(
     measured_cpu_ms: Mapping[str, float] | None = None,
     measured_handover_ms: float | None = None,
     mean_batch: float | None = None,
+    mean_infer_ms: float | None = None,
 ) -> ValidationResult:
     """Predict ``config``'s max rate at ``p99_ms`` and set it beside ``measured_rps``.
 
@@ -174,6 +181,7 @@ def compare_with_measurement(
         measured_cpu_ms: CPU per request measured during the load test, by part.
         measured_handover_ms: Hand-over per batch measured during the load test.
         mean_batch: Mean rows per batch during the load test.
+        mean_infer_ms: Mean inference time per batch in the replicas during the load test.
     """
     if not (
         isinstance(measured_rps, int | float) and math.isfinite(measured_rps) and measured_rps > 0
@@ -195,7 +203,9 @@ def compare_with_measurement(
     if cpu.get("front") or measured_handover_ms is not None:
         cal = dataclasses.replace(
             ov,
+            # The front's measured CPU per request at this run's batches: per-batch work included.
             front_ms=cpu.get("front") or ov.front_ms,
+            front_batch_ms=0.0 if cpu.get("front") else ov.front_batch_ms,
             batch_ms=ov.batch_ms if measured_handover_ms is None else measured_handover_ms,
         )
         calibrated = max_rate(service, config, cores=cores, p99_ms=p99_ms, overheads=cal).rate_rps
@@ -230,6 +240,9 @@ def compare_with_measurement(
         measured_cpu_ms=cpu,
         measured_handover_ms=measured_handover_ms,
         mean_batch=mean_batch,
+        infer_ratio=None
+        if mean_infer_ms is None or mean_batch is None
+        else mean_infer_ms / float(service.time_ms(np.asarray(mean_batch), config.threads)),
         calibrated_rps=calibrated,
         calibrated_error=None if calibrated is None else calibrated / measured_rps - 1.0,
     )
@@ -245,6 +258,8 @@ class ValidationOptions:
         search_tolerance: The search stops when its bracket is this tight (relative).
         tolerance: The accepted |predicted / measured - 1|.
         rows: Distinct request bodies the load generator cycles through.
+        outputs: Outputs each request asks for (empty: all, the V2 default). Encoding outputs is
+            much of the front's work: ask for what the clients will.
         api_key: Bearer key for a server that needs one.
     """
 
@@ -253,6 +268,7 @@ class ValidationOptions:
     search_tolerance: float = 0.05
     tolerance: float = 0.15
     rows: int = 64
+    outputs: tuple[str, ...] = ()
     api_key: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -329,12 +345,36 @@ def check_server(url: str, artifact: ModelArtifact, *, api_key: str | None = Non
     return config
 
 
+def fit_front_costs(points: Sequence[tuple[float, float]]) -> tuple[float, float]:
+    """(front CPU per request, per batch) from (mean batch, front CPU per request) measurements.
+
+    A request costs the front ``front_ms + front_batch_ms / mean_batch``: its own parsing and
+    encoding, and its share of handing its batch to a replica and splitting the reply. Fitted by
+    non-negative least squares; one batch size alone cannot separate the two, so it all goes to
+    ``front_ms`` then.
+    """
+    pts = [(b, f) for b, f in points if b >= 1 and f > 0]
+    if not pts:
+        raise invalid_parameter("points", "(mean batch >= 1, front ms > 0) pairs", points)
+    inv = np.array([1.0 / b for b, _ in pts])
+    front = np.array([f for _, f in pts])
+    if np.ptp(inv) < 0.05:
+        return float(np.mean(front)), 0.0
+    coef, _ = optimize.nnls(np.column_stack([np.ones_like(inv), inv]), front)
+    return float(coef[0]), float(coef[1])
+
+
 def measured_overheads(store: Store, sha256: str, base: Overheads) -> tuple[Overheads, int] | None:
-    """``base`` with the front CPU per request and the hand-over per batch that the latest local
-    validation of this model on this machine measured, and that run's id (None: none measured)."""
+    """``base`` with the serving overheads local validations of this model on this machine
+    measured, and the latest such run's id (None: none measured).
+
+    The front's per-request and per-batch costs are fitted over the latest validation of each
+    configuration; the hand-over per batch and the load generator's CPU are the latest run's.
+    """
     from modelscale.machine import machine_info
 
     here = machine_info()
+    latest: dict[str, Any] = {}
     for run in store.runs(model=sha256, kind="plan"):  # newest first
         res = run.results
         front = (res.get("measured_cpu_ms") or {}).get("front")
@@ -342,16 +382,25 @@ def measured_overheads(store: Store, sha256: str, base: Overheads) -> tuple[Over
         if (
             run.model_version == sha256
             and front
+            and res.get("mean_batch")
             and m.get("cpu_model") == here.cpu_model
             and m.get("usable_cores") == here.usable_cores
         ):
-            handover = res.get("measured_handover_ms")
-            return dataclasses.replace(
-                base,
-                front_ms=float(front),
-                batch_ms=base.batch_ms if handover is None else float(handover),
-            ), run.id
-    return None
+            latest.setdefault(json.dumps(res.get("config"), sort_keys=True), run)
+    if not latest:
+        return None
+    runs = list(latest.values())
+    newest = runs[0]
+    per_request, per_batch = fit_front_costs(
+        [(r.results["mean_batch"], r.results["measured_cpu_ms"]["front"]) for r in runs]
+    )
+    handover = newest.results.get("measured_handover_ms")
+    return dataclasses.replace(
+        base,
+        front_ms=per_request,
+        front_batch_ms=per_batch,
+        batch_ms=base.batch_ms if handover is None else float(handover),
+    ), newest.id
 
 
 _BATCH_SERIES = {
@@ -402,6 +451,7 @@ def _handover(before: dict[str, float] | None, after: dict[str, float] | None) -
     return {
         "handover_ms": max(0.0, 1000.0 * (d["roundtrip_s"] - d["infer_s"]) / d["batches"]),
         "mean_batch": d["rows"] / d["batches"],
+        "infer_ms": 1000.0 * d["infer_s"] / d["batches"],
     }
 
 
@@ -517,6 +567,7 @@ def validate_server(
         repeats=o.repeats,
         tolerance=o.search_tolerance,
         warmup_s=2.0,
+        outputs=tuple(o.outputs),
         api_key=o.api_key,
     )
     with _inputs_file(artifact, dims or {}, o.rows) as npz:
@@ -555,6 +606,7 @@ def validate_server(
         measured_cpu_ms=cpu,
         measured_handover_ms=batches.get("handover_ms"),
         mean_batch=batches.get("mean_batch"),
+        mean_infer_ms=batches.get("infer_ms"),
     )
     return Validation(result, load)
 
