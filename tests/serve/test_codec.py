@@ -116,3 +116,26 @@ def test_errors_are_api_errors_with_a_field(contract: ModelContract) -> None:
     with pytest.raises(ApiError) as info:
         decode_request(b'{"inputs": [{"name": "ids"}]}', None, contract)
     assert info.value.status == 400 and info.value.field == "inputs[0].shape"
+
+
+def test_accepted_shapes_are_remembered_and_rejected_ones_rejected_every_time(
+    seq_path,
+) -> None:
+    contract = ModelContract.from_artifact(
+        ModelArtifact.load(seq_path), name="seq", version="1", max_batch=8
+    )
+    ok = np.zeros((2, 5), dtype=np.int64)
+    body, n = _binary({"ids": ok, "mask": ok})
+    assert decode_request(body, n, contract).rows == 2
+    assert decode_request(body, n, contract).rows == 2  # from the cache this time
+    too_many = np.zeros((9, 5), dtype=np.int64)
+    body, n = _binary({"ids": too_many, "mask": too_many})
+    for _ in range(2):
+        with pytest.raises(ApiError) as info:
+            decode_request(body, n, contract)
+        assert info.value.field == "inputs.shape"
+    mismatch, n = _binary({"ids": ok, "mask": np.zeros((2, 6), dtype=np.int64)})
+    for _ in range(2):
+        with pytest.raises(ApiError) as info:
+            decode_request(mismatch, n, contract)
+        assert info.value.field == "inputs[1].shape"

@@ -59,3 +59,19 @@ def test_asyncio_reader_reads_what_the_channel_sends() -> None:
         writer.close()
 
     asyncio.run(main())
+
+
+def test_small_messages_are_one_write_and_large_ones_are_not_copied() -> None:
+    small = pack(("run", 1, {"x": np.zeros((8, 32), dtype=np.int64)}, [8], ["y"]))
+    assert len(small) == 1  # the replica wakes up once per batch
+    big = pack(("ok", np.zeros((1024, 1024), dtype=np.float32)))
+    assert len(big) > 1
+    a, b = socket.socketpair()
+    try:
+        for part in small:
+            a.sendall(part)
+        got = Channel(b).recv()
+        assert got[2]["x"].shape == (8, 32) and got[3:] == ([8], ["y"])
+    finally:
+        a.close()
+        b.close()

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
@@ -25,13 +24,13 @@ from typing import Any
 import orjson
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from modelscale.serve.auth import ApiKeyAuth
-from modelscale.serve.codec import HEADER_LENGTH, decode_request, encode_response
+from modelscale.serve.infer import InferEndpoint, InferFastPath
 from modelscale.serve.metrics import CONTENT_TYPE, Metrics
 from modelscale.serve.protocol import EXTENSIONS, ApiError
 from modelscale.serve.registry import ModelRegistry
@@ -62,34 +61,8 @@ def _json(obj: Any, status: int = 200, headers: dict[str, str] | None = None) ->
     return Response(orjson.dumps(obj), status, headers, media_type="application/json")
 
 
-def _error(exc: ApiError, request_id: str | None = None) -> Response:
-    headers = dict(exc.headers)
-    if request_id is not None:
-        headers["x-request-id"] = request_id
-    return _json(exc.body(), exc.status, headers)
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise ApiError(
-            413,
-            f"the body is {int(declared)} bytes; this server takes at most {limit} "
-            "(server.max_body_mb). Send smaller requests.",
-            field="body",
-        )
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise ApiError(
-                413,
-                f"the body exceeds {limit} bytes (server.max_body_mb). Send smaller requests.",
-                field="body",
-            )
-        chunks.append(chunk)
-    return b"".join(chunks)
+def _error(exc: ApiError) -> Response:
+    return _json(exc.body(), exc.status, dict(exc.headers))
 
 
 def create_app(
@@ -136,42 +109,6 @@ def create_app(
         ok = rt.ready and not state.draining
         return _json({"name": rt.name, "version": rt.version, "ready": ok}, 200 if ok else 503)
 
-    async def infer(request: Request) -> Response:
-        t0 = time.perf_counter()
-        name, ver = _target(request)
-        request_id = request.headers.get("x-request-id")
-        labels = ("_unknown", "")
-        queue_s: float | None = None
-        try:
-            rt = registry.route(name, ver)
-            labels = (rt.name, rt.version)
-            body = await _read_body(request, state.max_body_bytes)
-            decoded = decode_request(body, request.headers.get(HEADER_LENGTH), rt.contract)
-            if decoded.id is not None:
-                request_id = decoded.id
-            reply = await rt.submit(decoded)
-            queue_s = reply.queue_s
-            content, headers = encode_response(
-                model_name=rt.name,
-                model_version=rt.version,
-                request_id=decoded.id,
-                outputs=reply.outputs,
-                binary=decoded.binary_outputs,
-            )
-        except ApiError as exc:
-            metrics.observe_request(*labels, exc.status, time.perf_counter() - t0, queue_s)
-            return _error(exc, request_id)
-        except ClientDisconnect:
-            return Response(status_code=400)  # nobody is listening; nothing to count
-        except Exception:
-            log.exception("unexpected failure serving %s", request.url.path)
-            metrics.observe_request(*labels, 500, time.perf_counter() - t0, queue_s)
-            return _json({"error": "internal server error; see the server log"}, 500)
-        if request_id is not None:
-            headers["x-request-id"] = request_id
-        metrics.observe_request(*labels, 200, time.perf_counter() - t0, queue_s)
-        return Response(content, 200, headers)
-
     async def prometheus(request: Request) -> Response:
         return Response(metrics.render(), media_type=CONTENT_TYPE)
 
@@ -185,7 +122,8 @@ def create_app(
 
     model = "/v2/models/{name}"
     versioned = "/v2/models/{name}/versions/{version}"
-    routes = [  # the hot path first: Starlette tries routes in order
+    infer = InferEndpoint(state)
+    routes = [  # InferFastPath serves these first; routed here, they answer 405s and root paths
         Route(f"{model}/infer", infer, methods=["POST"]),
         Route(f"{versioned}/infer", infer, methods=["POST"]),
         Route("/v2", server_metadata, methods=["GET"]),
@@ -206,10 +144,13 @@ def create_app(
         finally:
             await registry.stop()
 
-    app: ASGIApp = Starlette(
-        routes=routes,
-        exception_handlers={HTTPException: http_error},
-        lifespan=lifespan if manage_registry else None,
+    app: ASGIApp = InferFastPath(
+        Starlette(
+            routes=routes,
+            exception_handlers={HTTPException: http_error},
+            lifespan=lifespan if manage_registry else None,
+        ),
+        infer,
     )
     if api_key is not None:
         app = ApiKeyAuth(app, key=api_key)

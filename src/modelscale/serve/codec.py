@@ -191,19 +191,17 @@ def _from_binary(
 
 
 def _decode_input(
-    item: RequestInput, field: str, expected: Mapping[str, Any], tail: memoryview, offset: int
+    item: RequestInput, field: str, expected: str, tail: memoryview, offset: int
 ) -> tuple[Any, int]:
-    spec = expected[item.name]
     dtype = dtype_of(item.datatype, field=f"{field}.datatype")
-    if item.datatype != datatype_of(spec.dtype):
+    if item.datatype != expected:
         raise ApiError(
             400,
-            f"{field}.datatype is {item.datatype} but input {item.name!r} expects "
-            f"{datatype_of(spec.dtype)}.",
+            f"{field}.datatype is {item.datatype} but input {item.name!r} expects {expected}.",
             field=f"{field}.datatype",
         )
     shape = tuple(item.shape)
-    if any(d < 0 for d in shape):
+    if min(shape, default=0) < 0:
         raise ApiError(
             400, f"{field}.shape {list(shape)} has a negative dim.", field=f"{field}.shape"
         )
@@ -267,7 +265,7 @@ def decode_request(
     req = _parse_json(head)
     all_binary = _bool_param(req.parameters, "binary_data_output", "parameters")
     timeout_s = _timeout(req.parameters)
-    expected = {s.name: s for s in contract.inputs}
+    expected = contract.input_datatypes
     arrays: dict[str, Any] = {}
     fields: dict[str, str] = {}
     offset = 0
@@ -284,7 +282,7 @@ def decode_request(
             raise ApiError(
                 400, f"{field}.name: input {item.name!r} is given twice.", field=f"{field}.name"
             )
-        arrays[item.name], offset = _decode_input(item, field, expected, tail, offset)
+        arrays[item.name], offset = _decode_input(item, field, expected[item.name], tail, offset)
         fields[item.name] = field
     missing = [n for n in contract.input_names if n not in arrays]
     if missing:
@@ -304,7 +302,11 @@ def decode_request(
     shapes = {n: a.shape for n, a in arrays.items()}
     rows = check_tensor_shapes(contract, shapes, fields)
     outputs, binary = _requested_outputs(req, contract, all_binary)
-    ordered = {n: arrays[n] for n in contract.input_names}
+    ordered = (
+        arrays
+        if tuple(arrays) == contract.input_names
+        else {n: arrays[n] for n in contract.input_names}
+    )
     # A model that cannot batch gets a key of its own per request, so nothing is stacked with it.
     key = tuple(a.shape[1:] for a in ordered.values()) if contract.batchable else (object(),)
     return DecodedRequest(

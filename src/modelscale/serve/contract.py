@@ -105,11 +105,6 @@ class ModelContract:
         return tuple(t.name for t in self.outputs)
 
     @cached_property
-    def input_specs(self) -> dict[str, TensorSpec]:
-        """Input specs by name."""
-        return {t.name: t for t in self.inputs}
-
-    @cached_property
     def input_datatypes(self) -> dict[str, str]:
         """V2 datatype name of each input."""
         return {t.name: datatype_of(t.dtype) for t in self.inputs}

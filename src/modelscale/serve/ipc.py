@@ -18,6 +18,9 @@ __all__ = ["Channel", "pack", "read_message"]
 
 _HEAD = struct.Struct("<II")
 _MAX_BUFFERS = 1 << 16
+_JOIN_BYTES = 1 << 20
+"""Messages up to this size go out as one piece: one write, so the reader wakes up once, which
+costs far more than copying them (batches of a few requests are a few KiB)."""
 
 
 def pack(obj: Any) -> list[bytes | memoryview]:
@@ -28,6 +31,8 @@ def pack(obj: Any) -> list[bytes | memoryview]:
     head = _HEAD.pack(len(payload), len(raws)) + struct.pack(
         f"<{len(raws)}Q", *(r.nbytes for r in raws)
     )
+    if len(payload) + sum(r.nbytes for r in raws) <= _JOIN_BYTES:
+        return [b"".join([head, payload, *raws])]
     return [head, payload, *raws]
 
 

@@ -83,6 +83,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     # Ctrl-C reaches the whole process group; the front drains first and then stops its replicas.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    # A replica is a CPU-bound batch worker sharing cores with the front. As SCHED_BATCH it does
+    # not preempt the front when a batch wakes it, so the front keeps parsing, batching and
+    # answering on time (the policy is inherited by the inference threads started later).
+    with contextlib.suppress(AttributeError, OSError):
+        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
     chan = Channel(socket.socket(fileno=fd))
     try:
         from modelscale.runtime.engine import Engine, EngineOptions
