@@ -71,7 +71,7 @@ def _profile(name: str, kb: Store, dims: dict[str, int]) -> tuple[ModelArtifact,
     return art, prof
 
 
-REPLICAS_ONLY = Overheads(front_ms=0.0)
+REPLICAS_ONLY = Overheads(front_ms=0.0, front_batch_ms=0.0, batch_ms=0.2)  # the replicas alone
 
 
 def _sim_rate(svc: ServiceModel, cfg: ServerConfig, bound: float, requests: int) -> float:
