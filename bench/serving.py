@@ -469,7 +469,7 @@ def render_md(r: dict[str, Any], args: argparse.Namespace) -> str:
         "",
         f"Measured {r['started']} on {m.get('cpu_model', '?')}, {m.get('logical_cores', m.get('cores', '?'))} "
         f"logical cores; load average {r['load_avg_start']} at the start, {r['load_avg_end']} at the end "
-        "(the machine was shared with other work). MiniLM (all-MiniLM-L6-v2) fp32 ONNX, seq 32, one "
+        "(the benchmark's own load included). MiniLM (all-MiniLM-L6-v2) fp32 ONNX, seq 32, one "
         f"sequence per request; find-max probes of {r['step_s']:g} s, open-loop Poisson, p99 <= {P99_MS:g} ms "
         "and < 1% errors, bisected to 5%, from this process on the same box.",
         "",
