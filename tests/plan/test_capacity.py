@@ -117,7 +117,7 @@ def test_a_busy_front_is_simulated() -> None:
     assert max_rate(fast, cfg, cores=2, p99_ms=10.0, overheads=ov).method == "simulation"
     with pytest.raises(InvalidInput, match="front"):
         max_rate(fast, cfg, cores=2, p99_ms=10.0, overheads=ov, method="analytic")
-    quiet = Overheads(front_ms=0.0, batch_ms=0.05)
+    quiet = Overheads(front_ms=0.0, front_batch_ms=0.0, batch_ms=0.05)
     assert max_rate(fast, cfg, cores=2, p99_ms=10.0, overheads=quiet).method == "analytic:M/G/c"
 
 

@@ -14,7 +14,7 @@ import typer
 from modelscale.cli.app import app
 from modelscale.cli.compress import render_compress
 from modelscale.cli.load import render_load
-from modelscale.cli.plan import render_plan, render_validation
+from modelscale.cli.plan import render_plan, render_validation, validate_plan
 from modelscale.cli.profile import profile_with_progress, render_profile
 from modelscale.cli.render import console, progress
 from modelscale.compress import compress_example, record_search
@@ -23,7 +23,7 @@ from modelscale.examples import build_example
 from modelscale.loadgen import LoadOptions, run_load
 from modelscale.model import ModelArtifact
 from modelscale.plan import plan_model
-from modelscale.plan.validate import ValidationOptions, validate_local
+from modelscale.plan.validate import ValidationOptions
 from modelscale.profile import MeasureOptions, plot_profile
 from modelscale.serve import start_server
 from modelscale.store import open_store
@@ -124,16 +124,9 @@ def demo_command(
         console.print("No configuration on this machine meets the bound; nothing to validate.")
         checked_ids = ""
     else:
-        with progress() as bar:
-            task = bar.add_task("starting the planned server", total=None)
-            checked = validate_local(
-                artifact, planned.local.config, service=planned.service, p99_ms=_PLAN_P99_MS,
-                cores=int(planned.machine["usable_cores"]), options=ValidationOptions(duration_s=5),
-                plan_run_id=plan_run,
-                on_progress=lambda p: bar.update(
-                    task, description=p.stage, completed=p.done, total=p.total
-                ),
-            )  # fmt: skip
+        checked = validate_plan(
+            planned, artifact, None, ValidationOptions(duration_s=5), plan_run_id=plan_run
+        )
         val_run, val_load = checked.record(kb, plan_run_id=plan_run)
         render_validation(checked)
         checked_ids = f"; its validation as run {val_run} (load test: run {val_load})"

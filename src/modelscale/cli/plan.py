@@ -30,7 +30,7 @@ from modelscale.plan.validate import (
 from modelscale.serve.auth import read_api_key
 from modelscale.store import open_store
 
-__all__ = ["parse_rates", "plan_command", "render_plan", "render_validation"]
+__all__ = ["parse_rates", "plan_command", "render_plan", "render_validation", "validate_plan"]
 
 _EMIT_KINDS = ("deploy", "k8s", "ray")
 
@@ -211,7 +211,7 @@ def plan_command(
     checked: Validation | None = None
     ids: dict[str, int | None] = {"load_run_id": None, "validation_run_id": None}
     if checking:
-        checked = _validate(result, artifact, validate, options, v_options, run_id)
+        checked = validate_plan(result, artifact, validate, v_options, run_id)
         if store:
             val_id, load_id = checked.record(kb, plan_run_id=run_id)
             ids = {"load_run_id": load_id, "validation_run_id": val_id}
@@ -230,18 +230,18 @@ def plan_command(
             )
 
 
-def _validate(
+def validate_plan(
     result: PlanResult,
     artifact: ModelArtifact,
     url: str | None,
-    options: PlanOptions,
     v_options: ValidationOptions,
     plan_run_id: int | None,
 ) -> Validation:
-    """Run the load test the plan is checked against: at ``url``, or a server started here."""
+    """Run the load test the plan is checked against (at ``url``, or a server started here in the
+    plan's best local configuration), predicting with the overheads the plan used."""
     dims = {str(k): int(v) for k, v in (result.model.get("dims") or {}).items()}
     cores = int(result.machine["usable_cores"])
-    planned_overheads = result.params.get("overheads", options.overheads)  # calibrated, if it was
+    planned_overheads = result.params["overheads"]  # calibrated by earlier validations, if it was
     p99 = float(result.target["p99_ms"])
     if url is None and result.local is None:
         raise InvalidInput(

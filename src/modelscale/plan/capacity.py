@@ -68,7 +68,7 @@ def slowdown(
     mean_batch: float = 1.0,
 ) -> float:
     """Factor on service times when replicas x threads and the front outgrow ``cores``."""
-    front = overheads.front_ms + overheads.front_batch_ms / max(mean_batch, 1.0)
+    front = overheads.front_per_request_ms(mean_batch)
     other = rate_rps * (front + overheads.client_ms) / 1000.0
     return max(1.0, (config.cores + other) / cores)
 
@@ -103,9 +103,18 @@ def batch_times_ms(
     overheads: Overheads,
 ) -> np.ndarray:
     """Effective time of a batch of 1..max_batch at ``rate_rps`` (slowdown and hand-over in)."""
-    b = mean_batch(service, config, rate_rps=rate_rps, overheads=overheads)
-    f = slowdown(config, cores=cores, rate_rps=rate_rps, overheads=overheads, mean_batch=b)
-    return service.batch_times_ms(config.max_batch, config.threads) * f + overheads.batch_ms
+    return _at_rate(service, config, cores, rate_rps, overheads)[1]
+
+
+def _at_rate(
+    service: ServiceModel, config: ServerConfig, cores: int, rate_rps: float, ov: Overheads
+) -> tuple[float, np.ndarray, float]:
+    """At ``rate_rps``: the slowdown, the batch times and the front's time per request, all from
+    one estimate of the mean batch."""
+    b = mean_batch(service, config, rate_rps=rate_rps, overheads=ov)
+    f = slowdown(config, cores=cores, rate_rps=rate_rps, overheads=ov, mean_batch=b)
+    svc = service.batch_times_ms(config.max_batch, config.threads) * f + ov.batch_ms
+    return f, svc, ov.front_per_request_ms(b) * f
 
 
 def analytic_applies(
@@ -131,13 +140,11 @@ def front_busy(
     service: ServiceModel, config: ServerConfig, *, cores: int, overheads: Overheads
 ) -> float:
     """The front's utilisation at the rate that saturates the replicas (capped at 1)."""
-    if overheads.front_ms <= 0:
+    if overheads.front_ms <= 0 and overheads.front_batch_ms <= 0:
         return 0.0
-    replicas_only = Overheads(batch_ms=overheads.batch_ms, front_ms=0.0)
+    replicas_only = Overheads(batch_ms=overheads.batch_ms, front_ms=0.0, front_batch_ms=0.0)
     cap = capacity_rps(service, config, cores=cores, overheads=replicas_only)
-    b = mean_batch(service, config, rate_rps=cap, overheads=overheads)
-    cost = front_cost_ms(config, cores=cores, rate_rps=cap, overheads=overheads, mean_batch=b)
-    return min(1.0, cap * cost / 1000)
+    return min(1.0, cap * _at_rate(service, config, cores, cap, overheads)[2] / 1000)
 
 
 def front_cost_ms(
@@ -151,7 +158,7 @@ def front_cost_ms(
     """The front's time per request at ``rate_rps``: its CPU per request plus its share of the
     per-batch work, slowed like everything else when the cores are oversubscribed."""
     f = slowdown(config, cores=cores, rate_rps=rate_rps, overheads=overheads, mean_batch=mean_batch)
-    return (overheads.front_ms + overheads.front_batch_ms / max(mean_batch, 1.0)) * f
+    return overheads.front_per_request_ms(mean_batch) * f
 
 
 def capacity_rps(
@@ -160,9 +167,7 @@ def capacity_rps(
     """Saturation throughput: replicas always busy with full batches, and the front's own limit."""
 
     def served(rate: float) -> float:
-        svc = batch_times_ms(service, config, cores=cores, rate_rps=rate, overheads=overheads)
-        b = mean_batch(service, config, rate_rps=rate, overheads=overheads)
-        cost = front_cost_ms(config, cores=cores, rate_rps=rate, overheads=overheads, mean_batch=b)
+        _, svc, cost = _at_rate(service, config, cores, rate, overheads)
         front = 1000.0 / cost if cost > 0 else math.inf
         return min(front, config.replicas * config.max_batch * 1000.0 / float(svc[-1]))
 
@@ -194,11 +199,8 @@ def predict(
         raise invalid_parameter("rate_rps", "a number > 0", rate_rps, where="plan")
     use = _choose(service, config, cores, ov, method)
     cap = capacity_rps(service, config, cores=cores, overheads=ov)
-    f = slowdown(config, cores=cores, rate_rps=rate_rps, overheads=ov)
-    svc = batch_times_ms(service, config, cores=cores, rate_rps=rate_rps, overheads=ov)
+    f, svc, front_cost = _at_rate(service, config, cores, rate_rps, ov)
     lam = rate_rps / 1000.0
-    b = mean_batch(service, config, rate_rps=rate_rps, overheads=ov)
-    front_cost = front_cost_ms(config, cores=cores, rate_rps=rate_rps, overheads=ov, mean_batch=b)
     front = _front_delay_ms(rate_rps, front_cost)
     if use == "simulation":
         sim = _simulate(service, config, svc, lam, ov, front_cost, sim_requests, seed)
@@ -260,7 +262,7 @@ def max_rate(
     # With hardly any traffic a request still pays the front, the batch wait and one batch.
     svc0 = batch_times_ms(service, config, cores=cores, rate_rps=0.0, overheads=ov)
     wait = config.max_wait_ms if config.max_batch > 1 else 0.0
-    alone = ov.front_ms + ov.front_batch_ms + ov.network_ms + wait + float(svc0[0])
+    alone = ov.front_per_request_ms() + ov.network_ms + wait + float(svc0[0])
     if alone >= p99_ms:
         return Estimate(0.0, alone, alone, 0.0, cap, 1.0, name, ("no rate meets the bound",))
     hi = cap * _MAX_UTILISATION
@@ -368,10 +370,8 @@ def _tail_at(
     sim_requests: int,
     seed: int,
 ) -> float:
-    svc = batch_times_ms(service, config, cores=cores, rate_rps=rate, overheads=ov)
+    _, svc, front_cost = _at_rate(service, config, cores, rate, ov)
     lam = rate / 1000.0
-    b = mean_batch(service, config, rate_rps=rate, overheads=ov)
-    front_cost = front_cost_ms(config, cores=cores, rate_rps=rate, overheads=ov, mean_batch=b)
     if use == "simulation":
         sim = _simulate(
             service, config, svc, lam, ov, front_cost, sim_requests, seed, bound - ov.network_ms

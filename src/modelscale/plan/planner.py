@@ -101,7 +101,7 @@ def _check_possible(service: ServiceModel, p99_ms: float, ov: Overheads, local_c
     ]
     best_t = min(threads, key=lambda t: float(service.time_ms(1, t)))
     alone = float(service.time_ms(1, best_t))
-    total = alone + ov.front_ms + ov.batch_ms + ov.network_ms
+    total = alone + ov.front_per_request_ms() + ov.batch_ms + ov.network_ms
     if p99_ms < total:
         raise InvalidInput(
             f"A p99 of {p99_ms:g} ms is impossible: one request alone takes {total:.2f} ms here "

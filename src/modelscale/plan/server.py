@@ -81,6 +81,10 @@ class Overheads:
     network_ms: float = 0.0
     client_ms: float = 0.0
 
+    def front_per_request_ms(self, mean_batch: float = 1.0) -> float:
+        """Front CPU per request with the per-batch work spread over ``mean_batch`` requests."""
+        return self.front_ms + self.front_batch_ms / max(mean_batch, 1.0)
+
     def __post_init__(self) -> None:
         for name in ("front_ms", "front_batch_ms", "batch_ms", "network_ms", "client_ms"):
             value = getattr(self, name)

@@ -57,6 +57,9 @@ __all__ = [
     "validate_server",
 ]
 
+_WARMUP_S = 2.0
+"""Seconds of unrecorded load at the start rate before the search."""
+
 DEFAULT_CLIENT_MS = 0.15
 """CPU per request of the load generator on the server's machine, until measured (this box: 0.15)."""
 
@@ -497,8 +500,8 @@ class _CpuMeter:
                 out["front"] = t.user + t.system
                 kids = self.server.children(recursive=True)
                 out["replicas"] = sum(
-                    c.cpu_times().user + c.cpu_times().system for c in kids if c.is_running()
-                )
+                    sum(c.cpu_times()[:2]) for c in kids if c.is_running()
+                )  # user + system
             except self._psutil.Error:
                 pass
         return out
@@ -558,31 +561,28 @@ def validate_server(
         ov = dataclasses.replace(ov, client_ms=DEFAULT_CLIENT_MS)
     guess = max_rate(service, config, cores=cores, p99_ms=p99_ms, overheads=ov).rate_rps
     start = max(1.0, 0.9 * guess)  # just under the prediction: the search brackets it quickly
-    load_options = LoadOptions(
-        rate=start,
-        find_max=True,
-        p99_ms=p99_ms,
-        pattern="poisson",
-        duration_s=o.duration_s,
-        repeats=o.repeats,
-        tolerance=o.search_tolerance,
-        warmup_s=2.0,
-        outputs=tuple(o.outputs),
-        api_key=o.api_key,
-    )
     with _inputs_file(artifact, dims or {}, o.rows) as npz:
+        load_options = LoadOptions(
+            rate=start,
+            find_max=True,
+            p99_ms=p99_ms,
+            pattern="poisson",
+            duration_s=o.duration_s,
+            repeats=o.repeats,
+            tolerance=o.search_tolerance,
+            warmup_s=_WARMUP_S,
+            inputs=pathlib.Path(npz),
+            outputs=tuple(o.outputs),
+            api_key=o.api_key,
+        )
         meter = _CpuMeter(server_pid if local else None)
         before = _batch_totals(url, artifact.name, o.api_key)
         t0 = time.perf_counter()
-        load = run_load(
-            url,
-            model=artifact.name,
-            options=dataclasses.replace(load_options, inputs=pathlib.Path(npz)),
-            on_progress=on_progress,
-        )
+        load = run_load(url, model=artifact.name, options=load_options, on_progress=on_progress)
         wall = time.perf_counter() - t0
         batches = _handover(before, _batch_totals(url, artifact.name, o.api_key))
-    sent = sum(int(w["stats"].sent) for w in load.windows) + int(start * 2.0)
+    # The warm-up's requests (sent at the start rate) are counted in the CPU meters too.
+    sent = sum(int(w["stats"].sent) for w in load.windows) + int(start * _WARMUP_S)
     cpu = meter.per_request_ms(sent) if local else {}
     if local and "client" in cpu:
         ov = dataclasses.replace(ov, client_ms=cpu["client"])
@@ -623,7 +623,6 @@ def validate_local(
     options: ValidationOptions | None = None,
     plan_run_id: int | None = None,
     on_progress: Callable[[Progress], None] | None = None,
-    on_start: Callable[[str], None] | None = None,
 ) -> Validation:
     """Start ``modelscale serve`` with ``config`` on this machine, then ``validate_server`` it."""
     from modelscale.config import DeploymentSpec
@@ -641,8 +640,6 @@ def validate_local(
         p99_ms=None,
     )
     with start_server(spec) as server:
-        if on_start is not None:
-            on_start(server.url)
         return validate_server(
             server.url,
             artifact=artifact,
