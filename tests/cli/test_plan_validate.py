@@ -99,6 +99,7 @@ def trivial() -> Iterator[TrivialServer]:
         (["--validate", "OTHER"], "not the planned model"),
         (["--validate-local", "--validate-seconds", "0"], "The 'duration_s' parameter of plan validation"),
         (["--validate-local", "--validate-repeats", "0"], "The 'repeats' parameter of plan validation"),
+        (["--validate-local", "--api-key-file", "no-such.key"], "Cannot read the API key file no-such.key"),
     ],
 )  # fmt: skip
 def test_bad_validation_input_is_one_line_and_exit_2(
