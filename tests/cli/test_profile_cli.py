@@ -45,6 +45,15 @@ def test_profile_json(seq_path: pathlib.Path) -> None:
     assert [r["id"] for r in listed] == [1]
 
 
+def test_no_spinning_is_recorded(mlp_path: pathlib.Path) -> None:
+    data = invoke_json("profile", str(mlp_path), "--batch", "1", *FAST, "--no-spinning")
+    assert data["params"]["allow_spinning"] is False
+    assert data["engine"]["allow_spinning"] is False
+    assert "thread spinning off" in data["summary"]
+    spun = invoke_json("profile", str(mlp_path), "--batch", "1", *FAST)
+    assert spun["engine"]["allow_spinning"] is True and spun["params"]["allow_spinning"] is True
+
+
 def test_no_store(mlp_path: pathlib.Path) -> None:
     assert invoke("profile", str(mlp_path), "--batch", "1", *FAST, "--no-store").exit_code == 0
     assert open_store().runs() == []

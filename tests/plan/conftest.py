@@ -79,13 +79,18 @@ class StoredProfile(Result):
 
     points: tuple[dict[str, Any], ...]
     session_rss_bytes: dict[str, int]
+    engine: dict[str, Any]
     params: dict[str, Any]
 
 
 def profile_result(
-    points: Sequence[ServicePoint], *, dims: dict[str, int] | None = None
+    points: Sequence[ServicePoint],
+    *,
+    dims: dict[str, int] | None = None,
+    allow_spinning: bool = False,
 ) -> StoredProfile:
-    """The stored form of ``points`` (as profile_model would record them)."""
+    """The stored form of ``points`` (as profile_model would record them; by default measured as
+    the replicas run, with ORT's thread spinning off)."""
     return StoredProfile(
         points=tuple(
             {
@@ -99,5 +104,6 @@ def profile_result(
             for p in points
         ),
         session_rss_bytes={"1": 50 * 2**20},
-        params={"provider": "CPUExecutionProvider"},
+        engine={"allow_spinning": allow_spinning},
+        params={"provider": "CPUExecutionProvider", "allow_spinning": allow_spinning},
     )

@@ -24,6 +24,10 @@ def test_stored_profile_of_this_machine(mlp_path: pathlib.Path) -> None:
         profile_result(linear_points(per_item=9.0)), model_version=art.sha256, machine=elsewhere
     )
     assert stored_profile(art, kb) is None  # measured on another machine: not used
+    kb.record(
+        profile_result(linear_points(per_item=9.0), allow_spinning=True), model_version=art.sha256
+    )
+    assert stored_profile(art, kb) is None  # spinning threads: faster than a replica runs it
     run_id = kb.record(profile_result(linear_points(), dims={"seq": 8}), model_version=art.sha256)
     assert stored_profile(art, kb) is None  # other dims
     prof = stored_profile(art, kb, dims={"seq": 8})
@@ -41,6 +45,9 @@ def test_measure_profile_records_a_run(mlp_path: pathlib.Path) -> None:
     assert prof.service.measured_batches == (1, 4)
     run = kb.run(prof.run_ids[0])
     assert run.kind == "profile" and run.model_version == art.sha256
+    assert (
+        run.params["allow_spinning"] is False and run.results["engine"]["allow_spinning"] is False
+    )
     again = stored_profile(art, kb)
     assert again is not None and again.run_ids == prof.run_ids
 

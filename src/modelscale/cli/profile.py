@@ -44,6 +44,12 @@ def profile_command(
     provider: str = typer.Option(
         "CPUExecutionProvider", "--provider", help="ORT execution provider."
     ),
+    spinning: bool = typer.Option(
+        True,
+        "--spinning/--no-spinning",
+        help="Let ORT's idle threads spin (fastest alone). --no-spinning measures the model as "
+        "serve's replicas run it (what plan uses).",
+    ),
     max_time: float = typer.Option(
         10.0, "--max-time", help="Seconds at most per point before reporting a wider CI."
     ),
@@ -77,6 +83,7 @@ def profile_command(
         int_ranges=ranges,
         inputs=inputs,
         provider=provider,
+        allow_spinning=spinning,
         measure=MeasureOptions(max_time_s=max_time),
     )
     run_id = None

@@ -1,9 +1,15 @@
 """Where the performance model's points come from: the knowledge base first, a measurement otherwise.
 
 A stored profile run is used when it profiled the same model file (sha256) with the CPU provider on
-this machine (same CPU model and usable cores) at the same symbolic dims (e.g. ``seq=32``). Without
-one, the model is profiled now over batch sizes and thread counts and the profile is recorded, so
-the next plan reuses it.
+this machine (same CPU model and usable cores) at the same symbolic dims (e.g. ``seq=32``), with
+ONNX Runtime's thread spinning off as ``serve``'s replicas run it (``profile --no-spinning``).
+Without one, the model is profiled now over batch sizes and thread counts and the profile is
+recorded, so the next plan reuses it.
+
+Why spinning matters: a profile taken with spinning on (ORT's default, the fastest alone) was
+1.12-1.30x faster than the same model inside a replica here, most with 2 threads, where every
+parallel section of a non-spinning session waits for its threads to wake. Planning from it
+over-predicted every MiniLM configuration.
 """
 
 from __future__ import annotations
@@ -104,6 +110,8 @@ def stored_profile(
             continue
         if (run.params or {}).get("provider", _CPU) != _CPU:
             continue
+        if (run.results.get("engine") or {}).get("allow_spinning", True):
+            continue  # measured with spinning threads: faster than any replica runs
         found = points_from_profile(run.results.get("points") or [], dims=dims)
         new = [p for p in found if (p.batch, p.threads) not in points]
         if not new:
@@ -142,6 +150,7 @@ def measure_profile(
         batches=list(batches),
         threads=list(threads) if threads else sorted({1, cores}),
         dims={k: [v] for k, v in (dims or {}).items()},
+        allow_spinning=False,  # as the replicas run it
         measure=MeasureOptions(max_time_s=max_time_s),
         on_stage=on_stage,
         on_point=on_point,

@@ -120,6 +120,7 @@ def profile_model(
     inputs: str | pathlib.Path | Mapping[str, np.ndarray] | None = None,
     provider: str = "CPUExecutionProvider",
     graph_optimization: GraphOptimization = "all",
+    allow_spinning: bool = True,
     measure: MeasureOptions | None = None,
     isolate: bool = True,
     on_point: Callable[[SweepPoint], None] | None = None,
@@ -137,6 +138,10 @@ def profile_model(
         inputs: Real inputs: an .npz path or a mapping of input name to array.
         provider: ONNX Runtime execution provider.
         graph_optimization: ORT graph optimisation level.
+        allow_spinning: Let ORT's idle threads spin (its default, the lowest latency alone).
+            ``False`` measures the model as ``serve``'s replicas run it: spinning threads would
+            take cores from the other replicas and the front, so replicas turn it off, and with
+            2+ threads each parallel section then pays for waking its threads.
         measure: When to stop timing each point.
         isolate: Measure each thread count in a fresh process (true peak RSS, no leftover state).
         on_point: Called with each point as it is measured (progress).
@@ -165,7 +170,11 @@ def profile_model(
     if data is not None and any(d in batch_dim_names(sig) for d in dims):
         raise InvalidInput("--dim cannot set the batch axis; use --batch.", field="dim")
 
-    engine_options = EngineOptions(providers=(provider,), graph_optimization=graph_optimization)
+    engine_options = EngineOptions(
+        providers=(provider,),
+        graph_optimization=graph_optimization,
+        allow_spinning=allow_spinning,
+    )
     # Load once here: a model ORT cannot load fails now with a clear error, not inside a worker.
     Engine(artifact, engine_options)
     jobs = [
@@ -217,6 +226,7 @@ def profile_model(
         f"{artifact.name}: {static.parameters:,} params, {artifact.size_bytes / 1e6:.1f} MB; "
         f"best {best.items_per_s:,.0f} items/s at batch {best.batch} x {best.threads} threads; "
         f"p50 {first.p50_ms:.3f} ms at batch {first.batch} x {first.threads} threads"
+        + ("" if allow_spinning else " (ORT thread spinning off, as served)")
     )
     return ProfileResult(
         model=artifact.to_dict(),
@@ -238,6 +248,7 @@ def profile_model(
             else ("arrays" if inputs else None),
             "provider": provider,
             "graph_optimization": graph_optimization,
+            "allow_spinning": allow_spinning,
             "measure": dataclasses.asdict(measure),
             "isolate": isolate,
         },
