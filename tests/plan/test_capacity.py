@@ -149,3 +149,56 @@ def test_a_front_bound_server_saturates_below_one_over_its_cost_when_sharing_cor
     assert capacity_rps(tiny, ServerConfig(2, 1), cores=8, overheads=ov) == pytest.approx(
         10_000, rel=1e-3
     )
+
+
+def test_per_batch_front_work_does_not_cap_capacity_at_batch_one_cost() -> None:
+    # Front: 0.05 ms per request + 0.4 ms per batch. Idle, a batch holds 1 request (0.45 ms,
+    # 2,222 req/s); saturated, batches are full (0.05 + 0.4 / 8 = 0.1 ms): the capacity is the
+    # latter's, found past the batch-of-one figure.
+    tiny = fit_service_model(
+        [ServicePoint(b, t, 0.001 * b, 0.001 * b, 0.0011 * b) for b in (1, 8) for t in (1, 2)]
+    )
+    ov = Overheads(front_ms=0.05, front_batch_ms=0.4, batch_ms=0.0)
+    got = capacity_rps(tiny, ServerConfig(2, 1, 8, 5.0), cores=8, overheads=ov)
+    assert got == pytest.approx(10_000, rel=0.01)
+    assert capacity_rps(tiny, ServerConfig(2, 1), cores=8, overheads=ov) == pytest.approx(
+        1000 / 0.45, rel=0.01
+    )
+
+
+def test_replicas_lose_more_than_the_stolen_time() -> None:
+    from modelscale.plan.capacity import replica_slowdown
+
+    # 0.2 cores of front work on 2 cores full of replicas: the shared slowdown is 1.1.
+    shared = slowdown(
+        ServerConfig(2, 1),
+        cores=2,
+        rate_rps=1000.0,
+        overheads=Overheads(front_ms=0.2, front_batch_ms=0.0),
+    )
+    assert shared == pytest.approx(1.1)
+    one = replica_slowdown(ServerConfig(2, 1), cores=2, shared=shared, interference=2.0)
+    two = replica_slowdown(ServerConfig(1, 2), cores=2, shared=shared, interference=2.0)
+    assert one == pytest.approx(1.2) and two == pytest.approx(1.2)
+    # Replicas oversubscribing the cores by themselves share them plainly.
+    assert replica_slowdown(ServerConfig(4, 1), cores=2, shared=2.0, interference=2.0) == 2.0
+    assert replica_slowdown(ServerConfig(1, 1), cores=2, shared=1.0, interference=2.0) == 1.0
+    with pytest.raises(InvalidInput, match=r"interference.*a factor >= 0"):
+        Overheads(interference=-1.0)
+
+
+def test_a_busy_front_keeps_a_finished_replica_waiting() -> None:
+    # One replica of a 1 ms model, no batching: alone it serves 1,000 req/s less its hand-over.
+    # A front costing 0.3 ms per request makes each finished replica wait rho x 0.3 ms for the
+    # reply to be read and the next request sent, so it serves fewer.
+    model = fit_service_model(
+        [ServicePoint(b, t, 1.0 * b, 1.0 * b, 1.05 * b) for b in (1, 8) for t in (1, 2)]
+    )
+    cfg = ServerConfig(1, 1)
+    quiet = capacity_rps(model, cfg, cores=8, overheads=NO_OVERHEAD)
+    busy = capacity_rps(
+        model, cfg, cores=8, overheads=Overheads(front_ms=0.3, front_batch_ms=0.0, batch_ms=0.0)
+    )
+    assert quiet == pytest.approx(1000, rel=1e-3)
+    # r = 1000 / (1 + (r / 1000 x 0.3) x 0.3): r = 923.
+    assert busy == pytest.approx(923, rel=0.005)

@@ -98,3 +98,37 @@ def test_the_front_per_batch_cost_is_spread_over_the_batch(service: ServiceModel
     assert cost == pytest.approx(0.1 + 0.4 / b)
     busy = mean_batch(service, batched, rate_rps=1e6, overheads=ov)
     assert busy == 8.0  # past the replicas' capacity batches are full
+
+
+def test_measured_overheads_fit_the_latest_run_of_each_configuration(service: ServiceModel) -> None:
+    from modelscale.machine import machine_info
+    from modelscale.plan.validate import measured_overheads
+
+    kb = open_store()
+    sha = "a" * 64
+    kb.register_model(sha, name="m", path="/nowhere/m.onnx")
+    base = Overheads(client_ms=0.0)
+    assert measured_overheads(kb, sha, base) is None
+
+    def record(cfg: ServerConfig, batch: float, front: float, handover: float, **kw: object) -> int:
+        res = compare_with_measurement(
+            service, cfg, cores=2, p99_ms=40.0, measured_rps=100.0, model={"sha256": sha},
+            measured_cpu_ms={"front": front, "client": 0.2}, measured_handover_ms=handover,
+            mean_batch=batch,
+        )  # fmt: skip
+        return kb.record(res, model_version=sha, **kw)  # type: ignore[arg-type]
+
+    record(ServerConfig(2, 1), 1.0, 9.9, 9.9)  # superseded by the next run of the same config
+    record(ServerConfig(2, 1), 1.0, 0.16, 0.4)
+    record(ServerConfig(2, 1, 8, 5.0), 8.0, 0.09, 0.9)
+    record(ServerConfig(1, 2, 8, 5.0), 4.0, 0.10, 0.5)
+    elsewhere = {**machine_info().to_dict(), "cpu_model": "Some Other CPU"}
+    record(ServerConfig(1, 2), 1.0, 5.0, 5.0, machine=elsewhere)  # another machine: not used
+    found = measured_overheads(kb, sha, base)
+    assert found is not None
+    ov, run_id = found
+    assert ov.front_ms == pytest.approx(0.08, abs=0.002)
+    assert ov.front_batch_ms == pytest.approx(0.08, abs=0.003)
+    assert ov.batch_ms == pytest.approx(0.5)  # the median hand-over of the three configurations
+    assert ov.client_ms == 0.0  # the load generator's CPU belongs to the test, not the server
+    assert kb.run(run_id).results["mean_batch"] == 4.0  # the newest run on this machine

@@ -69,6 +69,9 @@ class Overheads:
         batch_ms: Hand-over per batch between the front and a replica.
         network_ms: Latency added per request that uses no CPU here (network round trip).
         client_ms: CPU per request of a load generator on the same machine (validation only).
+        interference: How many milliseconds a replica loses to each millisecond of front (or
+            load-generator) CPU that lands on its cores: the stolen time itself and the caches
+            refilled after each preemption. A plain factor, not milliseconds.
     """
 
     # Measured on the development machine (AMD EPYC, 2 cores) by plan --validate-local: the front
@@ -80,16 +83,28 @@ class Overheads:
     batch_ms: float = 0.3
     network_ms: float = 0.0
     client_ms: float = 0.0
+    # Measured here (MiniLM, 1 x 2 and 2 x 1 threads on 2 cores, profiled with spinning off):
+    # inference inside the replicas ran 1.10-1.16x its profiled time, 1.4-2.2 times what the
+    # CPU that the front and the load generator took explains.
+    interference: float = 2.0
 
     def front_per_request_ms(self, mean_batch: float = 1.0) -> float:
         """Front CPU per request with the per-batch work spread over ``mean_batch`` requests."""
         return self.front_ms + self.front_batch_ms / max(mean_batch, 1.0)
 
     def __post_init__(self) -> None:
-        for name in ("front_ms", "front_batch_ms", "batch_ms", "network_ms", "client_ms"):
+        for name in (
+            "front_ms",
+            "front_batch_ms",
+            "batch_ms",
+            "network_ms",
+            "client_ms",
+            "interference",
+        ):
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
-                raise invalid_parameter(name, "a number of ms >= 0", value, where="plan")
+                what = "a factor >= 0" if name == "interference" else "a number of ms >= 0"
+                raise invalid_parameter(name, what, value, where="plan")
 
 
 @dataclass(frozen=True)

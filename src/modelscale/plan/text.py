@@ -45,7 +45,9 @@ def assumptions(
         f"request and {ov.front_batch_ms:.3g} ms per batch, {ov.batch_ms:.3g} ms hand-over per "
         f"batch, {ov.network_ms:g} ms network.",
         "Configurations keep replicas x threads within the machine's cores; the front's CPU shares "
-        "them, modelled as a proportional slowdown of the replicas and the front alike.",
+        "them, modelled as a proportional slowdown of the front and "
+        f"{ov.interference:g}x that for the replicas (preempted, their caches refilled); a "
+        "finished replica waits for a busy front to read its reply.",
         "Max rates are searched up to 99.5% of saturation; max_batch is capped where one batch "
         "would take over half the p99 bound.",
     ]
