@@ -60,6 +60,8 @@ def test_validate_local_records_prediction_beside_measurement(model: pathlib.Pat
     # The server ran here: the CPU of its front, its replicas and the load generator was measured.
     assert set(v["measured_cpu_ms"]) == {"client", "front", "replicas"}
     assert all(x > 0 for x in v["measured_cpu_ms"].values())
+    # The model was re-timed just before the test and the prediction scaled by it.
+    assert v["speed_ratio"] > 0 and "its profiled time just before the test" in v["summary"]
     kb = open_store()
     stored = kb.run(v["validation_run_id"])
     load = kb.run(v["load_run_id"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import pathlib
 
 import pytest
 
@@ -132,3 +133,18 @@ def test_measured_overheads_fit_the_latest_run_of_each_configuration(service: Se
     assert ov.batch_ms == pytest.approx(0.5)  # the median hand-over of the three configurations
     assert ov.client_ms == 0.0  # the load generator's CPU belongs to the test, not the server
     assert kb.run(run_id).results["mean_batch"] == 4.0  # the newest run on this machine
+
+
+def test_speed_ratio_compares_the_model_now_with_its_profile(mlp_path: pathlib.Path) -> None:
+    from modelscale.model import ModelArtifact
+    from modelscale.plan.profiles import measure_profile
+    from modelscale.plan.validate import speed_ratio
+
+    art = ModelArtifact.load(mlp_path)
+    svc = measure_profile(art, None, batches=(1, 4), threads=(1,), max_time_s=0.3).service
+    cfg = ServerConfig(1, 1, 4, 1.0)
+    now = speed_ratio(art, svc, cfg, max_time_s=0.3)
+    assert 0.2 < now < 5.0  # the same machine minutes apart (a tiny model: noisy)
+    # Against a profile of a machine twice as fast, this one runs about twice as slow.
+    twice = speed_ratio(art, svc.with_core_factor(2.0), cfg, max_time_s=0.3)
+    assert 1.0 < twice / now < 4.0

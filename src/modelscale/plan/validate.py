@@ -96,6 +96,10 @@ class ValidationResult(Result):
             (front CPU and hand-over) in place of the assumed ones (None when neither was
             measured): the queueing model's own error, with the overheads known.
         calibrated_error: calibrated_rps / measured - 1.
+        speed_ratio: The model's time in a short re-measurement just before the load test over
+            the profile's time (> 1: this machine runs slower now than when it was profiled).
+            The predictions use the profile scaled by it; None when not checked (a remote
+            server).
     """
 
     kind: ClassVar[str] = "plan"
@@ -121,6 +125,7 @@ class ValidationResult(Result):
     infer_ratio: float | None = None
     calibrated_rps: float | None = None
     calibrated_error: float | None = None
+    speed_ratio: float | None = None
 
 
 def implied_front_ms(
@@ -264,6 +269,10 @@ class ValidationOptions:
         outputs: Outputs each request asks for (empty: all, the V2 default). Encoding outputs is
             much of the front's work: ask for what the clients will.
         api_key: Bearer key for a server that needs one.
+        speed_check: Before a local load test, re-time the model at the configuration's threads
+            (batch 1 and the batch cap, a second or two each) and scale the profile by how much
+            slower or faster this machine runs it now: shared and cloud machines drift by 10% and
+            more within an hour (measured here), as much as the tolerance.
     """
 
     duration_s: float = 10.0
@@ -273,6 +282,7 @@ class ValidationOptions:
     rows: int = 64
     outputs: tuple[str, ...] = ()
     api_key: str | None = field(default=None, repr=False)
+    speed_check: bool = True
 
     def __post_init__(self) -> None:
         w = "plan validation"
@@ -613,6 +623,38 @@ def validate_server(
     return Validation(result, load)
 
 
+def speed_ratio(
+    artifact: ModelArtifact,
+    service: ServiceModel,
+    config: ServerConfig,
+    *,
+    dims: Mapping[str, int] | None = None,
+    max_time_s: float = 2.0,
+) -> float:
+    """How much slower (> 1) this machine runs the model now than ``service`` says it does.
+
+    Times batch 1 and the configuration's batch cap at its thread count, as the replicas run it
+    (a fresh process, ONNX Runtime spinning off), and returns the median ratio of the measured
+    mean to the model's time.
+    """
+    from modelscale.profile import MeasureOptions, profile_model
+
+    batches = sorted({1, config.max_batch})
+    result = profile_model(
+        artifact,
+        batches=batches,
+        threads=[config.threads],
+        dims={k: [v] for k, v in (dims or {}).items()},
+        allow_spinning=False,
+        measure=MeasureOptions(min_time_s=min(1.0, max_time_s), max_time_s=max_time_s),
+    )
+    ratios = [
+        p.mean_ms / float(service.time_ms(np.asarray(float(p.batch)), p.threads))
+        for p in result.points
+    ]
+    return float(np.median(ratios))
+
+
 def validate_local(
     artifact: ModelArtifact,
     config: ServerConfig,
@@ -641,8 +683,12 @@ def validate_local(
         # the bound (503s), which the capacity model does not model and the search counts as errors.
         p99_ms=None,
     )
+    o = options or ValidationOptions()
+    ratio = speed_ratio(artifact, service, config, dims=dims) if o.speed_check else None
+    if ratio is not None:
+        service = service.with_core_factor(service.core_factor / ratio)
     with start_server(spec) as server:
-        return validate_server(
+        v = validate_server(
             server.url,
             artifact=artifact,
             service=service,
@@ -656,3 +702,15 @@ def validate_local(
             plan_run_id=plan_run_id,
             on_progress=on_progress,
         )
+    if ratio is None:
+        return v
+    res = v.result
+    return Validation(
+        dataclasses.replace(
+            res,
+            speed_ratio=ratio,
+            summary=f"{res.summary} The model ran {ratio:.2f}x its profiled time just before "
+            "the test; the prediction is scaled by that.",
+        ),
+        v.load,
+    )
