@@ -8,8 +8,8 @@
 2. The eight predicted-vs-measured cases: digits and MiniLM x (1 replica x 2 threads, 2 replicas x
    1 thread) x (no batching, batch 8 / 5 ms): the predicted max rate at the p99 bound next to what
    `load --find-max` measures against `serve` in that configuration, through the code path of
-   `plan --validate-local` (which re-times the model just before each test and scales the profile
-   by the machine's drift since it was taken). Target: within +-15%. Bounds: 25 ms for digits,
+   `plan --validate-local` (which also re-times the model just before each test and records how
+   far the machine has drifted from the profile). Target: within +-15%. Bounds: 25 ms for digits,
    100 ms for MiniLM.
 3. MiniLM at 1,000 req/s with p99 <= 100 ms against the bundled catalog: >= 3 options across >= 2
    providers with costs, and the cheapest meeting the SLO picked.
@@ -171,11 +171,6 @@ def eight_cases(
     return rows
 
 
-def _at_speed(service: ServiceModel, ratio: float | None) -> ServiceModel:
-    """``service`` as fast as the speed check before a case found the machine (see validate)."""
-    return service if ratio is None else service.with_core_factor(service.core_factor / ratio)
-
-
 def replay(path: pathlib.Path, profiles: dict[str, ModelProfile]) -> list[dict[str, Any]]:
     """Section 2 again from an earlier run's measurements, predicted by the current model.
 
@@ -189,8 +184,7 @@ def replay(path: pathlib.Path, profiles: dict[str, ModelProfile]) -> list[dict[s
         cfg = next(c for c in EIGHT[name] if c.label() == old["config"])
         cpu = old["measured_cpu_ms"]
         v = compare_with_measurement(
-            _at_speed(profiles[name].service, old.get("speed_ratio")), cfg, cores=2,
-            p99_ms=old["p99_bound_ms"],
+            profiles[name].service, cfg, cores=2, p99_ms=old["p99_bound_ms"],
             measured_rps=old["measured_rps"], overheads=Overheads(client_ms=cpu["client"]),
             measured_cpu_ms=cpu, measured_handover_ms=old["measured_handover_ms"],
             mean_batch=old["mean_batch"],
@@ -242,7 +236,7 @@ def leave_one_out(rows: list[dict[str, Any]], profiles: dict[str, ModelProfile])
             batch_ms=statistics.median(hand),
             client_ms=client,
         )
-        svc = _at_speed(profiles[r["model"]].service, r.get("speed_ratio"))
+        svc = profiles[r["model"]].service
         est = max_rate(svc, r["_cfg"], cores=2, p99_ms=r["p99_bound_ms"], overheads=ov)
         r["loo_overheads"] = ov
         r["loo_rps"] = est.rate_rps

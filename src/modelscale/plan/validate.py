@@ -60,6 +60,9 @@ __all__ = [
 _WARMUP_S = 2.0
 """Seconds of unrecorded load at the start rate before the search."""
 
+_STALE = 0.15
+"""A speed check further than this from the profile calls the profile stale."""
+
 DEFAULT_CLIENT_MS = 0.15
 """CPU per request of the load generator on the server's machine, until measured (this box: 0.15)."""
 
@@ -97,9 +100,9 @@ class ValidationResult(Result):
             measured): the queueing model's own error, with the overheads known.
         calibrated_error: calibrated_rps / measured - 1.
         speed_ratio: The model's time in a short re-measurement just before the load test over
-            the profile's time (> 1: this machine runs slower now than when it was profiled).
-            The predictions use the profile scaled by it; None when not checked (a remote
-            server).
+            the profile's time (> 1: this machine runs it slower now than when it was profiled);
+            None when not checked (a remote server). A diagnostic: the predictions do not use
+            it (see ``ValidationOptions.speed_check``).
     """
 
     kind: ClassVar[str] = "plan"
@@ -270,9 +273,12 @@ class ValidationOptions:
             much of the front's work: ask for what the clients will.
         api_key: Bearer key for a server that needs one.
         speed_check: Before a local load test, re-time the model at the configuration's threads
-            (batch 1 and the batch cap, a second or two each) and scale the profile by how much
-            slower or faster this machine runs it now: shared and cloud machines drift by 10% and
-            more within an hour (measured here), as much as the tolerance.
+            (batch 1 and the batch cap, a second or two each) and record how much slower or
+            faster this machine runs it than the profile says: shared and cloud machines drift by
+            10% and more within an hour (measured here), as much as the tolerance, and a stale
+            profile is then worth re-measuring. Only recorded: scaling the prediction by it was
+            tried, and a check this short was as noisy as the drift it measures (1.17x in one
+            case that then ran faster than profiled).
     """
 
     duration_s: float = 10.0
@@ -685,8 +691,6 @@ def validate_local(
     )
     o = options or ValidationOptions()
     ratio = speed_ratio(artifact, service, config, dims=dims) if o.speed_check else None
-    if ratio is not None:
-        service = service.with_core_factor(service.core_factor / ratio)
     with start_server(spec) as server:
         v = validate_server(
             server.url,
@@ -710,7 +714,12 @@ def validate_local(
             res,
             speed_ratio=ratio,
             summary=f"{res.summary} The model ran {ratio:.2f}x its profiled time just before "
-            "the test; the prediction is scaled by that.",
+            "the test"
+            + (
+                "; the profile may be stale: re-profile with `modelscale profile --no-spinning`."
+                if abs(ratio - 1.0) > _STALE
+                else "."
+            ),
         ),
         v.load,
     )
