@@ -42,8 +42,8 @@ DEFAULT_BATCHES = (1, 2, 4, 8, 16, 32)
 
 _CPU = "CPUExecutionProvider"
 # Without a measured session RSS, a replica is assumed to hold the weights about three times over
-# (file, session copy, arena) plus a Python process: a replica with the server's modules and ONNX
-# Runtime imported, before its session, measured 82 MiB here; 100 MiB leaves room for other builds.
+# (file, session copy, arena) plus a Python process: a replica with ONNX Runtime imported and the
+# digits example's (tiny) session measured 74 MiB here; 100 MiB leaves room for other builds.
 _RSS_PER_WEIGHT_BYTE = 3
 _PROCESS_BYTES = 100 * 2**20
 
