@@ -54,16 +54,23 @@ def test_compress_stays_the_function_when_its_subpackage_is_imported() -> None:
     assert out.stdout.split() == ["True", "True", "modelscale.compress"]
 
 
-def test_import_is_light_and_unknown_names_fail() -> None:
-    code = (
-        "import sys, modelscale; "
-        "heavy = [m for m in ('scipy', 'starlette', 'sqlalchemy', 'onnxruntime') if m in sys.modules]; "
-        "print(heavy)"
-    )
+@pytest.mark.parametrize(
+    ("module", "absent"),
+    [
+        # The package alone: every export loads on first use.
+        ("modelscale", ("scipy", "starlette", "sqlalchemy", "onnxruntime")),
+        # A replica process loads the model runtime, not the front's web stack.
+        ("modelscale.serve.replica", ("starlette", "uvicorn", "pydantic", "prometheus_client")),
+    ],
+)
+def test_import_is_light_and_unknown_names_fail(module: str, absent: tuple[str, ...]) -> None:
+    code = f"import sys, {module}; print([m for m in {absent!r} if m in sys.modules])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+    package = importlib.import_module(module.rsplit(".replica", 1)[0])
     with pytest.raises(AttributeError, match="no attribute 'nothing_here'"):
-        _ = modelscale.nothing_here
+        _ = package.nothing_here
+    assert all(callable(getattr(package, name)) or name in dir(package) for name in package.__all__)
 
 
 def test_every_module_declares_a_sorted_all_of_real_names() -> None:
