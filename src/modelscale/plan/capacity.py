@@ -216,7 +216,7 @@ def capacity_rps(
     # it (fuller batches spread the per-batch work): find a rate it cannot serve, then bisect the
     # fixed point below it.
     lo, hi = 0.0, served(0.0)
-    while served(hi) >= hi and hi < 1e12:
+    while 0.0 < hi < 1e12 and served(hi) >= hi:
         lo, hi = hi, 2.0 * hi
     while hi - lo > 1e-9 * hi:
         mid = (lo + hi) / 2.0
