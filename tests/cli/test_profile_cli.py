@@ -52,6 +52,10 @@ def test_no_spinning_is_recorded(mlp_path: pathlib.Path) -> None:
     assert "thread spinning off" in data["summary"]
     spun = invoke_json("profile", str(mlp_path), "--batch", "1", *FAST)
     assert spun["engine"]["allow_spinning"] is True and spun["params"]["allow_spinning"] is True
+    bad = invoke("profile", str(mlp_path), "--batch", "1", *FAST, "--no-spinning=yes")
+    assert bad.exit_code == 2
+    assert "does not take a value" in bad.output and "Traceback" not in bad.output
+    assert sorted(r.id for r in open_store().runs()) == [1, 2]  # the two runs above are kept
 
 
 def test_no_store(mlp_path: pathlib.Path) -> None:
