@@ -291,7 +291,8 @@ def ray_serve_config(plan: PlanResult, *, option: PlanOption | None = None) -> d
                 "import_path": RAY_IMPORT_PATH,
                 "args": {
                     "model_path": str(plan.model.get("path", "")),
-                    "p99_ms": plan.target["p99_ms"],
+                    "name": str(plan.model.get("name") or "model"),  # the V2 model name
+                    "threads": opt.threads,
                 },
                 "deployments": [deployment],
             }

@@ -30,7 +30,7 @@ import numpy as np
 from modelscale.errors import ModelscaleError, RuntimeFailure
 from modelscale.serve.ipc import Channel
 
-__all__ = ["main", "run_batch"]
+__all__ = ["main", "run_batch", "warm_up"]
 
 
 def _status(exc: RuntimeFailure) -> int:
@@ -62,8 +62,8 @@ def run_batch(
     return ("split", parts, time.perf_counter() - t0)
 
 
-def _warm_up(engine: Any) -> None:
-    # The first run allocates ORT's arenas; doing it here keeps that cost off the first request.
+def warm_up(engine: Any) -> None:
+    """Run the model once on zeros, so that the first request does not pay for ORT's arenas."""
     feeds = {}
     for spec in engine.session.get_inputs():
         shape = [d if isinstance(d, int) and d > 0 else 1 for d in spec.shape]
@@ -97,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             # Replicas share cores with each other and the front: spinning threads would steal them.
             EngineOptions(intra_op_threads=int(config["threads"]), allow_spinning=False),
         )
-        _warm_up(engine)
+        warm_up(engine)
     except ModelscaleError as exc:
         chan.send(("failed", str(exc)))
         return
