@@ -24,7 +24,6 @@ from modelscale.serve.codec import decode_request
 from modelscale.serve.protocol import ApiError
 from modelscale.serve.ray_app import DEFAULTS, ModelServer, build_app, check_user_config
 
-
 _X = {"name": "x", "shape": [1, 16], "datatype": "FP32", "data": [0.0] * 16}
 
 
