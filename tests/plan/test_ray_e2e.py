@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 import yaml
 
+from modelscale.loadgen import LoadOptions, run_load
 from modelscale.machine import machine_info
 from modelscale.plan import (
     BatchPolicy,
@@ -154,5 +155,8 @@ def test_emitted_ray_config_serves_v2_clients(
             urllib.request.urlopen(bad, timeout=10)
         assert err.value.code == 400 and b"unknown input 'z'" in err.value.read()
         assert client.is_model_ready("mlp")  # still serving after the bad request
+        # modelscale's own load generator drives it like a modelscale server.
+        load = run_load(url, model="mlp", options=LoadOptions(rate=100, duration_s=1.5))
+        assert load.overall.ok == load.overall.sent > 100 and not load.overall.errors
         os.killpg(proc.pid, signal.SIGINT)
         assert proc.wait(timeout=60) in (0, -signal.SIGINT, 130), log.read_text()[-2000:]
