@@ -118,6 +118,8 @@ def test_ray_serve_config(plan: PlanResult, tmp_path: pathlib.Path) -> None:
     assert auto["max_replicas"] > auto["min_replicas"]
     assert auto["target_ongoing_requests"] >= 1
     assert dep["user_config"]["max_batch_size"] == opt.max_batch
+    assert dep["max_queued_requests"] >= 2 * opt.max_batch * opt.replicas  # backpressure: 503
+    assert dep["backpressure_config"] == {"status_code": 503, "retry_after_s": 1}
     one_phase = dataclasses.replace(plan, phases=plan.phases[:1])
     fixed = ray_serve_config(one_phase)["applications"][0]["deployments"][0]
     assert fixed["num_replicas"] == opt.machines * opt.replicas

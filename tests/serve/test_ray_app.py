@@ -108,6 +108,18 @@ def test_bad_requests_get_4xx_naming_the_problem(
     assert client.get("/v2/health/ready").status_code == 200  # and it keeps serving
 
 
+def test_a_route_prefix_is_stripped(mlp_server: ModelServer) -> None:
+    async def asgi(scope: Any, receive: Any, send: Any) -> None:  # as Ray's proxy sets it
+        scope = {**scope, "root_path": "/mlp-app", "path": "/mlp-app" + scope["path"]}
+        response = await mlp_server(Request(scope, receive))
+        await response(scope, receive, send)
+
+    client = TestClient(asgi)
+    assert client.get("/v2/models/mlp").json()["name"] == "mlp"
+    x = np.zeros((1, 16), dtype=np.float32)
+    assert client.post("/v2/models/mlp/infer", json=_body(x)).status_code == 200
+
+
 def test_oversized_body_is_413(mlp_path: pathlib.Path) -> None:
     client = _client(ModelServer(str(mlp_path), max_body_mb=0.001))
     x = np.zeros((64, 16), dtype=np.float32)

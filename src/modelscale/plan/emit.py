@@ -267,6 +267,10 @@ def ray_serve_config(plan: PlanResult, *, option: PlanOption | None = None) -> d
         "name": "Model",
         "max_ongoing_requests": max(2 * ongoing, opt.max_batch, 5),
         "ray_actor_options": {"num_cpus": opt.threads},
+        # As modelscale serve does: a request queued deeper than one p99 window of this machine's
+        # traffic would miss the bound anyway, so the proxy answers 503 with Retry-After at once.
+        "max_queued_requests": _max_queue(opt, plan.target["p99_ms"]),
+        "backpressure_config": {"status_code": 503, "retry_after_s": 1},
         "user_config": {
             "max_batch_size": opt.max_batch,
             "batch_wait_timeout_s": opt.max_wait_ms / 1000.0,

@@ -320,7 +320,11 @@ class ModelServer:
         """Route a V2 request (Ray's proxy hands over every path under the route prefix)."""
         from starlette.responses import Response
 
-        path = request.url.path.rstrip("/") or "/"
+        path = request.url.path
+        root = request.scope.get("root_path") or ""
+        if root and path.startswith(root):  # served under a route prefix other than "/"
+            path = path[len(root) :]
+        path = path.rstrip("/") or "/"
         method = request.method
         try:
             if path == "/v2/health/live" or path == "/v2/health/ready":
