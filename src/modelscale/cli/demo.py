@@ -22,7 +22,7 @@ from modelscale.config import DeploymentSpec
 from modelscale.examples import build_example
 from modelscale.loadgen import LoadOptions, run_load
 from modelscale.model import ModelArtifact
-from modelscale.plan import plan_model
+from modelscale.plan import emit, plan_model
 from modelscale.plan.validate import ValidationOptions
 from modelscale.profile import MeasureOptions, plot_profile
 from modelscale.serve import start_server
@@ -120,6 +120,12 @@ def demo_command(
     planned = plan_model(artifact, rps=_PLAN_RPS, p99_ms=_PLAN_P99_MS, store=kb)
     plan_run = kb.record(planned, model_version=artifact.sha256)
     render_plan(planned)
+    if any(phase.recommended is not None for phase in planned.phases):
+        written = [emit(planned, kind, out / "deploy") for kind in ("deploy", "k8s", "ray")]
+        console.print(
+            "Deployment files: " + ", ".join(str(w) for w in written) + " (modelscale serve -c, "
+            "kubectl apply -f, serve run)"
+        )
     if planned.local is None:
         console.print("No configuration on this machine meets the bound; nothing to validate.")
         checked_ids = ""
