@@ -120,7 +120,10 @@ def plan_command(
         10.0, "--validate-seconds", help="Seconds per find-max probe window when validating."
     ),
     validate_repeats: int = typer.Option(
-        1, "--validate-repeats", help="Windows per probe when validating; all must pass."
+        2,
+        "--validate-repeats",
+        help="Windows per probe when validating; all must pass (with one, a rate that passes by "
+        "luck widens the measurement's spread).",
     ),
     api_key_file: pathlib.Path | None = typer.Option(
         None, "--api-key-file", help="Bearer key for --validate URL, if the server needs one."
