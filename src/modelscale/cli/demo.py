@@ -131,7 +131,7 @@ def demo_command(
         checked_ids = ""
     else:
         checked = validate_plan(
-            planned, artifact, None, ValidationOptions(duration_s=5), plan_run_id=plan_run
+            planned, artifact, None, ValidationOptions(duration_s=4), plan_run_id=plan_run
         )
         val_run, val_load = checked.record(kb, plan_run_id=plan_run)
         render_validation(checked)

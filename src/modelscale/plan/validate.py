@@ -282,7 +282,7 @@ class ValidationOptions:
     """
 
     duration_s: float = 10.0
-    repeats: int = 1
+    repeats: int = 2
     search_tolerance: float = 0.05
     tolerance: float = 0.15
     rows: int = 64
