@@ -17,16 +17,73 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+import numpy as np
 
 from modelscale.serve.codec import DecodedRequest
 from modelscale.serve.protocol import ApiError
 
-__all__ = ["Batcher", "Dispatcher", "Pending", "Reply"]
+__all__ = ["Batcher", "Dispatcher", "Pending", "Reply", "batch_replies", "stack_inputs"]
 
 QUEUED, TAKEN, EXPIRED = 0, 1, 2
+
+
+def stack_inputs(requests: Sequence[DecodedRequest]) -> dict[str, np.ndarray]:
+    """One batch's feeds: the requests' inputs stacked along axis 0 (one request's as they are)."""
+    first = requests[0]
+    if len(requests) == 1:
+        return first.inputs
+    return {n: np.concatenate([r.inputs[n] for r in requests]) for n in first.inputs}
+
+
+def batch_replies(
+    outcome: tuple[Any, ...], names: Sequence[str], requests: Sequence[DecodedRequest]
+) -> list[dict[str, Any] | ApiError]:
+    """Each request's outputs, or the error it is answered with, from its batch's outcome.
+
+    ``outcome`` is what ``replica.run_batch`` returns: ``("ok", outputs, infer_s)``, ``("split",
+    [("ok", outputs) | ("bad", (status, message))], infer_s)`` or ``("error", status, message,
+    infer_s)``, with outputs in the order of ``names``. Stacked outputs are split back by rows, and
+    each request gets the outputs it asked for.
+    """
+    kind = outcome[0]
+    if kind == "ok":
+        return _split_rows(dict(zip(names, outcome[1], strict=True)), requests)
+    if kind == "split":
+        return [
+            _split_rows(dict(zip(names, payload, strict=True)), [req])[0]
+            if status == "ok"
+            else ApiError(payload[0], _model_error(payload[1]), field="inputs")
+            for req, (status, payload) in zip(requests, outcome[1], strict=True)
+        ]
+    status, message = outcome[1], outcome[2]
+    err = ApiError(status, _model_error(message), field="inputs" if status < 500 else None)
+    return [err] * len(requests)
+
+
+def _split_rows(
+    arrays: Mapping[str, Any], requests: Sequence[DecodedRequest]
+) -> list[dict[str, Any] | ApiError]:
+    if len(requests) == 1:
+        return [{k: arrays[k] for k in requests[0].outputs}]
+    total = sum(r.rows for r in requests)
+    flat = [k for k, v in arrays.items() if v.ndim == 0 or v.shape[0] != total]
+    if flat:
+        err = ApiError(500, f"output {flat[0]!r} has no batch axis to split by rows.")
+        return [err] * len(requests)
+    parts: list[dict[str, Any] | ApiError] = []
+    offset = 0
+    for r in requests:
+        parts.append({k: arrays[k][offset : offset + r.rows] for k in r.outputs})
+        offset += r.rows
+    return parts
+
+
+def _model_error(text: str) -> str:
+    return f"the model rejected the input: {text}"
 
 
 @dataclass(frozen=True)

@@ -25,10 +25,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from modelscale.errors import ServerError
-from modelscale.serve.batcher import Pending, Reply
+from modelscale.serve.batcher import Pending, Reply, batch_replies, stack_inputs
 from modelscale.serve.ipc import pack, read_message
 from modelscale.serve.protocol import ApiError
 
@@ -231,12 +229,7 @@ class ReplicaPool:
 
     def launch(self, replica: Replica, items: list[Pending]) -> None:
         """Stack ``items`` into one batch and send it to ``replica``."""
-        first = items[0].request
-        names = list(first.inputs)
-        if len(items) == 1:
-            feeds = first.inputs
-        else:
-            feeds = {n: np.concatenate([it.request.inputs[n] for it in items]) for n in names}
+        feeds = stack_inputs([it.request for it in items])
         outputs: dict[str, None] = {}
         for it in items:
             outputs.update(dict.fromkeys(it.request.outputs))
@@ -286,19 +279,14 @@ class ReplicaPool:
         replica.served_rows += rows
         if self.on_batch is not None:
             self.on_batch(rows, infer_s, time.perf_counter() - replica.launched_at)
-        names = replica.inflight_outputs
-        if kind == "ok":
-            _deliver(items, names, msg[2], infer_s, rows)
-        elif kind == "split":
-            for item, (status, payload) in zip(items, msg[2], strict=True):
-                if status == "ok":
-                    _deliver([item], names, payload, infer_s, rows)
-                else:
-                    _fail(item, ApiError(payload[0], _model_error(payload[1]), field="inputs"))
-        else:
-            err = ApiError(msg[2], _model_error(msg[3]), field="inputs" if msg[2] < 500 else None)
-            for item in items:
-                _fail(item, err)
+        replies = batch_replies(
+            (kind, *msg[2:]), replica.inflight_outputs, [it.request for it in items]
+        )
+        for item, reply in zip(items, replies, strict=True):
+            if isinstance(reply, ApiError):
+                _fail(item, reply)
+            elif not item.future.done():
+                item.future.set_result(Reply(reply, item.dispatched - item.arrived, infer_s, rows))
         self.release(replica)
 
     def _fail_inflight(self, replica: Replica, why: str) -> None:
@@ -347,31 +335,6 @@ class ReplicaPool:
             return
 
 
-def _model_error(text: str) -> str:
-    return f"the model rejected the input: {text}"
-
-
 def _fail(item: Pending, err: ApiError) -> None:
     if not item.future.done():
         item.future.set_exception(err)
-
-
-def _deliver(
-    items: list[Pending], names: list[str], outputs: Any, infer_s: float, rows: int
-) -> None:
-    arrays = dict(zip(names, outputs, strict=True))
-    offset = 0
-    total = sum(it.request.rows for it in items)
-    for it in items:
-        n = it.request.rows
-        if len(items) == 1:
-            outs = {k: arrays[k] for k in it.request.outputs}
-        else:
-            bad = [k for k, v in arrays.items() if v.ndim == 0 or v.shape[0] != total]
-            if bad:
-                _fail(it, ApiError(500, f"output {bad[0]!r} has no batch axis to split by rows."))
-                continue
-            outs = {k: arrays[k][offset : offset + n] for k in it.request.outputs}
-        offset += n
-        if not it.future.done():
-            it.future.set_result(Reply(outs, it.dispatched - it.arrived, infer_s, rows))

@@ -36,9 +36,11 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from modelscale.errors import InvalidInput, ModelscaleError
+from modelscale.serve.batcher import batch_replies, stack_inputs
 from modelscale.serve.codec import HEADER_LENGTH, DecodedRequest, decode_request, encode_response
 from modelscale.serve.contract import ModelContract
 from modelscale.serve.protocol import ApiError
+from modelscale.serve.replica import run_batch, warm_up
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -207,7 +209,6 @@ class ModelServer:
 
     def _engine(self, threads: int) -> Any:
         from modelscale.runtime.engine import Engine, EngineOptions
-        from modelscale.serve.replica import warm_up
 
         engine = Engine(
             self.artifact, EngineOptions(intra_op_threads=threads, allow_spinning=False)
@@ -239,8 +240,6 @@ class ModelServer:
     # -- inference ------------------------------------------------------------------------------
     async def infer_rows(self, requests: list[tuple[DecodedRequest, float]]) -> list[Any]:
         """Run decoded requests, stacking those of equal shapes; a reply or an ApiError each."""
-        from modelscale.serve.replica import run_batch
-
         results: list[Any] = [None] * len(requests)
         groups: dict[tuple[Any, ...], list[int]] = {}
         now = time.monotonic()
@@ -256,45 +255,16 @@ class ModelServer:
         loop = asyncio.get_running_loop()
         for (_, outputs), idx in groups.items():
             batch = [requests[i][0] for i in idx]
-            feeds = (
-                batch[0].inputs
-                if len(batch) == 1
-                else {n: _concat([r.inputs[n] for r in batch]) for n in self.contract.input_names}
-            )
-            rows = [r.rows for r in batch]
             outcome = await loop.run_in_executor(
-                self._executor, run_batch, self.engine, feeds, rows, outputs
+                self._executor,
+                run_batch,
+                self.engine,
+                stack_inputs(batch),
+                [r.rows for r in batch],
+                outputs,
             )
-            if outcome[0] == "ok":
-                arrays = dict(zip(outputs, outcome[1], strict=True))
-                total = sum(rows)
-                flat = [k for k, a in arrays.items() if a.ndim == 0 or a.shape[0] != total]
-                offset = 0
-                for i, n in zip(idx, rows, strict=True):
-                    if len(idx) == 1:
-                        results[i] = arrays
-                    elif flat:
-                        results[i] = ApiError(
-                            500, f"output {flat[0]!r} has no batch axis to split by rows."
-                        )
-                    else:
-                        results[i] = {k: a[offset : offset + n] for k, a in arrays.items()}
-                    offset += n
-            elif outcome[0] == "split":
-                for i, (status, payload) in zip(idx, outcome[1], strict=True):
-                    results[i] = (
-                        dict(zip(outputs, payload, strict=True))
-                        if status == "ok"
-                        else ApiError(payload[0], _model_error(payload[1]), field="inputs")
-                    )
-            else:
-                err = ApiError(
-                    outcome[1],
-                    _model_error(outcome[2]),
-                    field="inputs" if outcome[1] < 500 else None,
-                )
-                for i in idx:
-                    results[i] = err
+            for i, reply in zip(idx, batch_replies(outcome, outputs, batch), strict=True):
+                results[i] = reply
         return results
 
     async def _run_one(self, item: tuple[DecodedRequest, float]) -> Any:
@@ -408,16 +378,6 @@ class ModelServer:
                 )
             chunks.append(chunk)
         return b"".join(chunks)
-
-
-def _concat(arrays: list[Any]) -> Any:
-    import numpy as np
-
-    return np.concatenate(arrays)
-
-
-def _model_error(text: str) -> str:
-    return f"the model rejected the input: {text}"
 
 
 def _version() -> str:
