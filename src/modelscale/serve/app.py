@@ -18,7 +18,6 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import orjson
@@ -32,19 +31,12 @@ from starlette.types import ASGIApp
 from modelscale.serve.auth import ApiKeyAuth
 from modelscale.serve.infer import InferEndpoint, InferFastPath
 from modelscale.serve.metrics import CONTENT_TYPE, Metrics
-from modelscale.serve.protocol import EXTENSIONS, ApiError
+from modelscale.serve.protocol import EXTENSIONS, ApiError, server_version
 from modelscale.serve.registry import ModelRegistry
 
 __all__ = ["AppState", "create_app"]
 
 log = logging.getLogger("modelscale.serve")
-
-
-def _version() -> str:
-    try:
-        return version("modelscale")
-    except PackageNotFoundError:
-        return "0"
 
 
 @dataclass
@@ -76,7 +68,7 @@ def create_app(
     """
     registry, metrics = state.registry, state.metrics
     server_meta = orjson.dumps(
-        {"name": "modelscale", "version": _version(), "extensions": list(EXTENSIONS)}
+        {"name": "modelscale", "version": server_version(), "extensions": list(EXTENSIONS)}
     )
 
     async def server_metadata(request: Request) -> Response:

@@ -19,7 +19,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from modelscale.serve.codec import decode_request, encode_response
-from modelscale.serve.protocol import ApiError
+from modelscale.serve.protocol import ApiError, body_too_large
 
 if TYPE_CHECKING:
     from modelscale.serve.app import AppState
@@ -28,6 +28,7 @@ __all__ = ["InferEndpoint", "InferFastPath", "infer_target"]
 
 log = logging.getLogger("modelscale.serve")
 
+_LIMIT = "server.max_body_mb"
 _PREFIX = "/v2/models/"
 _SUFFIX = "/infer"
 _JSON = (b"content-type", b"application/json")
@@ -81,12 +82,7 @@ class InferEndpoint:
     async def _read_body(self, receive: Receive, declared: bytes | None) -> bytes:
         limit = self.state.max_body_bytes
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            raise ApiError(
-                413,
-                f"the body is {int(declared)} bytes; this server takes at most {limit} "
-                "(server.max_body_mb). Send smaller requests.",
-                field="body",
-            )
+            raise body_too_large(limit, _LIMIT, size=int(declared), who="this server")
         chunks: list[bytes] = []
         size = 0
         more = True
@@ -99,12 +95,7 @@ class InferEndpoint:
                 if chunk:
                     size += len(chunk)
                     if size > limit:
-                        raise ApiError(
-                            413,
-                            f"the body exceeds {limit} bytes (server.max_body_mb). Send smaller "
-                            "requests.",
-                            field="body",
-                        )
+                        raise body_too_large(limit, _LIMIT, who="this server")
                     chunks.append(chunk)
             elif kind == "http.disconnect":
                 raise ClientDisconnect()

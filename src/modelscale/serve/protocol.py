@@ -23,9 +23,11 @@ __all__ = [
     "InferRequest",
     "RequestInput",
     "RequestOutput",
+    "body_too_large",
     "datatype_of",
     "datatype_of_array",
     "dtype_of",
+    "server_version",
 ]
 
 DATATYPE_TO_DTYPE: dict[str, np.dtype[Any]] = {
@@ -128,3 +130,26 @@ class InferRequest(_Wire):
     parameters: dict[str, Any] | None = None
     inputs: list[RequestInput] = Field(min_length=1)
     outputs: list[RequestOutput] | None = None
+
+
+def server_version() -> str:
+    """modelscale's version, as GET /v2 reports it ("0" when not installed as a package)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("modelscale")
+    except PackageNotFoundError:
+        return "0"
+
+
+def body_too_large(limit: int, setting: str, *, size: int | None = None, who: str) -> ApiError:
+    """The 413 for a body over ``limit`` bytes: ``size`` when declared up front, else found while
+    reading. ``setting`` names what sets the limit; ``who`` is what refuses ("this server")."""
+    if size is not None:
+        message = (
+            f"the body is {size} bytes; {who} takes at most {limit} ({setting}). Send smaller "
+            "requests."
+        )
+    else:
+        message = f"the body exceeds {limit} bytes ({setting}). Send smaller requests."
+    return ApiError(413, message, field="body")

@@ -39,7 +39,7 @@ from modelscale.errors import InvalidInput, ModelscaleError
 from modelscale.serve.batcher import batch_replies, stack_inputs
 from modelscale.serve.codec import HEADER_LENGTH, DecodedRequest, decode_request, encode_response
 from modelscale.serve.contract import ModelContract
-from modelscale.serve.protocol import ApiError
+from modelscale.serve.protocol import ApiError, body_too_large, server_version
 from modelscale.serve.replica import run_batch, warm_up
 
 if TYPE_CHECKING:
@@ -57,12 +57,20 @@ DEFAULTS: Mapping[str, Any] = {
 
 log = logging.getLogger("modelscale.serve.ray")
 
+_LIMIT = "args.max_body_mb"
+
 _ARGS = ("model_path", "name", "version", "threads", "max_body_mb")
 _EXTENSIONS = ("binary_tensor_data", "request_timeout")
 
 
 def _where(key: str) -> str:
     return f"Ray application args.{key}"
+
+
+def _integer_at_least_1(value: Any, label: str, field: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidInput(f"{label} must be an integer >= 1; got {value!r}.", field=field)
+    return value
 
 
 def check_user_config(config: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -83,12 +91,7 @@ def check_user_config(config: Mapping[str, Any] | None) -> dict[str, Any]:
         )
     out = {**DEFAULTS, **config}
     for key in ("max_batch_size", "intra_op_threads"):
-        value = out[key]
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise InvalidInput(
-                f"user_config.{key} must be an integer >= 1; got {value!r}.",
-                field=f"user_config.{key}",
-            )
+        _integer_at_least_1(out[key], f"user_config.{key}", f"user_config.{key}")
     wait = out["batch_wait_timeout_s"]
     if (
         isinstance(wait, bool)
@@ -139,11 +142,7 @@ def _check_args(args: Mapping[str, Any]) -> dict[str, Any]:
                 f"{_where(key)} must be a non-empty string without '/'; got {value!r}.",
                 field=f"args.{key}",
             )
-    threads = args.get("threads", 1)
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise InvalidInput(
-            f"{_where('threads')} must be an integer >= 1; got {threads!r}.", field="args.threads"
-        )
+    threads = _integer_at_least_1(args.get("threads", 1), _where("threads"), "args.threads")
     body_mb = args.get("max_body_mb", 64.0)
     if isinstance(body_mb, bool) or not isinstance(body_mb, int | float) or not body_mb > 0:
         raise InvalidInput(
@@ -204,7 +203,7 @@ class ModelServer:
         self.engine = self._engine(args["threads"])
         self.contract = self._contract()
         self._server_meta = orjson.dumps(
-            {"name": "modelscale", "version": _version(), "extensions": list(_EXTENSIONS)}
+            {"name": "modelscale", "version": server_version(), "extensions": list(_EXTENSIONS)}
         )
 
     def _engine(self, threads: int) -> Any:
@@ -361,32 +360,14 @@ class ModelServer:
         declared = request.headers.get("content-length")
         limit = self.max_body_bytes
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            raise ApiError(
-                413,
-                f"the body is {int(declared)} bytes; this application takes at most {limit} "
-                "(args.max_body_mb). Send smaller requests.",
-                field="body",
-            )
+            raise body_too_large(limit, _LIMIT, size=int(declared), who="this application")
         chunks, size = [], 0
         async for chunk in request.stream():
             size += len(chunk)
             if size > limit:
-                raise ApiError(
-                    413,
-                    f"the body exceeds {limit} bytes (args.max_body_mb). Send smaller requests.",
-                    field="body",
-                )
+                raise body_too_large(limit, _LIMIT, who="this application")
             chunks.append(chunk)
         return b"".join(chunks)
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("modelscale")
-    except PackageNotFoundError:
-        return "0"
 
 
 def _ray_serve() -> Any:
