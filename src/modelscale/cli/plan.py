@@ -18,6 +18,7 @@ from modelscale.loadgen import Progress
 from modelscale.model import ModelArtifact
 from modelscale.plan import Overheads, PlanOptions, PlanResult, emit, plan_model
 from modelscale.plan.emit import EmitKind
+from modelscale.plan.planner import ASSUMED_OVERHEADS
 from modelscale.plan.profiles import resolve_model
 from modelscale.plan.results import PhasePlan
 from modelscale.plan.validate import (
@@ -164,10 +165,7 @@ def plan_command(
         overheads=Overheads(
             front_ms=Overheads.front_ms if front_ms is None else front_ms, batch_ms=batch_ms
         ),
-        overheads_source=(
-            "assumed: the front's cost varies with the model and the load, 0.07-0.5 ms per request "
-            "measured here; plan --validate-local once to measure this model's"
-        )
+        overheads_source=ASSUMED_OVERHEADS
         if front_ms is None
         else "front CPU per request given with --front-ms, the rest assumed",
     )

@@ -35,6 +35,13 @@ _GIB = 2**30
 _BASE_BYTES = _GIB // 2  # the front process and the OS
 
 
+ASSUMED_OVERHEADS = (
+    "assumed: the front's cost varies with the model and the load, 0.07-0.5 ms per request "
+    "measured here; plan --validate-local once to measure this model's"
+)
+"""Where default overheads come from, as a plan's assumptions say it."""
+
+
 @dataclass(frozen=True)
 class PlanOptions:
     """How to plan.
@@ -58,10 +65,7 @@ class PlanOptions:
     machine: str | None = None
     spot: bool = False
     overheads: Overheads = field(default_factory=Overheads)
-    overheads_source: str = (
-        "assumed: the front's cost varies with the model and the load, 0.07-0.5 ms per request "
-        "measured here; plan --validate-local once to measure this model's"
-    )
+    overheads_source: str = ASSUMED_OVERHEADS
     policies: tuple[BatchPolicy, ...] = DEFAULT_POLICIES
     sim_requests: int = 12_000
 
