@@ -13,9 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.routing import Mount
 from starlette.testclient import TestClient
 
 from modelscale.errors import InvalidInput
@@ -27,12 +25,16 @@ from modelscale.serve.ray_app import DEFAULTS, ModelServer, build_app, check_use
 _X = {"name": "x", "shape": [1, 16], "datatype": "FP32", "data": [0.0] * 16}
 
 
-def _client(server: ModelServer) -> TestClient:
+def _client(server: ModelServer, *, route_prefix: str = "") -> TestClient:
+    """Requests handed to ``server`` as Ray's proxy hands them (under ``route_prefix``)."""
+
     async def asgi(scope: Any, receive: Any, send: Any) -> None:
+        if route_prefix:
+            scope = {**scope, "root_path": route_prefix, "path": route_prefix + scope["path"]}
         response = await server(Request(scope, receive))
         await response(scope, receive, send)
 
-    return TestClient(Starlette(routes=[Mount("/", app=asgi)]))
+    return TestClient(asgi)
 
 
 def _body(x: np.ndarray, **extra: Any) -> dict[str, Any]:
@@ -109,12 +111,7 @@ def test_bad_requests_get_4xx_naming_the_problem(
 
 
 def test_a_route_prefix_is_stripped(mlp_server: ModelServer) -> None:
-    async def asgi(scope: Any, receive: Any, send: Any) -> None:  # as Ray's proxy sets it
-        scope = {**scope, "root_path": "/mlp-app", "path": "/mlp-app" + scope["path"]}
-        response = await mlp_server(Request(scope, receive))
-        await response(scope, receive, send)
-
-    client = TestClient(asgi)
+    client = _client(mlp_server, route_prefix="/mlp-app")
     assert client.get("/v2/models/mlp").json()["name"] == "mlp"
     x = np.zeros((1, 16), dtype=np.float32)
     assert client.post("/v2/models/mlp/infer", json=_body(x)).status_code == 200
