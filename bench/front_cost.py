@@ -10,7 +10,8 @@ thread with batch 8 / 5 ms:
 3. the codec alone, in-process: decoding a V2 JSON request and encoding the reply for digits and for
    MiniLM (seq 32, sentence_embedding only) and MiniLM with every output (token_embeddings too).
 
-The front's CPU is read from /proc (psutil) before and after each window.
+The front's CPU is read from /proc (psutil) before and after each window, as `plan --validate`
+measures it.
 
     .venv/bin/python bench/front_cost.py [--seconds 5] [--out bench/results/front_cost.json]
 """
@@ -23,19 +24,17 @@ import os
 import pathlib
 import subprocess
 import sys
-import tempfile
 import time
 from typing import Any
 
 import numpy as np
-import psutil
 
 from modelscale.config import DeploymentSpec
 from modelscale.examples import build_example
 from modelscale.loadgen import LoadOptions, run_load
 from modelscale.model import ModelArtifact
 from modelscale.model.inputs import InputChoice, make_inputs
-from modelscale.plan.validate import _batch_totals
+from modelscale.plan.validate import _batch_totals, _CpuMeter, _inputs_file
 from modelscale.runtime.engine import Engine, EngineOptions
 from modelscale.serve import start_server
 from modelscale.serve.codec import decode_request, encode_response
@@ -56,28 +55,16 @@ while time.monotonic() < end:
 """
 
 
-def _cpu_s(proc: psutil.Process) -> float:
-    t = proc.cpu_times()
-    return float(t.user + t.system)
-
-
-def _inputs_file(art: ModelArtifact, dims: dict[str, int]) -> pathlib.Path:
-    path = pathlib.Path(tempfile.mkdtemp()) / "inputs.npz"
-    np.savez(path, **make_inputs(art.signature, batch=1, choice=InputChoice(dims=dims)))
-    return path
-
-
 def front_vs_rate(seconds: float) -> list[dict[str, Any]]:
     """Front CPU per request of digits at each rate, alone and beside two MiniLM processes."""
     digits = ModelArtifact.load(build_example("digits").model_path, name="digits")
     minilm = build_example("minilm").model_path
-    inputs = _inputs_file(digits, {})
     spec = DeploymentSpec.single(
         digits.path, name="digits", replicas=2, threads=1, max_batch=8, max_wait_ms=5
     )
     rows: list[dict[str, Any]] = []
-    with start_server(spec) as server:
-        front = psutil.Process(server.pid)
+    with _inputs_file(digits, {}, rows=1) as npz, start_server(spec) as server:
+        inputs = pathlib.Path(npz)
         warm = LoadOptions(rate=300, duration_s=2, inputs=inputs)
         run_load(server.url, model="digits", options=warm)
         for beside in (0, 2):
@@ -88,12 +75,12 @@ def front_vs_rate(seconds: float) -> list[dict[str, Any]]:
             ]
             time.sleep(2.0 if beside else 0.0)  # the hogs load their model
             for rate in RATES:
-                before, batches0 = _cpu_s(front), _batch_totals(server.url, "digits", None)
+                meter, batches0 = _CpuMeter(server.pid), _batch_totals(server.url, "digits", None)
                 opts = LoadOptions(
                     rate=rate, duration_s=seconds, inputs=inputs, pattern="poisson", warmup_s=0
                 )
                 res = run_load(server.url, model="digits", options=opts).overall
-                used = _cpu_s(front) - before
+                front_ms = meter.per_request_ms(res.ok)["front"]
                 batches1 = _batch_totals(server.url, "digits", None)
                 assert batches0 is not None and batches1 is not None
                 n_batches = batches1["batches"] - batches0["batches"]
@@ -105,8 +92,8 @@ def front_vs_rate(seconds: float) -> list[dict[str, Any]]:
                         "ok": res.ok,
                         "p99_ms": round(res.p99_ms, 2),
                         "mean_batch": round(mean_batch, 2),
-                        "front_ms_per_request": round(1000 * used / max(res.ok, 1), 4),
-                        "front_cpu_share": round(used / seconds, 4),
+                        "front_ms_per_request": round(front_ms, 4),
+                        "front_cpu_share": round(front_ms * res.ok / 1000 / seconds, 4),
                     }
                 )
                 print(json.dumps(rows[-1]), flush=True)
