@@ -172,7 +172,7 @@ class ModelServer:
     """One replica: the model in an ONNX Runtime session, behind V2 HTTP routes.
 
     Plain Python, so that it can be built and called without a Ray cluster; ``build_app`` wraps
-    it in a Ray Serve deployment whose ``infer_rows`` is batched by ``@serve.batch``.
+    it in a Ray Serve deployment whose ``_run_one`` is batched by ``@serve.batch``.
     """
 
     def __init__(
