@@ -32,13 +32,12 @@ import numpy as np
 from modelscale.config import DeploymentSpec
 from modelscale.examples import build_example
 from modelscale.loadgen import LoadOptions, run_load
-from modelscale.model import ModelArtifact
-from modelscale.model.inputs import InputChoice, make_inputs
-from modelscale.plan.validate import _batch_totals, _CpuMeter, _inputs_file
-from modelscale.runtime.engine import Engine, EngineOptions
+from modelscale.model import InputChoice, ModelArtifact, make_inputs
+from modelscale.runtime import Engine, EngineOptions
 from modelscale.serve import start_server
 from modelscale.serve.codec import decode_request, encode_response
 from modelscale.serve.contract import ModelContract
+from modelscale.workflow import CpuMeter, batch_totals, inputs_file
 
 RATES = (150, 300, 1000, 3000)
 
@@ -46,7 +45,7 @@ _HOG = """
 import os, sys, time
 import numpy as np
 os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))  # as a replica runs
-from modelscale.runtime.engine import Engine, EngineOptions
+from modelscale.runtime import Engine, EngineOptions
 e = Engine(sys.argv[1], EngineOptions(intra_op_threads=1, allow_spinning=False))
 feeds = {s.name: np.ones((1, 32), dtype=np.int64) for s in e.session.get_inputs()}
 end = time.monotonic() + float(sys.argv[2])
@@ -63,7 +62,7 @@ def front_vs_rate(seconds: float) -> list[dict[str, Any]]:
         digits.path, name="digits", replicas=2, threads=1, max_batch=8, max_wait_ms=5
     )
     rows: list[dict[str, Any]] = []
-    with _inputs_file(digits, {}, rows=1) as npz, start_server(spec) as server:
+    with inputs_file(digits, {}, rows=1) as npz, start_server(spec) as server:
         inputs = pathlib.Path(npz)
         warm = LoadOptions(rate=300, duration_s=2, inputs=inputs)
         run_load(server.url, model="digits", options=warm)
@@ -75,13 +74,13 @@ def front_vs_rate(seconds: float) -> list[dict[str, Any]]:
             ]
             time.sleep(2.0 if beside else 0.0)  # the hogs load their model
             for rate in RATES:
-                meter, batches0 = _CpuMeter(server.pid), _batch_totals(server.url, "digits", None)
+                meter, batches0 = CpuMeter(server.pid), batch_totals(server.url, "digits", None)
                 opts = LoadOptions(
                     rate=rate, duration_s=seconds, inputs=inputs, pattern="poisson", warmup_s=0
                 )
                 res = run_load(server.url, model="digits", options=opts).overall
                 front_ms = meter.per_request_ms(res.ok)["front"]
-                batches1 = _batch_totals(server.url, "digits", None)
+                batches1 = batch_totals(server.url, "digits", None)
                 assert batches0 is not None and batches1 is not None
                 n_batches = batches1["batches"] - batches0["batches"]
                 mean_batch = (batches1["rows"] - batches0["rows"]) / max(n_batches, 1)

@@ -35,20 +35,23 @@ from modelscale.examples import build_example
 from modelscale.machine import machine_info
 from modelscale.model import ModelArtifact
 from modelscale.plan import (
+    ModelProfile,
     Overheads,
     PlanOptions,
     ServerConfig,
     ServiceModel,
     compare_with_measurement,
+    fit_front_costs,
     load_catalog,
     max_rate,
+    measure_profile,
     plan_capacity,
     predict,
+    stored_profile,
 )
-from modelscale.plan.profiles import ModelProfile, measure_profile, stored_profile
-from modelscale.plan.validate import ValidationOptions, fit_front_costs, validate_local
 from modelscale.result import jsonable
 from modelscale.store import Store
+from modelscale.workflow import ValidationOptions, validate_local
 
 # dims, p99 bound (ms). Digits at 25 ms: with a 5 ms batch wait, a 10 ms bound is decided by the
 # operating system's wake-up tail (p99 ~4 ms at 100 req/s here), which the model holds fixed.

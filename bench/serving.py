@@ -38,13 +38,19 @@ import psutil
 
 from modelscale.config import DeploymentSpec
 from modelscale.examples import build_example
-from modelscale.loadgen import LoadOptions, find_max_rate, run_load, schedule, summarize
-from modelscale.loadgen.client import Shooter, build_request
-from modelscale.loadgen.schedule import Pattern
-from modelscale.loadgen.trivial import TrivialServer
+from modelscale.loadgen import (
+    LoadOptions,
+    Pattern,
+    Shooter,
+    TrivialServer,
+    build_request,
+    find_max_rate,
+    run_load,
+    schedule,
+    summarize,
+)
 from modelscale.machine import machine_info
-from modelscale.serve import start_server
-from modelscale.serve.runner import bind_socket
+from modelscale.serve import bind_socket, start_server
 
 SEQ = 32
 KEYS = ("input_ids", "attention_mask", "token_type_ids")

@@ -19,7 +19,6 @@ if TYPE_CHECKING:
         EvalSet,
         PruneSpec,
         compress,
-        compress_example,
         prune_torch,
         record_search,
     )
@@ -77,10 +76,18 @@ if TYPE_CHECKING:
         profile_model,
         static_profile,
     )
+    from modelscale.progress import OnProgress, ProgressEvent
     from modelscale.result import Result
     from modelscale.runtime import Engine, EngineOptions
     from modelscale.serve import ServeResult, ServerProcess, run_server, start_server
     from modelscale.store import ModelVersion, Run, Store, open_store
+    from modelscale.workflow import (
+        Validation,
+        ValidationOptions,
+        compress_example,
+        run_demo,
+        validate_plan,
+    )
 
 __version__ = "0.1.0"
 
@@ -88,7 +95,6 @@ _EXPORTS: dict[str, str] = {
     "CompressResult": "modelscale.compress",
     "EvalSet": "modelscale.compress",
     "PruneSpec": "modelscale.compress",
-    "compress_example": "modelscale.compress",
     "prune_torch": "modelscale.compress",
     "record_search": "modelscale.compress",
     "DeploymentSpec": "modelscale.config",
@@ -143,6 +149,8 @@ _EXPORTS: dict[str, str] = {
     "plot_profile": "modelscale.profile",
     "profile_model": "modelscale.profile",
     "static_profile": "modelscale.profile",
+    "OnProgress": "modelscale.progress",
+    "ProgressEvent": "modelscale.progress",
     "Result": "modelscale.result",
     "Engine": "modelscale.runtime",
     "EngineOptions": "modelscale.runtime",
@@ -154,6 +162,11 @@ _EXPORTS: dict[str, str] = {
     "Run": "modelscale.store",
     "Store": "modelscale.store",
     "open_store": "modelscale.store",
+    "Validation": "modelscale.workflow",
+    "ValidationOptions": "modelscale.workflow",
+    "compress_example": "modelscale.workflow",
+    "run_demo": "modelscale.workflow",
+    "validate_plan": "modelscale.workflow",
 }
 
 __all__ = [
@@ -181,9 +194,11 @@ __all__ = [
     "ModelVersion",
     "ModelscaleError",
     "ModelscaleWarning",
+    "OnProgress",
     "PlanOptions",
     "PlanResult",
     "ProfileResult",
+    "ProgressEvent",
     "PruneSpec",
     "Result",
     "Run",
@@ -200,6 +215,8 @@ __all__ = [
     "StoreError",
     "SweepPoint",
     "TensorSpec",
+    "Validation",
+    "ValidationOptions",
     "__version__",
     "build_example",
     "compare_with_measurement",
@@ -223,11 +240,13 @@ __all__ = [
     "profile_model",
     "prune_torch",
     "record_search",
+    "run_demo",
     "run_load",
     "run_server",
     "simulate_batcher",
     "start_server",
     "static_profile",
+    "validate_plan",
 ]
 
 

@@ -202,11 +202,3 @@ def test_relative_tolerance_and_a_callable_metric(digits: ExampleBuild) -> None:
 def test_bad_options_fail_before_any_work(digits: ExampleBuild, kwargs, message) -> None:
     with pytest.raises(InvalidInput, match=message):
         compress(digits.model_path, digits.eval_path, **{**fast(), **kwargs})
-
-
-def test_compress_example_uses_the_examples_own_data(digits: ExampleBuild) -> None:
-    from modelscale.compress import compress_example
-
-    result = compress_example(digits, measure=fast()["measure"])
-    assert result.metric == "accuracy" and result.eval_rows == 450
-    assert result.calibration_source == str(digits.calib_path)

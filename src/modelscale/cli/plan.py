@@ -15,23 +15,22 @@ from modelscale.cli.options import parse_named_ints
 from modelscale.cli.render import console, err_console, print_json, progress
 from modelscale.errors import InvalidInput
 from modelscale.loadgen import Progress
-from modelscale.model import ModelArtifact
-from modelscale.plan import Overheads, PlanOptions, PlanResult, emit, plan_model
-from modelscale.plan.emit import EmitKind
-from modelscale.plan.planner import ASSUMED_OVERHEADS
-from modelscale.plan.profiles import resolve_model
-from modelscale.plan.results import PhasePlan
-from modelscale.plan.validate import (
-    Validation,
-    ValidationOptions,
-    check_server,
-    validate_local,
-    validate_server,
+from modelscale.plan import (
+    ASSUMED_OVERHEADS,
+    EmitKind,
+    Overheads,
+    PhasePlan,
+    PlanOptions,
+    PlanResult,
+    emit,
+    plan_model,
+    resolve_model,
 )
 from modelscale.serve.auth import read_api_key
 from modelscale.store import open_store
+from modelscale.workflow import Validation, ValidationOptions, check_server, validate_plan
 
-__all__ = ["parse_rates", "plan_command", "render_plan", "render_validation", "validate_plan"]
+__all__ = ["parse_rates", "plan_command", "render_plan", "render_validation"]
 
 _EMIT_KINDS = ("deploy", "k8s", "ray")
 
@@ -215,7 +214,18 @@ def plan_command(
     checked: Validation | None = None
     ids: dict[str, int | None] = {"load_run_id": None, "validation_run_id": None}
     if checking:
-        checked = validate_plan(result, artifact, validate, v_options, run_id)
+        with progress() as bar:
+            task = bar.add_task(
+                "starting the server" if validate is None else "connecting", total=None
+            )
+
+            def on_load(p: Progress) -> None:
+                bar.update(task, description=p.stage, completed=p.done, total=p.total)
+
+            checked = validate_plan(
+                result, artifact, url=validate, options=v_options, plan_run_id=run_id,
+                on_progress=on_load,
+            )  # fmt: skip
         if store:
             val_id, load_id = checked.record(kb, plan_run_id=run_id)
             ids = {"load_run_id": load_id, "validation_run_id": val_id}
@@ -232,45 +242,6 @@ def plan_command(
                 f"Validation stored as run {ids['validation_run_id']} (load test: run "
                 f"{ids['load_run_id']})."
             )
-
-
-def validate_plan(
-    result: PlanResult,
-    artifact: ModelArtifact,
-    url: str | None,
-    v_options: ValidationOptions,
-    plan_run_id: int | None,
-) -> Validation:
-    """Run the load test the plan is checked against (at ``url``, or a server started here in the
-    plan's best local configuration), predicting with the overheads the plan used."""
-    dims = {str(k): int(v) for k, v in (result.model.get("dims") or {}).items()}
-    cores = int(result.machine["usable_cores"])
-    planned_overheads = result.params["overheads"]  # calibrated by earlier validations, if it was
-    p99 = float(result.target["p99_ms"])
-    if url is None and result.local is None:
-        raise InvalidInput(
-            f"No configuration on this machine keeps p99 <= {p99:g} ms, so there is nothing to "
-            "start and validate. Raise --p99-ms or validate a server elsewhere with --validate URL.",
-            field="validate-local",
-        )
-    with progress() as bar:
-        task = bar.add_task("starting the server" if url is None else "connecting", total=None)
-
-        def on_progress(p: Progress) -> None:
-            bar.update(task, description=p.stage, completed=p.done, total=p.total)
-
-        if url is not None:
-            return validate_server(
-                url, artifact=artifact, service=result.service, p99_ms=p99, dims=dims,
-                cores=cores, overheads=planned_overheads, options=v_options,
-                plan_run_id=plan_run_id, on_progress=on_progress,
-            )  # fmt: skip
-        assert result.local is not None  # checked above
-        return validate_local(
-            artifact, result.local.config, service=result.service, p99_ms=p99, dims=dims,
-            cores=cores, overheads=planned_overheads, options=v_options,
-            plan_run_id=plan_run_id, on_progress=on_progress,
-        )  # fmt: skip
 
 
 def render_validation(checked: Validation) -> None:

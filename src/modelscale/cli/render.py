@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from rich.console import Console
@@ -16,9 +18,18 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
+from modelscale.progress import ProgressEvent
 from modelscale.result import jsonable
 
-__all__ = ["console", "err_console", "fmt_bytes", "fmt_count", "print_json", "progress"]
+__all__ = [
+    "ProgressBar",
+    "console",
+    "err_console",
+    "fmt_bytes",
+    "fmt_count",
+    "print_json",
+    "progress",
+]
 
 console = Console(highlight=False)
 # Progress and errors go to stderr so `--json` output on stdout stays machine-readable.
@@ -44,6 +55,45 @@ def progress(*, transient: bool = True) -> Progress:
         # Redrawn bars are noise in logs and pipes; show them only on a terminal.
         disable=not err_console.is_terminal,
     )
+
+
+class ProgressBar:
+    """The one adapter from a capability's ``ProgressEvent`` to the command line's progress bar.
+
+    Pass it as ``on_progress``; it draws while ``showing`` is open (events outside are dropped).
+
+        bar = ProgressBar()
+        with bar.showing("loading"):
+            result = profile_model(model, on_progress=bar)
+
+    Args:
+        labels: Words to show for stage names (stages not listed show as they are).
+    """
+
+    def __init__(self, labels: Mapping[str, str] | None = None) -> None:
+        self.labels = dict(labels or {})
+        self._bar: Progress | None = None
+        self._task: Any = None
+
+    @contextmanager
+    def showing(self, description: str) -> Iterator[ProgressBar]:
+        """Show the bar, starting at ``description``, until the block ends."""
+        with progress() as bar:
+            self._bar, self._task = bar, bar.add_task(description, total=None)
+            try:
+                yield self
+            finally:
+                self._bar = self._task = None
+
+    def __call__(self, event: ProgressEvent) -> None:
+        if self._bar is None:
+            return
+        self._bar.update(
+            self._task,
+            description=self.labels.get(event.stage, event.stage),
+            completed=event.done,
+            total=event.total,
+        )
 
 
 def fmt_bytes(n: float | None) -> str:

@@ -12,12 +12,12 @@ from __future__ import annotations
 from modelscale.compress.candidates import CandidateSpec, default_specs
 from modelscale.compress.data import EvalSet, load_eval_set
 from modelscale.compress.evaluate import Latency
-from modelscale.compress.example import compress_example
 from modelscale.compress.fallback import NodeSensitivity, rank_nodes
 from modelscale.compress.metrics import METRICS, Metric, bootstrap_change, get_metric
 from modelscale.compress.prune import PruneResult, PruneSpec, prune_torch
 from modelscale.compress.record import RecordedSearch, record_search
 from modelscale.compress.results import CompressResult, Trial, pareto_front
+from modelscale.compress.runner import ProgressCallback
 from modelscale.compress.search import compress
 
 __all__ = [
@@ -28,13 +28,13 @@ __all__ = [
     "Latency",
     "Metric",
     "NodeSensitivity",
+    "ProgressCallback",
     "PruneResult",
     "PruneSpec",
     "RecordedSearch",
     "Trial",
     "bootstrap_change",
     "compress",
-    "compress_example",
     "default_specs",
     "get_metric",
     "load_eval_set",

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from modelscale.errors import InvalidInput, invalid_parameter
-from modelscale.examples.common import import_torch
+from modelscale.model import import_torch
 
 __all__ = ["PruneResult", "PruneSpec", "prune_torch"]
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from modelscale.errors import MissingDependency
+from modelscale.model import import_torch
 
 __all__ = [
     "ProgressCallback",
@@ -28,15 +28,6 @@ def notify(progress: ProgressCallback | None, step: str, done: int, total: int) 
     """Tell ``progress`` (if any) that ``done`` of ``total`` steps are done, now at ``step``."""
     if progress is not None:
         progress(step, done, total)
-
-
-def import_torch() -> Any:
-    """Import torch, or raise MissingDependency naming the extra that installs it."""
-    try:
-        import torch
-    except ImportError:
-        raise MissingDependency("torch", "torch") from None
-    return torch
 
 
 @contextlib.contextmanager

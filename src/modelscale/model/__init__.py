@@ -5,6 +5,7 @@ from __future__ import annotations
 from modelscale.model.artifact import ModelArtifact, file_sha256
 from modelscale.model.inputs import (
     InputChoice,
+    batch_dim_names,
     check_choice,
     default_batches,
     load_npz,
@@ -12,7 +13,7 @@ from modelscale.model.inputs import (
     resolve_shapes,
 )
 from modelscale.model.signature import Dim, Signature, TensorSpec
-from modelscale.model.torch_export import export_torch
+from modelscale.model.torch_export import export_torch, import_torch
 
 __all__ = [
     "Dim",
@@ -20,10 +21,12 @@ __all__ = [
     "ModelArtifact",
     "Signature",
     "TensorSpec",
+    "batch_dim_names",
     "check_choice",
     "default_batches",
     "export_torch",
     "file_sha256",
+    "import_torch",
     "load_npz",
     "make_inputs",
     "resolve_shapes",

@@ -28,7 +28,7 @@ from modelscale.errors import InvalidInput, MissingDependency, invalid_parameter
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["BATCH_DIM", "export_torch"]
+__all__ = ["BATCH_DIM", "export_torch", "import_torch"]
 
 BATCH_DIM = "batch"
 
@@ -39,11 +39,17 @@ _WHERE = "export_torch"
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
-def _import_torch() -> Any:
+def import_torch() -> Any:
+    """Import torch, or raise MissingDependency naming the extra that installs it."""
     try:
         import torch
     except ImportError:
         raise MissingDependency("torch", "torch") from None
+    return torch
+
+
+def _import_torch() -> Any:
+    torch = import_torch()
     try:
         import onnxscript  # noqa: F401  (the dynamo exporter builds graphs with it)
     except ImportError:

@@ -13,12 +13,12 @@ from collections.abc import Callable, Mapping
 
 from modelscale.errors import InvalidInput
 from modelscale.model.artifact import ModelArtifact
+from modelscale.plan.calibration import measured_overheads
 from modelscale.plan.catalog import Catalog, load_catalog
 from modelscale.plan.planner import PlanOptions, check_targets, plan_capacity
 from modelscale.plan.profiles import measure_profile, resolve_model, stored_profile
 from modelscale.plan.results import PlanResult
 from modelscale.plan.service import ServiceModel
-from modelscale.plan.validate import measured_overheads
 from modelscale.store import Store
 
 __all__ = ["plan_model"]

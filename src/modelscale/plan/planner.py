@@ -29,7 +29,7 @@ from modelscale.plan.server import Overheads
 from modelscale.plan.service import ServiceModel
 from modelscale.plan.text import assumptions, next_step_text, summary_text, why_text
 
-__all__ = ["PlanOptions", "check_targets", "plan_capacity"]
+__all__ = ["ASSUMED_OVERHEADS", "PlanOptions", "check_targets", "plan_capacity"]
 
 _GIB = 2**30
 _BASE_BYTES = _GIB // 2  # the front process and the OS

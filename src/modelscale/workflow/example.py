@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import os
 
-from modelscale.compress.results import CompressResult
-from modelscale.compress.runner import ProgressCallback
-from modelscale.compress.search import compress
+from modelscale.compress import CompressResult, ProgressCallback, compress
 from modelscale.errors import InvalidInput
 from modelscale.examples import ExampleBuild
-from modelscale.profile.sweep import MeasureOptions
+from modelscale.profile import MeasureOptions
 
 __all__ = ["compress_example"]
 
@@ -35,8 +33,7 @@ def compress_example(
         progress: Called as ``progress(step, done, total)``.
 
     Returns:
-        The search's result; record it with ``record_search`` and show it with
-        ``modelscale.cli.compress.render_compress``.
+        The search's result; record it with ``record_search``.
     """
     if example.eval_path is not None:
         return compress(

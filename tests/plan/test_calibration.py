@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import pathlib
 
 import pytest
 
@@ -13,9 +12,11 @@ from modelscale.plan import (
     ServerConfig,
     ServiceModel,
     compare_with_measurement,
+    fit_front_costs,
+    implied_front_ms,
     max_rate,
+    measured_overheads,
 )
-from modelscale.plan.validate import implied_front_ms
 from modelscale.store import open_store
 
 
@@ -76,8 +77,6 @@ def test_calibrated_prediction_uses_the_measured_front_cost(service: ServiceMode
 
 
 def test_front_costs_split_into_per_request_and_per_batch() -> None:
-    from modelscale.plan.validate import fit_front_costs
-
     p, q = fit_front_costs([(1.0, 0.16), (8.0, 0.09), (4.0, 0.10)])
     assert p == pytest.approx(0.08, abs=0.002) and q == pytest.approx(0.08, abs=0.003)
     assert fit_front_costs([(3.0, 0.2), (3.0, 0.3)]) == pytest.approx((0.25, 0.0))  # one batch size
@@ -103,7 +102,6 @@ def test_the_front_per_batch_cost_is_spread_over_the_batch(service: ServiceModel
 
 def test_measured_overheads_fit_the_latest_run_of_each_configuration(service: ServiceModel) -> None:
     from modelscale.machine import machine_info
-    from modelscale.plan.validate import measured_overheads
 
     kb = open_store()
     sha = "a" * 64
@@ -133,18 +131,3 @@ def test_measured_overheads_fit_the_latest_run_of_each_configuration(service: Se
     assert ov.batch_ms == pytest.approx(0.5)  # the median hand-over of the three configurations
     assert ov.client_ms == 0.0  # the load generator's CPU belongs to the test, not the server
     assert kb.run(run_id).results["mean_batch"] == 4.0  # the newest run on this machine
-
-
-def test_speed_ratio_compares_the_model_now_with_its_profile(mlp_path: pathlib.Path) -> None:
-    from modelscale.model import ModelArtifact
-    from modelscale.plan.profiles import measure_profile
-    from modelscale.plan.validate import speed_ratio
-
-    art = ModelArtifact.load(mlp_path)
-    svc = measure_profile(art, None, batches=(1, 4), threads=(1,), max_time_s=0.3).service
-    cfg = ServerConfig(1, 1, 4, 1.0)
-    now = speed_ratio(art, svc, cfg, max_time_s=0.3)
-    assert 0.2 < now < 5.0  # the same machine minutes apart (a tiny model: noisy)
-    # Against a profile of a machine twice as fast, this one runs about twice as slow.
-    twice = speed_ratio(art, svc.with_core_factor(2.0), cfg, max_time_s=0.3)
-    assert 1.0 < twice / now < 4.0

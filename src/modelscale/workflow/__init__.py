@@ -1,0 +1,65 @@
+"""Workflows: what runs several capabilities together.
+
+Validating a plan starts (or reaches) a server, load-tests it and meters it, then hands the
+measurement to ``plan``'s calibration math (``validate_plan``, ``validate_local``,
+``validate_server``); the demo runs build, profile, compress, serve, load, plan and validate in
+one go (``run_demo``); ``compress_example`` compresses a built-in example with its own data.
+"""
+
+from __future__ import annotations
+
+from modelscale.workflow.demo import (
+    DEMO_STEPS,
+    PLAN_P99_MS,
+    PLAN_RPS,
+    CompressStep,
+    DemoStep,
+    ExampleStep,
+    LoadStep,
+    PlanStep,
+    ProfileStep,
+    run_demo,
+)
+from modelscale.workflow.example import compress_example
+from modelscale.workflow.metering import (
+    CpuMeter,
+    batch_deltas,
+    batch_totals,
+    inputs_file,
+    is_local_url,
+)
+from modelscale.workflow.validate import (
+    Validation,
+    ValidationOptions,
+    check_server,
+    speed_ratio,
+    validate_local,
+    validate_plan,
+    validate_server,
+)
+
+__all__ = [
+    "DEMO_STEPS",
+    "PLAN_P99_MS",
+    "PLAN_RPS",
+    "CompressStep",
+    "CpuMeter",
+    "DemoStep",
+    "ExampleStep",
+    "LoadStep",
+    "PlanStep",
+    "ProfileStep",
+    "Validation",
+    "ValidationOptions",
+    "batch_deltas",
+    "batch_totals",
+    "check_server",
+    "compress_example",
+    "inputs_file",
+    "is_local_url",
+    "run_demo",
+    "speed_ratio",
+    "validate_local",
+    "validate_plan",
+    "validate_server",
+]

@@ -1,0 +1,212 @@
+"""The demo: the main job end to end on the built-in digits example, one step at a time.
+
+``run_demo`` builds the example, profiles it, compresses it within an accuracy tolerance, serves
+it with two replica processes and load-tests the server, then plans capacity and cost for a
+target rate and validates the plan with a load test of the planned configuration; everything is
+recorded in the knowledge base. It yields each step's outcome as the step finishes, so a caller
+shows one step before the next one starts.
+"""
+
+from __future__ import annotations
+
+import pathlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from modelscale.compress import CompressResult, RecordedSearch, record_search
+from modelscale.config import DeploymentSpec
+from modelscale.examples import ExampleBuild, build_example
+from modelscale.loadgen import LoadOptions, LoadResult, run_load
+from modelscale.model import ModelArtifact
+from modelscale.plan import PlanResult, emit, plan_model
+from modelscale.profile import MeasureOptions, ProfileResult, plot_profile, profile_model
+from modelscale.progress import OnProgress, ProgressEvent, report
+from modelscale.serve import start_server
+from modelscale.store import Store
+from modelscale.workflow.example import compress_example
+from modelscale.workflow.validate import Validation, ValidationOptions, validate_plan
+
+__all__ = [
+    "DEMO_STEPS",
+    "PLAN_P99_MS",
+    "PLAN_RPS",
+    "CompressStep",
+    "DemoStep",
+    "ExampleStep",
+    "LoadStep",
+    "PlanStep",
+    "ProfileStep",
+    "run_demo",
+]
+
+PLAN_RPS = 500.0
+"""The target rate the demo plans for."""
+PLAN_P99_MS = 25.0
+"""The p99 bound the demo plans for."""
+
+DEMO_STEPS = (
+    "1. the model: a small CNN trained on scikit-learn's digits, exported to ONNX",
+    "2. profile: what it costs to run here, per batch size and thread count",
+    "3. compress: the smallest, fastest model within 1 accuracy point",
+    "4. serve with 2 replica processes (KServe V2) and load-test it, open loop",
+    f"5. plan: machines, replicas and cost for {PLAN_RPS:g} req/s at p99 <= {PLAN_P99_MS:g} ms, "
+    "then validate it here",
+)
+"""The steps' titles, in the order ``run_demo`` yields them."""
+
+
+@dataclass(frozen=True)
+class ExampleStep:
+    """Step 1: the example built (or found in the cache) and loaded."""
+
+    example: ExampleBuild
+    artifact: ModelArtifact
+
+
+@dataclass(frozen=True)
+class ProfileStep:
+    """Step 2: the profile, its run and its plot."""
+
+    result: ProfileResult
+    run_id: int
+    plot: pathlib.Path
+
+
+@dataclass(frozen=True)
+class CompressStep:
+    """Step 3: the compress search and where it was recorded."""
+
+    result: CompressResult
+    recorded: RecordedSearch
+
+
+@dataclass(frozen=True)
+class LoadStep:
+    """Step 4: the server that ran, how, and the load test against it."""
+
+    url: str
+    served: str
+    result: LoadResult
+    run_id: int
+
+
+@dataclass(frozen=True)
+class PlanStep:
+    """Step 5: the plan, the deployment files written, and the validation of its local choice.
+
+    Attributes:
+        result: The plan.
+        run_id: Its run.
+        files: Deployment files written (none when no phase has a recommendation).
+        validation: The validation (None when no configuration here meets the bound).
+        validation_run_id: The validation's run.
+        load_run_id: The validation's load test run.
+    """
+
+    result: PlanResult
+    run_id: int
+    files: tuple[pathlib.Path, ...]
+    validation: Validation | None
+    validation_run_id: int | None
+    load_run_id: int | None
+
+
+DemoStep = ExampleStep | ProfileStep | CompressStep | LoadStep | PlanStep
+"""One step's outcome."""
+
+
+def run_demo(
+    out: pathlib.Path,
+    *,
+    store: Store,
+    max_time_s: float = 3.0,
+    on_progress: OnProgress | None = None,
+) -> Iterator[DemoStep]:
+    """Run the demo's steps in order, yielding each one's outcome as it finishes.
+
+    Args:
+        out: Where the demo writes its model, plots and deployment files.
+        store: The knowledge base every result is recorded in.
+        max_time_s: Seconds at most per profile point.
+        on_progress: Progress within each step.
+    """
+    example = build_example(
+        "digits",
+        out_dir=out / "digits",
+        progress=lambda step, done, total: report(on_progress, step, done, total),
+    )
+    artifact = ModelArtifact.load(example.model_path, name="digits")
+    store.register_model(
+        artifact.sha256, name=artifact.name, path=str(artifact.path), size_bytes=artifact.size_bytes
+    )
+    yield ExampleStep(example, artifact)
+
+    measure = MeasureOptions(max_time_s=max_time_s)
+    stage = ["loading"]
+
+    def on_stage(name: str, steps: int) -> None:
+        stage[0] = name
+        report(on_progress, name, 0, steps)
+
+    points = [0]
+
+    def on_point(p: object) -> None:
+        points[0] += 1
+        if on_progress is not None:
+            on_progress(ProgressEvent(stage[0], points[0], None, p))
+
+    profiled = profile_model(
+        artifact, batches=[1, 8, 32, 128], measure=measure, on_stage=on_stage, on_point=on_point
+    )
+    run_id = store.record(profiled, model_version=artifact.sha256)
+    yield ProfileStep(profiled, run_id, plot_profile(profiled, out / "profile.png"))
+
+    compressed = compress_example(
+        example,
+        out=out / "compressed",
+        max_drop=0.01,
+        measure=measure,
+        progress=lambda step, done, total: report(on_progress, step, done, total),
+    )
+    yield CompressStep(compressed, record_search(store, compressed))
+
+    spec = DeploymentSpec.single(
+        example.model_path, name="digits", replicas=2, max_batch=16, max_wait_ms=2
+    )
+    report(on_progress, "starting the server")
+    with start_server(spec) as server:
+        loaded = run_load(
+            server.url,
+            model="digits",
+            options=LoadOptions(
+                rate=300, duration_s=5, pattern="poisson", inputs=example.eval_path
+            ),
+            on_progress=lambda p: report(on_progress, p.stage, p.done, p.total),
+        )
+    if loaded.model_sha256:  # the server names the version it served in its V2 metadata
+        store.register_model(loaded.model_sha256, name="digits")
+    yield LoadStep(
+        server.url,
+        "2 replicas x 1 thread, batch 16 / 2 ms",
+        loaded,
+        store.record(loaded, model_version=loaded.model_sha256),
+    )
+
+    planned = plan_model(artifact, rps=PLAN_RPS, p99_ms=PLAN_P99_MS, store=store)
+    plan_run = store.record(planned, model_version=artifact.sha256)
+    files: tuple[pathlib.Path, ...] = ()
+    if any(phase.recommended is not None for phase in planned.phases):
+        files = tuple(emit(planned, kind, out / "deploy") for kind in ("deploy", "k8s", "ray"))
+    if planned.local is None:
+        yield PlanStep(planned, plan_run, files, None, None, None)
+        return
+    report(on_progress, "starting the server")
+    checked = validate_plan(
+        planned,
+        artifact,
+        options=ValidationOptions(duration_s=4),
+        plan_run_id=plan_run,
+        on_progress=lambda p: report(on_progress, p.stage, p.done, p.total),
+    )
+    val_run, val_load = checked.record(store, plan_run_id=plan_run)
+    yield PlanStep(planned, plan_run, files, checked, val_run, val_load)
