@@ -3,6 +3,18 @@
 from __future__ import annotations
 
 from modelscale.store.api import ModelVersion, Run, Store, open_store
+from modelscale.store.migrate import SchemaState, SchemaStatus, Upgrade, schema_status, upgrade
 from modelscale.store.schema import RUN_KINDS
 
-__all__ = ["RUN_KINDS", "ModelVersion", "Run", "Store", "open_store"]
+__all__ = [
+    "RUN_KINDS",
+    "ModelVersion",
+    "Run",
+    "SchemaState",
+    "SchemaStatus",
+    "Store",
+    "Upgrade",
+    "open_store",
+    "schema_status",
+    "upgrade",
+]

@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 import datetime as dt
-import pathlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import create_engine, or_, select
-from sqlalchemy.engine import URL, Engine, make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy import or_, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from modelscale.errors import InvalidInput, StoreError
 from modelscale.machine import machine_info
 from modelscale.result import Result, jsonable
-from modelscale.store.schema import RUN_KINDS, Base, ModelVersionRow, RunRow
+from modelscale.store.engine import connect_engine, first_line, prepare_sqlite_dir, redact
+from modelscale.store.engine import normalise_url as _normalise_url
+from modelscale.store.migrate import ensure_schema
+from modelscale.store.schema import RUN_KINDS, ModelVersionRow, RunRow
 
 __all__ = ["ModelVersion", "Run", "Store", "open_store"]
 
@@ -57,70 +59,31 @@ class ModelVersion:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
-def _normalise_url(url: str) -> URL:
-    try:
-        parsed = make_url(url)
-    except ArgumentError as exc:
-        raise InvalidInput(
-            f"The knowledge base URL {url!r} is not a SQLAlchemy URL. Expected e.g. "
-            "'sqlite:///path/to/modelscale.db' or 'postgresql://user@host/db' (MODELSCALE_DB).",
-            field="db",
-        ) from exc
-    # psycopg 3 is the PostgreSQL driver we ship; SQLAlchemy would default to psycopg2.
-    if parsed.drivername in ("postgresql", "postgres"):
-        parsed = parsed.set(drivername="postgresql+psycopg")
-    return parsed
-
-
-def _redact(url: URL) -> str:
-    return url.render_as_string(hide_password=True)
-
-
 class Store:
-    """The knowledge base. Every write is one transaction: a failure never touches earlier runs."""
+    """The knowledge base. Every write is one transaction: a failure never touches earlier runs.
+
+    Opening one brings its schema to the version this modelscale needs (see
+    ``modelscale.store.migrate``): an empty database gets the tables, one written by modelscale 0.1.0
+    is stamped, and a SQLite file at an older version is backed up beside itself and upgraded. An
+    up-to-date database costs one query.
+
+    Raises:
+        InvalidInput: ``url`` is not a SQLAlchemy URL.
+        StoreError: the database cannot be opened; it is PostgreSQL at an older schema version
+            (run ``modelscale db upgrade``) or at a version a newer modelscale wrote; or an upgrade
+            failed (the database is then as it was, and the message names the backup).
+    """
 
     def __init__(self, url: str, *, connect_timeout_s: float = 5.0) -> None:
         self.url = _normalise_url(url)
-        connect_args: dict[str, Any] = {}
-        if self.url.get_backend_name() == "sqlite":
-            self._prepare_sqlite_dir()
-            connect_args["timeout"] = 30  # concurrent writers (replicas, tests) wait, not fail
-        elif self.url.get_backend_name() == "postgresql":
-            connect_args["connect_timeout"] = max(1, int(connect_timeout_s))
+        prepare_sqlite_dir(self.url)
+        self.engine: Engine = connect_engine(self.url, connect_timeout_s=connect_timeout_s)
         try:
-            self.engine: Engine = create_engine(self.url, connect_args=connect_args)
-            Base.metadata.create_all(self.engine)
-        except SQLAlchemyError as exc:
-            raise StoreError(
-                f"Cannot open the knowledge base at {_redact(self.url)}: {_first_line(exc)}. "
-                "Expected a reachable database; check MODELSCALE_DB."
-            ) from exc
-        except ModuleNotFoundError as exc:
-            raise StoreError(
-                f"No database driver for {_redact(self.url)} ({exc.name} is not installed)."
-            ) from exc
+            ensure_schema(self.engine)
+        except BaseException:
+            self.engine.dispose()
+            raise
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-
-    def _prepare_sqlite_dir(self) -> None:
-        db = self.url.database
-        if not db or db == ":memory:":
-            return
-        path = pathlib.Path(db)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StoreError(
-                f"Cannot create the knowledge base directory {path.parent}: {exc.strerror}. "
-                "Expected a writable location; set MODELSCALE_DB to e.g. sqlite:////tmp/modelscale.db."
-            ) from exc
-        probe = path if path.exists() else path.parent
-        import os
-
-        if not os.access(probe, os.W_OK):
-            raise StoreError(
-                f"The knowledge base {path} is not writable (permission denied on {probe}). "
-                "Expected a writable location; set MODELSCALE_DB to e.g. sqlite:////tmp/modelscale.db."
-            )
 
     @contextmanager
     def _session(self) -> Iterator[Session]:
@@ -131,7 +94,7 @@ class Store:
         except SQLAlchemyError as exc:
             session.rollback()
             raise StoreError(
-                f"Knowledge base error at {_redact(self.url)}: {_first_line(exc)}"
+                f"Knowledge base error at {redact(self.url)}: {first_line(exc)}"
             ) from exc
         except BaseException:
             session.rollback()
@@ -272,12 +235,6 @@ class Store:
             return _run_from_row(row, mv.name if mv else None)
 
 
-def _first_line(exc: BaseException) -> str:
-    inner = getattr(exc, "orig", None) or exc
-    text = str(inner).strip().splitlines()
-    return text[0] if text else type(inner).__name__
-
-
 def _model_from_row(row: ModelVersionRow) -> ModelVersion:
     return ModelVersion(
         sha256=row.sha256,
@@ -307,7 +264,10 @@ def _run_from_row(row: RunRow, model_name: str | None) -> Run:
 
 
 def open_store(url: str | None = None) -> Store:
-    """Open the knowledge base at ``url`` or, by default, at ``MODELSCALE_DB`` / the local SQLite file."""
+    """Open the knowledge base at ``url`` or, by default, at ``MODELSCALE_DB`` / the local SQLite file.
+
+    As ``Store``, its schema is brought up to date first; the errors are ``Store``'s.
+    """
     from modelscale.config import get_settings
 
     settings = get_settings()
