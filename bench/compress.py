@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from modelscale.compress import CompressResult, compress
+from modelscale.compress import CompressOptions, CompressResult, compress
 from modelscale.examples import build_example
 from modelscale.machine import machine_info
 
@@ -81,10 +81,9 @@ def bench_minilm(threads: int) -> dict[str, Any]:
         result = compress(
             example.model_path,
             example.sample_path,
-            output="sentence_embedding",
-            batch=BATCH,
-            threads=threads,
-            out=out,
+            options=CompressOptions(
+                output="sentence_embedding", batch=BATCH, threads=threads, out=out
+            ),
         )
         wall = time.perf_counter() - started
         chosen_path = result.chosen_path
@@ -116,11 +115,9 @@ def bench_digits(threads: int) -> dict[str, Any]:
         result = compress(
             example.model_path,
             example.eval_path,
-            calibration=example.calib_path,
-            max_drop=0.01,
-            batch=BATCH,
-            threads=threads,
-            out=out,
+            options=CompressOptions(
+                calibration=example.calib_path, max_drop=0.01, batch=BATCH, threads=threads, out=out
+            ),
         )
         chosen_path = result.chosen_path
         assert chosen_path is not None and example.eval_path is not None

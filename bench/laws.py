@@ -17,7 +17,13 @@ import pathlib
 import time
 import warnings
 
-from modelscale.laws import ExtrapolationWarning, ScalingLaw, compute_optimal, fit_scaling_law
+from modelscale.laws import (
+    ExtrapolationWarning,
+    FitOptions,
+    ScalingLaw,
+    compute_optimal,
+    fit_scaling_law,
+)
 from modelscale.machine import machine_info
 
 PUBLISHED_GRID = {"E": 1.8172, "A": 477.8, "B": 2143.9, "alpha": 0.3473, "beta": 0.3672}
@@ -43,7 +49,10 @@ def main() -> None:
     csv_path = pathlib.Path(args.data) / "epoch_chinchilla_svg_extracted_data.csv"
     started = time.perf_counter()
     fit = fit_scaling_law(
-        csv_path, drop_highest_loss=5, bootstrap=args.bootstrap, seed=0, workers=args.workers
+        csv_path,
+        options=FitOptions(
+            drop_highest_loss=5, bootstrap=args.bootstrap, seed=0, workers=args.workers
+        ),
     )
     wall = time.perf_counter() - started
     with warnings.catch_warnings():

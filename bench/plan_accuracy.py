@@ -51,7 +51,7 @@ from modelscale.plan import (
 )
 from modelscale.result import jsonable
 from modelscale.store import Store
-from modelscale.workflow import ValidationOptions, validate_local
+from modelscale.workflow import Recorder, ValidationOptions, validate_local
 
 # dims, p99 bound (ms). Digits at 25 ms: with a 5 ms batch wait, a 10 ms bound is decided by the
 # operating system's wake-up tail (p99 ~4 ms at 100 req/s here), which the model holds fixed.
@@ -73,7 +73,7 @@ def _profile(name: str, kb: Store, dims: dict[str, int]) -> tuple[ModelArtifact,
     prof = stored_profile(art, kb, dims=dims)
     if prof is None:
         print(f"  profiling {name} (no stored profile of it on this machine yet)...", flush=True)
-        prof = measure_profile(art, kb, dims=dims, max_time_s=8.0)
+        prof = measure_profile(art, record=Recorder(kb).run_id, dims=dims, max_time_s=8.0)
     return art, prof
 
 

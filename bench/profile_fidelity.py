@@ -22,7 +22,13 @@ import onnxruntime as ort
 from modelscale.examples import build_example
 from modelscale.machine import machine_info
 from modelscale.model import InputChoice, ModelArtifact, make_inputs
-from modelscale.profile import MeasureOptions, count_flops, profile_model, static_profile
+from modelscale.profile import (
+    MeasureOptions,
+    ProfileOptions,
+    count_flops,
+    profile_model,
+    static_profile,
+)
 
 BATCHES = [1, 2, 4, 8, 16]
 THREADS = [1, 2]
@@ -63,7 +69,10 @@ def main() -> None:
 
     t0 = time.perf_counter()
     first = profile_model(
-        art, batches=BATCHES, threads=THREADS, dims={"seq": [SEQ]}, measure=measure
+        art,
+        options=ProfileOptions(
+            batches=BATCHES, threads=THREADS, dims={"seq": [SEQ]}, measure=measure
+        ),
     )
     wall = time.perf_counter() - t0
 
@@ -74,7 +83,10 @@ def main() -> None:
         fidelity.append((p.batch, p.threads, p.p50_ms, plain, p.p50_ms / plain))
 
     second = profile_model(
-        art, batches=BATCHES, threads=THREADS, dims={"seq": [SEQ]}, measure=measure
+        art,
+        options=ProfileOptions(
+            batches=BATCHES, threads=THREADS, dims={"seq": [SEQ]}, measure=measure
+        ),
     )
     repeat = []
     for p in first.points:

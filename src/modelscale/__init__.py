@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from modelscale.compress import (
+        CompressOptions,
         CompressResult,
         EvalSet,
         PruneSpec,
         compress,
         prune_torch,
-        record_search,
     )
     from modelscale.config import DeploymentSpec, load_deployment
     from modelscale.errors import (
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
         Allocation,
         ComputeOptimal,
         ExtrapolationWarning,
+        FitOptions,
         ScalingLaw,
         ScalingLawFit,
         compute_optimal,
@@ -68,6 +69,7 @@ if TYPE_CHECKING:
     from modelscale.profile import (
         FlopCount,
         MeasureOptions,
+        ProfileOptions,
         ProfileResult,
         StaticProfile,
         SweepPoint,
@@ -82,9 +84,11 @@ if TYPE_CHECKING:
     from modelscale.serve import ServeResult, ServerProcess, run_server, start_server
     from modelscale.store import ModelVersion, Run, Store, open_store
     from modelscale.workflow import (
+        Recorder,
         Validation,
         ValidationOptions,
         compress_example,
+        record,
         run_demo,
         validate_plan,
     )
@@ -92,11 +96,11 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 _EXPORTS: dict[str, str] = {
+    "CompressOptions": "modelscale.compress",
     "CompressResult": "modelscale.compress",
     "EvalSet": "modelscale.compress",
     "PruneSpec": "modelscale.compress",
     "prune_torch": "modelscale.compress",
-    "record_search": "modelscale.compress",
     "DeploymentSpec": "modelscale.config",
     "load_deployment": "modelscale.config",
     "InvalidInput": "modelscale.errors",
@@ -114,6 +118,7 @@ _EXPORTS: dict[str, str] = {
     "Allocation": "modelscale.laws",
     "ComputeOptimal": "modelscale.laws",
     "ExtrapolationWarning": "modelscale.laws",
+    "FitOptions": "modelscale.laws",
     "ScalingLaw": "modelscale.laws",
     "ScalingLawFit": "modelscale.laws",
     "compute_optimal": "modelscale.laws",
@@ -142,6 +147,7 @@ _EXPORTS: dict[str, str] = {
     "simulate_batcher": "modelscale.plan",
     "FlopCount": "modelscale.profile",
     "MeasureOptions": "modelscale.profile",
+    "ProfileOptions": "modelscale.profile",
     "ProfileResult": "modelscale.profile",
     "StaticProfile": "modelscale.profile",
     "SweepPoint": "modelscale.profile",
@@ -162,9 +168,11 @@ _EXPORTS: dict[str, str] = {
     "Run": "modelscale.store",
     "Store": "modelscale.store",
     "open_store": "modelscale.store",
+    "Recorder": "modelscale.workflow",
     "Validation": "modelscale.workflow",
     "ValidationOptions": "modelscale.workflow",
     "compress_example": "modelscale.workflow",
+    "record": "modelscale.workflow",
     "run_demo": "modelscale.workflow",
     "validate_plan": "modelscale.workflow",
 }
@@ -172,6 +180,7 @@ _EXPORTS: dict[str, str] = {
 __all__ = [
     "EXAMPLES",
     "Allocation",
+    "CompressOptions",
     "CompressResult",
     "ComputeOptimal",
     "DeploymentSpec",
@@ -180,6 +189,7 @@ __all__ = [
     "EvalSet",
     "ExampleBuild",
     "ExtrapolationWarning",
+    "FitOptions",
     "FlopCount",
     "InputChoice",
     "InvalidInput",
@@ -197,9 +207,11 @@ __all__ = [
     "OnProgress",
     "PlanOptions",
     "PlanResult",
+    "ProfileOptions",
     "ProfileResult",
     "ProgressEvent",
     "PruneSpec",
+    "Recorder",
     "Result",
     "Run",
     "RuntimeFailure",
@@ -239,7 +251,7 @@ __all__ = [
     "plot_scaling_law",
     "profile_model",
     "prune_torch",
-    "record_search",
+    "record",
     "run_demo",
     "run_load",
     "run_server",

@@ -112,7 +112,7 @@ def _bad_cases(tmp_path: pathlib.Path, mlp: pathlib.Path) -> dict[str, tuple[lis
         ),
         "max drop above 1": (
             ["--eval", str(good), "--max-drop", "2"],
-            "'max_drop' parameter of compress must be a number in [0, 1]. Got 2.0",
+            "--max-drop parameter of compress must be a number in [0, 1]. Got 2.0",
         ),
         "negative rel drop": (
             ["--eval", str(good), "--max-rel-drop", "-0.5"],

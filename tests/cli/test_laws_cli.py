@@ -146,11 +146,11 @@ def _bad_csvs(tmp: pathlib.Path) -> dict[str, pathlib.Path]:
         ("binary", [], "is not a CSV file"),
         ("good", ["--columns", "N=size"], "Column 'size' (role N, parameters) is not in"),
         ("good", ["--columns", "Q=size"], "roles among N, D, C, L"),
-        ("good", ["--form", "cubic"], "The 'form' parameter of laws fit must be one of"),
+        ("good", ["--form", "cubic"], "The --form parameter of laws fit must be one of"),
         ("good", ["--flops", "lots"], "--flops takes numbers such as 5.76e23. Got 'lots'"),
         ("good", ["--form", "power-n", "--flops", "1e21"], "--flops needs a law of compute"),
-        ("good", ["--bootstrap", "-3"], "The 'bootstrap' parameter of laws fit"),
-        ("good", ["--drop-highest-loss", "8"], "The 'drop_highest_loss' parameter"),
+        ("good", ["--bootstrap", "-3"], "The --bootstrap parameter of laws fit"),
+        ("good", ["--drop-highest-loss", "8"], "The --drop-highest-loss parameter"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(

@@ -60,16 +60,16 @@ def test_json_steps(trivial: TrivialServer) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        ((), "'rate' parameter"),
-        (("--rate", "10", "--concurrency", "2"), "'concurrency' parameter"),
-        (("--rate", "10", "--pattern", "sine"), "'pattern' option"),
-        (("--rate", "0"), "'rate' parameter"),
-        (("--rate", "10", "--duration", "0"), "'duration_s' parameter"),
+        ((), "--rate parameter"),
+        (("--rate", "10", "--concurrency", "2"), "--concurrency parameter"),
+        (("--rate", "10", "--pattern", "sine"), "--pattern option"),
+        (("--rate", "0"), "--rate parameter"),
+        (("--rate", "10", "--duration", "0"), "--duration parameter"),
         (("--rate", "10", "--inputs", "none.npz"), "does not exist"),
         (("--rate", "10", "--api-key-file", "nokey.txt"), "Cannot read the API key file"),
         (("--rate", "10", "--output", "nope"), "Unknown output"),
-        (("--find-max", "--concurrency", "2"), "'concurrency' parameter"),
-        (("--rate", "10", "--batch", "0"), "'batch' parameter"),
+        (("--find-max", "--concurrency", "2"), "--concurrency parameter"),
+        (("--rate", "10", "--batch", "0"), "--batch parameter"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(trivial: TrivialServer, args, message) -> None:

@@ -92,13 +92,13 @@ def test_local_plan_without_store(model: pathlib.Path) -> None:
     ("args", "message"),
     [
         (["nothing.onnx", "--rps", "10", *FAST], "Unknown model 'nothing.onnx'"),
-        (["MODEL", "--rps", "0", *FAST], "The 'rps' parameter of plan must be a rate > 0"),
-        (["MODEL", "--rps", "-5", *FAST], "The 'rps' parameter of plan must be a rate > 0"),
+        (["MODEL", "--rps", "0", *FAST], "The --rps parameter of plan must be a rate > 0"),
+        (["MODEL", "--rps", "-5", *FAST], "The --rps parameter of plan must be a rate > 0"),
         (["MODEL", "--rps", "10", "--p99-ms", "1"], "A p99 of 1 ms is impossible: one request"),
-        (["MODEL", "--rps", "10", "--p99-ms", "0"], "The 'p99_ms' parameter of plan"),
-        (["MODEL", "--rps", "10", *FAST, "--headroom", "0"], "The 'headroom' parameter of plan must be a number in (0, 1]"),
-        (["MODEL", "--rps", "10", *FAST, "--headroom", "1.5"], "The 'headroom' parameter"),
-        (["MODEL", "--rps", "10", *FAST, "--headroom", "-0.2"], "The 'headroom' parameter"),
+        (["MODEL", "--rps", "10", "--p99-ms", "0"], "The --p99-ms parameter of plan"),
+        (["MODEL", "--rps", "10", *FAST, "--headroom", "0"], "The --headroom parameter of plan must be a number in (0, 1]"),
+        (["MODEL", "--rps", "10", *FAST, "--headroom", "1.5"], "The --headroom parameter"),
+        (["MODEL", "--rps", "10", *FAST, "--headroom", "-0.2"], "The --headroom parameter"),
         (["MODEL", "--rps", "10", *FAST, "--phases", "50,x"], "--phases must be a comma-separated list"),
         (["MODEL", "--rps", "10", *FAST, "--catalog", "MISSING_COLS"], "lacks the column(s) price_per_hour_usd"),
         (["MODEL", "--rps", "10", *FAST, "--catalog", "BAD_PRICE"], "row 3 (b.large): column 'price_per_hour_usd' must be a number >= 0. Got 'n/a'"),
@@ -107,7 +107,7 @@ def test_local_plan_without_store(model: pathlib.Path) -> None:
         (["MODEL", "--rps", "10", *FAST, "--emit", "deploy"], "--emit needs --out DIR"),
         (["MODEL", "--rps", "10", *FAST, "--emit", "helm", "--out", "o"], "--emit must be one of deploy, k8s, ray"),
         (["MODEL", "--rps", "10", *FAST, "--dim", "seq"], "--dim expects NAME=V"),
-        (["MODEL", "--rps", "10", *FAST, "--core-factor", "0"], "The 'core_factor' parameter"),
+        (["MODEL", "--rps", "10", *FAST, "--core-factor", "0"], "The --core-factor parameter"),
     ],
 )  # fmt: skip
 def test_bad_input_is_one_line_and_exit_2(
@@ -133,5 +133,5 @@ def test_bad_input_is_one_line_and_exit_2(
 def test_a_dim_without_value_names_plans_own_option(seq_path: pathlib.Path) -> None:
     result = invoke("plan", str(seq_path), "--rps", "10", *FAST, "--no-store")
     assert result.exit_code == 2, result.output
-    assert "with no value" in result.stderr and "plan takes --dim NAME=V only" in result.stderr
+    assert "with no value" in result.stderr and "plan takes --dim only" in result.stderr
     assert result.stderr.strip().count("\n") == 0

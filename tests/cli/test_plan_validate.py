@@ -100,8 +100,8 @@ def trivial() -> Iterator[TrivialServer]:
         (["--validate", "http://127.0.0.1:9"], "Cannot reach 127.0.0.1:9"),
         (["--validate", "TRIVIAL"], "lacks parameters replicas, threads, max_batch_size, max_wait_ms"),
         (["--validate", "OTHER"], "not the planned model"),
-        (["--validate-local", "--validate-seconds", "0"], "The 'duration_s' parameter of plan validation"),
-        (["--validate-local", "--validate-repeats", "0"], "The 'repeats' parameter of plan validation"),
+        (["--validate-local", "--validate-seconds", "0"], "The --validate-seconds parameter of plan validation"),
+        (["--validate-local", "--validate-repeats", "0"], "The --validate-repeats parameter of plan validation"),
         (["--validate-local", "--api-key-file", "no-such.key"], "Cannot read the API key file no-such.key"),
     ],
 )  # fmt: skip

@@ -87,7 +87,7 @@ def _bad_cases(
         ),
         "unknown dim": (
             [str(seq), "--dim", "sq=8"],
-            "Unknown --dim 'sq': the model's symbolic dims are seq",
+            "Unknown dim 'sq' in --dim: the model's symbolic dims are seq",
             {},
         ),
         "missing dim": ([str(seq)], "Input 'ids' axis 1 is symbolic dim 'seq' with no value", {}),
@@ -104,12 +104,12 @@ def _bad_cases(
         "bad dim syntax": ([str(seq), "--dim", "seq"], "--dim expects NAME=V[,V...]", {}),
         "bad shape": (
             [str(mlp), "--shape", "x=1,15"],
-            "--shape x axis 1 is 15 but the model fixes it at 16",
+            "--shape of x: axis 1 is 15 but the model fixes it at 16",
             {},
         ),
         "bad max time": (
             [str(mlp), "--max-time", "0"],
-            "'--max-time' parameter of profile must be a number of seconds > 0",
+            "--max-time parameter of profile must be a number of seconds > 0",
             {},
         ),
         "bad inputs file": ([str(mlp), "--inputs", str(text)], "is not a readable .npz file", {}),

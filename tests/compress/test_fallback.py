@@ -4,7 +4,7 @@ import pathlib
 
 import numpy as np
 
-from modelscale.compress import compress
+from modelscale.compress import CompressOptions, compress
 from modelscale.compress.candidates import build_candidate, default_specs, prepare_base
 from modelscale.compress.fallback import rank_nodes
 from modelscale.runtime import EngineOptions
@@ -29,10 +29,9 @@ def test_fallback_reverts_the_worst_node_and_stops_when_within_tolerance(
     result = compress(
         outlier_mlp,
         outlier_eval,
-        metric="cosine",
-        max_drop=0.02,
-        candidates=["int8-dynamic"],
-        **fast(),
+        options=CompressOptions(
+            metric="cosine", max_drop=0.02, candidates=["int8-dynamic"], **fast()
+        ),
     )
     names = [t.name for t in result.trials]
     assert names[:2] == ["original", "int8-dynamic"]
@@ -54,12 +53,14 @@ def test_fallback_step_cap_and_no_speed_check_past_the_cap(
     result = compress(
         outlier_mlp,
         outlier_eval,
-        metric="cosine",
-        max_drop=0.0,
-        candidates=["int8-dynamic"],
-        max_fallback_steps=1,
-        keep_candidates=tmp_path / "kept",
-        **fast(),
+        options=CompressOptions(
+            metric="cosine",
+            max_drop=0.0,
+            candidates=["int8-dynamic"],
+            max_fallback_steps=1,
+            keep_candidates=tmp_path / "kept",
+            **fast(),
+        ),
     )
     fallback = [t for t in result.trials if "+fp32x" in t.name]
     assert [t.name for t in fallback] == ["int8-dynamic+fp32x1"]

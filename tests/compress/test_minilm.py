@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from modelscale.compress import compress
+from modelscale.compress import CompressOptions, compress
 from modelscale.examples import build_example
 from tests.compress.conftest import fast, run_plain
 
@@ -23,10 +23,9 @@ def test_minilm_dynamic_int8_is_4x_smaller_and_faithful(tmp_path, monkeypatch) -
     result = compress(
         example.model_path,
         subset,
-        output="sentence_embedding",
-        candidates=["int8-dynamic-pc"],
-        out=tmp_path,
-        **fast(),
+        options=CompressOptions(
+            output="sentence_embedding", candidates=["int8-dynamic-pc"], out=tmp_path, **fast()
+        ),
     )
     assert result.metric == "cosine" and result.metric_task == "fidelity"
     trial = result.trial("int8-dynamic-pc")

@@ -5,7 +5,7 @@ import pathlib
 import numpy as np
 import pytest
 
-from modelscale.compress import PruneSpec, compress, prune_torch
+from modelscale.compress import CompressOptions, PruneSpec, compress, prune_torch
 from modelscale.errors import InvalidInput
 from modelscale.examples import ExampleBuild
 from tests.compress.conftest import fast, run_plain
@@ -101,10 +101,7 @@ def test_pruning_candidates_join_a_search(digits: ExampleBuild) -> None:
     result = compress(
         digits.model_path,
         digits.eval_path,
-        candidates=["optimized"],
-        prune=spec,
-        max_drop=1.0,
-        **fast(),
+        options=CompressOptions(candidates=["optimized"], prune=spec, max_drop=1.0, **fast()),
     )
     pruned = result.trial("pruned-25%")
     assert pruned.ok and pruned.method == "pruned" and pruned.params["ratio"] == 0.25

@@ -7,8 +7,8 @@ import shutil
 import numpy as np
 import pytest
 
+from modelscale.compress import CompressOptions, compress
 from modelscale.compress import candidates as cands
-from modelscale.compress import compress
 from modelscale.errors import InvalidInput
 from modelscale.examples import ExampleBuild
 from tests.compress.conftest import fast, run_plain
@@ -26,10 +26,7 @@ def test_digits_search_writes_a_chosen_model_within_tolerance(
     result = compress(
         digits.model_path,
         digits.eval_path,
-        calibration=digits.calib_path,
-        max_drop=0.01,
-        out=out,
-        **fast(),
+        options=CompressOptions(calibration=digits.calib_path, max_drop=0.01, out=out, **fast()),
     )
     names = [t.name for t in result.trials]
     assert names == ["original", *(s.name for s in cands.default_specs(reduce_range=False))]
@@ -60,12 +57,14 @@ def test_guard_never_chooses_outside_a_zero_tolerance(
     result = compress(
         digits.model_path,
         digits.eval_path,
-        calibration=digits.calib_path,
-        metric="cosine",
-        max_drop=0.0,
-        out=out,
-        max_fallback_steps=2,
-        **fast(),
+        options=CompressOptions(
+            calibration=digits.calib_path,
+            metric="cosine",
+            max_drop=0.0,
+            out=out,
+            max_fallback_steps=2,
+            **fast(),
+        ),
     )
     assert result.chosen_trial.passed
     assert any(not t.passed for t in result.trials if t.method in ("dynamic", "static"))
@@ -94,9 +93,9 @@ def test_a_failing_candidate_is_reported_and_the_search_goes_on(
     result = compress(
         digits.model_path,
         digits.eval_path,
-        calibration=digits.calib_path,
-        candidates=["fp16", "int8-dynamic"],
-        **fast(),
+        options=CompressOptions(
+            calibration=digits.calib_path, candidates=["fp16", "int8-dynamic"], **fast()
+        ),
     )
     fp16 = result.trial("fp16")
     assert fp16.status == "failed" and fp16.error == "RuntimeError: no kernel for this op"
@@ -121,10 +120,9 @@ def test_no_partial_model_in_out_when_writing_fails(
         compress(
             digits.model_path,
             digits.eval_path,
-            calibration=digits.calib_path,
-            candidates=["int8-dynamic"],
-            out=out,
-            **fast(),
+            options=CompressOptions(
+                calibration=digits.calib_path, candidates=["int8-dynamic"], out=out, **fast()
+            ),
         )
     assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
 
@@ -143,17 +141,18 @@ def test_interrupt_while_writing_leaves_no_temporary_file(
         compress(
             digits.model_path,
             digits.eval_path,
-            calibration=digits.calib_path,
-            candidates=["int8-dynamic"],
-            out=out,
-            **fast(),
+            options=CompressOptions(
+                calibration=digits.calib_path, candidates=["int8-dynamic"], out=out, **fast()
+            ),
         )
     assert list(out.iterdir()) == []
 
 
 def test_without_calibration_the_eval_rows_are_split_and_said_so(digits: ExampleBuild) -> None:
     result = compress(
-        digits.model_path, digits.eval_path, candidates=["int8-static-minmax"], **fast()
+        digits.model_path,
+        digits.eval_path,
+        options=CompressOptions(candidates=["int8-static-minmax"], **fast()),
     )
     assert result.eval_rows == 225 and result.calibration_rows == 128  # capped at the default
     assert any("split the 450 eval rows at random into 225" in n for n in result.notes)
@@ -167,11 +166,13 @@ def test_relative_tolerance_and_a_callable_metric(digits: ExampleBuild) -> None:
     result = compress(
         digits.model_path,
         digits.eval_path,
-        metric=error_rate,
-        higher_is_better=False,
-        max_rel_drop=0.5,
-        candidates=["int8-dynamic"],
-        **fast(),
+        options=CompressOptions(
+            metric=error_rate,
+            higher_is_better=False,
+            max_rel_drop=0.5,
+            candidates=["int8-dynamic"],
+            **fast(),
+        ),
     )
     assert result.metric == "error_rate"
     assert result.original.metric == pytest.approx(0.02, abs=0.01)
@@ -189,7 +190,7 @@ def test_relative_tolerance_and_a_callable_metric(digits: ExampleBuild) -> None:
             {"max_rel_drop": -0.1},
             r"'max_rel_drop' parameter of compress must be a number in \[0, 1\]",
         ),
-        ({"max_drop": 0.1, "max_rel_drop": 0.1}, "either max_drop or max_rel_drop"),
+        ({"max_drop": 0.1, "max_rel_drop": 0.1}, "either 'max_drop' or 'max_rel_drop'"),
         ({"batch": 0}, "'batch' parameter of compress must be an integer >= 1"),
         ({"output": "nope"}, "Unknown output 'nope'; the model's outputs are logits"),
         ({"candidates": ["int9"]}, "'candidates' parameter of compress must be a list of names"),
@@ -201,4 +202,6 @@ def test_relative_tolerance_and_a_callable_metric(digits: ExampleBuild) -> None:
 )
 def test_bad_options_fail_before_any_work(digits: ExampleBuild, kwargs, message) -> None:
     with pytest.raises(InvalidInput, match=message):
-        compress(digits.model_path, digits.eval_path, **{**fast(), **kwargs})
+        compress(
+            digits.model_path, digits.eval_path, options=CompressOptions(**{**fast(), **kwargs})
+        )

@@ -24,7 +24,7 @@ from modelscale.examples import (
     list_examples,
 )
 from modelscale.examples import digits as digits_builder
-from modelscale.examples.common import notify
+from modelscale.progress import ProgressEvent, report
 
 
 @pytest.fixture(autouse=True)
@@ -48,9 +48,9 @@ def fake_digits(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Stands in for training: these tests are about the cache, not the model."""
     calls: list[str] = []
 
-    def build(dest: pathlib.Path, *, progress: Any = None) -> dict[str, Any]:
+    def build(dest: pathlib.Path, *, on_progress: Any = None) -> dict[str, Any]:
         calls.append(str(dest))
-        notify(progress, "Faking", 0, 1)
+        report(on_progress, "Faking", 0, 1)
         return _write_fake(dest, f"build {len(calls)}")
 
     monkeypatch.setattr(digits_builder, "build", build)
@@ -69,11 +69,11 @@ def test_examples_are_listed_with_descriptions() -> None:
 
 def test_second_build_reuses_the_cache(cache_dir: pathlib.Path, fake_digits: list[str]) -> None:
     assert cached_example("digits") is None
-    steps: list[tuple[str, int, int]] = []
-    first = build_example("digits", progress=lambda *step: steps.append(step))
+    steps: list[ProgressEvent] = []
+    first = build_example("digits", on_progress=steps.append)
     assert cached_example("digits") == first.model_path.parent
     assert not first.cached
-    assert steps == [("Faking", 0, 1)]
+    assert steps == [ProgressEvent("Faking", 0, 1)]
     assert first.model_path == example_cache_dir("digits") / "digits.onnx"
     assert first.model_path.parent.parent == cache_dir / "examples"
     assert first.meta["marker"] == "build 1"
@@ -104,7 +104,7 @@ def test_losing_a_race_uses_the_winners_build(
 ) -> None:
     final = example_cache_dir("digits")
 
-    def racing(dest: pathlib.Path, *, progress: Any = None) -> dict[str, Any]:
+    def racing(dest: pathlib.Path, *, on_progress: Any = None) -> dict[str, Any]:
         # Another process finishes first, while this build is still running.
         final.mkdir(parents=True)
         _write_fake(final, "winner")
@@ -131,7 +131,7 @@ def test_an_unfinished_folder_is_not_a_build(cache_dir: pathlib.Path) -> None:
 def test_a_failed_build_leaves_nothing(
     cache_dir: pathlib.Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def failing(dest: pathlib.Path, *, progress: Any = None) -> dict[str, Any]:
+    def failing(dest: pathlib.Path, *, on_progress: Any = None) -> dict[str, Any]:
         _write_fake(dest, "partial")
         raise RuntimeError("training diverged")
 

@@ -8,7 +8,7 @@ import pathlib
 import numpy as np
 import pytest
 
-from modelscale.laws import ScalingLawFit, fit_scaling_law
+from modelscale.laws import FitOptions, ScalingLawFit, fit_scaling_law
 
 # The repository's parent holds shared/, both in a checkout and in CI.
 SCALING_DATA = pathlib.Path(__file__).parents[2] / ".." / "shared" / "data" / "scaling"
@@ -40,7 +40,7 @@ def misfitting_csv() -> pathlib.Path:
 @pytest.fixture(scope="session")
 def epoch_fit(epoch_csv: pathlib.Path) -> ScalingLawFit:
     """The published configuration (5 highest-loss rows dropped), with a small bootstrap."""
-    return fit_scaling_law(epoch_csv, drop_highest_loss=5, bootstrap=40, seed=0)
+    return fit_scaling_law(epoch_csv, options=FitOptions(drop_highest_loss=5, bootstrap=40, seed=0))
 
 
 def synthetic_runs(
@@ -69,4 +69,4 @@ def write_csv(path: pathlib.Path, columns: dict[str, object]) -> pathlib.Path:
 @pytest.fixture(scope="session")
 def synthetic_fit() -> ScalingLawFit:
     """A Chinchilla fit to noise-free runs from ``TRUE_LAW``."""
-    return fit_scaling_law(synthetic_runs(), bootstrap=10, seed=1, workers=2)
+    return fit_scaling_law(synthetic_runs(), options=FitOptions(bootstrap=10, seed=1, workers=2))

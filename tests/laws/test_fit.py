@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from modelscale.errors import InvalidInput
-from modelscale.laws import ScalingLawFit, fit_scaling_law
+from modelscale.laws import FitOptions, ScalingLawFit, fit_scaling_law
 from modelscale.laws import optimize as optimize_module
+from modelscale.progress import ProgressEvent
 
 from .conftest import TRUE_LAW, synthetic_runs
 
@@ -71,27 +72,36 @@ def test_epoch_acceptance(epoch_fit: ScalingLawFit) -> None:
 
 @pytest.mark.slow
 def test_misfitting_reduced_to_best_per_point(misfitting_csv: pathlib.Path) -> None:
-    fit = fit_scaling_law(misfitting_csv, bootstrap=0, holdout=0.0)
+    fit = fit_scaling_law(misfitting_csv, options=FitOptions(bootstrap=0, holdout=0.0))
     assert (fit.n_rows, fit.n_points, fit.n_reduced) == (261, 81, 180)
     assert fit.converged and min(fit.points["L"]) > fit.law.E
     everything = fit_scaling_law(
-        misfitting_csv, form="power-c", group_best=False, bootstrap=0, holdout=0.0
+        misfitting_csv,
+        options=FitOptions(form="power-c", group_best=False, bootstrap=0, holdout=0.0),
     )
     assert everything.n_points == 261 and everything.n_reduced == 0
 
 
 def test_bootstrap_is_seeded() -> None:
     runs = _power_c_runs()
-    first = fit_scaling_law(runs, form="power-c", bootstrap=20, seed=3, holdout=0.0)
-    again = fit_scaling_law(runs, form="power-c", bootstrap=20, seed=3, holdout=0.0)
-    other = fit_scaling_law(runs, form="power-c", bootstrap=20, seed=4, holdout=0.0)
+    first = fit_scaling_law(
+        runs, options=FitOptions(form="power-c", bootstrap=20, seed=3, holdout=0.0)
+    )
+    again = fit_scaling_law(
+        runs, options=FitOptions(form="power-c", bootstrap=20, seed=3, holdout=0.0)
+    )
+    other = fit_scaling_law(
+        runs, options=FitOptions(form="power-c", bootstrap=20, seed=4, holdout=0.0)
+    )
     assert first.bootstrap_samples == again.bootstrap_samples
     assert first.bootstrap_samples != other.bootstrap_samples
     assert first.bootstrap_succeeded == 20
 
 
 def test_noisy_intervals_cover_the_truth() -> None:
-    fit = fit_scaling_law(_power_c_runs(noise=0.01), form="power-c", bootstrap=60, seed=0)
+    fit = fit_scaling_law(
+        _power_c_runs(noise=0.01), options=FitOptions(form="power-c", bootstrap=60, seed=0)
+    )
     truth = {"E": 2.0, "A": 5.0e3, "alpha": 0.2}
     for est in fit.estimates:
         assert est.ci_low is not None and est.ci_high is not None
@@ -101,13 +111,14 @@ def test_noisy_intervals_cover_the_truth() -> None:
 def test_fewer_points_than_parameters() -> None:
     runs = {k: v[:4] for k, v in synthetic_runs().items()}
     with pytest.raises(InvalidInput, match=r"5 parameters but .* gives 4 point"):
-        fit_scaling_law(runs, bootstrap=0)
+        fit_scaling_law(runs, options=FitOptions(bootstrap=0))
 
 
 def test_form_needs_its_variables() -> None:
     with pytest.raises(InvalidInput, match="needs D \\(tokens\\)"):
         fit_scaling_law(
-            {"params": [1e8, 2e8, 3e8, 4e8], "loss": [3, 2.9, 2.8, 2.7]}, form="power-d"
+            {"params": [1e8, 2e8, 3e8, 4e8], "loss": [3, 2.9, 2.8, 2.7]},
+            options=FitOptions(form="power-d"),
         )
 
 
@@ -115,9 +126,7 @@ def test_parameter_on_its_bound_is_flagged() -> None:
     # Losses that do not fall with compute: no power law, so A or alpha goes to its bound.
     fit = fit_scaling_law(
         {"flops": np.geomspace(1e17, 1e20, 12), "loss": np.full(12, 3.0)},
-        form="power-c",
-        bootstrap=0,
-        holdout=0.0,
+        options=FitOptions(form="power-c", bootstrap=0, holdout=0.0),
     )
     assert any(e.at_bound for e in fit.estimates)
     assert any("optimisation bound" in f for f in fit.flags)
@@ -125,14 +134,16 @@ def test_parameter_on_its_bound_is_flagged() -> None:
 
 def test_non_convergence_is_flagged(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(optimize_module.TIGHT_OPTIONS, "maxiter", 1)
-    fit = fit_scaling_law(_power_c_runs(), form="power-c", bootstrap=0, holdout=0.0)
+    fit = fit_scaling_law(
+        _power_c_runs(), options=FitOptions(form="power-c", bootstrap=0, holdout=0.0)
+    )
     assert not fit.converged
     assert any("did not converge" in f for f in fit.flags)
 
 
 def test_holdout_skipped_with_too_few_points() -> None:
     runs = _power_c_runs(n=4)
-    fit = fit_scaling_law(runs, form="power-c", bootstrap=0, holdout=0.5)
+    fit = fit_scaling_law(runs, options=FitOptions(form="power-c", bootstrap=0, holdout=0.5))
     assert fit.holdout is None
     assert any("check skipped" in f for f in fit.flags)
 
@@ -143,16 +154,18 @@ def test_holdout_skipped_with_too_few_points() -> None:
 )
 def test_options_are_validated(option: str, value: float) -> None:
     with pytest.raises(InvalidInput, match=f"'{option}' parameter"):
-        fit_scaling_law(_power_c_runs(), form="power-c", **{option: value})
+        fit_scaling_law(_power_c_runs(), options=FitOptions(form="power-c", **{option: value}))
 
 
 def test_progress_and_json() -> None:
-    seen: dict[str, tuple[int, int]] = {}
+    seen: dict[str, tuple[int, int | None]] = {}
 
-    def on_progress(stage: str, done: int, total: int) -> None:
-        seen[stage] = (done, total)
+    def on_progress(event: ProgressEvent) -> None:
+        seen[event.stage] = (event.done, event.total)
 
-    fit = fit_scaling_law(_power_c_runs(), form="power-c", bootstrap=10, on_progress=on_progress)
+    fit = fit_scaling_law(
+        _power_c_runs(), options=FitOptions(form="power-c", bootstrap=10), on_progress=on_progress
+    )
     assert seen == {"fit": (150, 150), "holdout": (150, 150), "bootstrap": (10, 10)}
     data = json.loads(json.dumps(fit.to_dict(), allow_nan=False))
     assert data["analysis"] == "fit" and data["law"]["form"] == "power-c"

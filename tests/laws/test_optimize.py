@@ -8,6 +8,7 @@ import pytest
 from modelscale.errors import InvalidInput
 from modelscale.laws.forms import get_form
 from modelscale.laws.optimize import Problem, Runner, bootstrap_fits, choose_workers, multistart
+from modelscale.progress import ProgressEvent
 
 
 def _power_c_problem(noise: float = 0.0) -> Problem:
@@ -43,12 +44,21 @@ def test_worker_processes_give_the_same_answer() -> None:
 
 
 def test_progress_counts_every_start() -> None:
-    seen: list[int] = []
+    seen: list[ProgressEvent] = []
     with Runner(1) as runner:
         multistart(
-            _power_c_problem(), get_form("power-c").grid(), runner, chunk=50, on_done=seen.append
+            _power_c_problem(),
+            get_form("power-c").grid(),
+            runner,
+            chunk=50,
+            on_progress=seen.append,
         )
-    assert seen == [50, 50, 50]
+    assert [(e.stage, e.done, e.total) for e in seen] == [
+        ("fit", 0, 150),
+        ("fit", 50, 150),
+        ("fit", 100, 150),
+        ("fit", 150, 150),
+    ]
 
 
 def test_choose_workers() -> None:

@@ -7,7 +7,13 @@ import pathlib
 import pytest
 
 from modelscale.errors import InvalidInput
-from modelscale.laws import ScalingLawFit, compute_optimal, fit_scaling_law, plot_scaling_law
+from modelscale.laws import (
+    FitOptions,
+    ScalingLawFit,
+    compute_optimal,
+    fit_scaling_law,
+    plot_scaling_law,
+)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -35,9 +41,7 @@ def test_budget_plot_from_a_stored_fit(
 def test_single_variable_plot(tmp_path: pathlib.Path) -> None:
     fit = fit_scaling_law(
         {"flops": [1e17, 1e18, 1e19, 1e20, 1e21], "loss": [4.0, 3.4, 3.0, 2.75, 2.6]},
-        form="power-c",
-        bootstrap=5,
-        holdout=0.0,
+        options=FitOptions(form="power-c", bootstrap=5, holdout=0.0),
     )
     assert plot_scaling_law(fit, tmp_path / "c.png").read_bytes().startswith(PNG_MAGIC)
 

@@ -29,7 +29,7 @@ def test_symbolic_dim_needs_a_value_and_error_names_input_and_axis(seq_path: pat
     sig = ModelArtifact.load(seq_path).signature
     with pytest.raises(
         InvalidInput,
-        match=r"Input 'ids' axis 1 is symbolic dim 'seq' with no value; give --dim seq=N",
+        match=r"Input 'ids' axis 1 is symbolic dim 'seq' with no value; give 'dims' \(seq=N\)",
     ):
         resolve_shapes(sig, batch=2, choice=InputChoice())
     shapes = resolve_shapes(sig, batch=2, choice=InputChoice(dims={"seq": 7}))
@@ -39,7 +39,7 @@ def test_symbolic_dim_needs_a_value_and_error_names_input_and_axis(seq_path: pat
 def test_unnamed_dim_needs_shape(tmp_path: pathlib.Path) -> None:
     sig = ModelArtifact.load(save_seq_model(tmp_path / "m.onnx", seq=None)).signature
     with pytest.raises(
-        InvalidInput, match=r"Input 'ids' axis 1 is an unnamed dynamic dim.*--shape ids="
+        InvalidInput, match=r"Input 'ids' axis 1 is an unnamed dynamic dim.*'shapes' \(ids="
     ):
         resolve_shapes(sig, batch=1, choice=InputChoice())
     shapes = resolve_shapes(
@@ -59,13 +59,13 @@ def test_shape_must_match_rank_and_fixed_dims(mlp_path: pathlib.Path) -> None:
 def test_unknown_names_are_rejected_with_the_known_ones(seq_path: pathlib.Path) -> None:
     sig = ModelArtifact.load(seq_path).signature
     with pytest.raises(
-        InvalidInput, match=r"Unknown --dim 'sq': the model's symbolic dims are seq"
+        InvalidInput, match=r"Unknown dim 'sq' in 'dims': the model's symbolic dims are seq"
     ):
         check_choice(sig, InputChoice(dims={"sq": 4}))
     with pytest.raises(InvalidInput, match="names the batch axis"):
         check_choice(sig, InputChoice(dims={"batch": 4}))
     with pytest.raises(
-        InvalidInput, match=r"Unknown input 'x' in --shape; the model's inputs are ids, mask"
+        InvalidInput, match=r"Unknown input 'x' in 'shapes'; the model's inputs are ids, mask"
     ):
         check_choice(sig, InputChoice(shapes={"x": (1, 2)}))
     with pytest.raises(InvalidInput, match="low end must not exceed"):
@@ -95,7 +95,7 @@ def test_fixed_batch_model(tmp_path: pathlib.Path) -> None:
     sig = ModelArtifact.load(save_conv(tmp_path / "c.onnx", batch=1)).signature
     assert default_batches(sig) == (1,)
     with pytest.raises(
-        InvalidInput, match=r"fixed batch size of 1 \(axis 0\); expected --batch 1. Got 4"
+        InvalidInput, match=r"fixed batch size of 1 \(axis 0\); expected 'batch' 1. Got 4"
     ):
         resolve_shapes(sig, batch=4, choice=InputChoice())
 

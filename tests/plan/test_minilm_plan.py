@@ -9,6 +9,7 @@ from modelscale.model import ModelArtifact
 from modelscale.plan import PlanOptions, load_catalog, plan_capacity
 from modelscale.plan.profiles import measure_profile
 from modelscale.store import open_store
+from modelscale.workflow import Recorder
 
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
@@ -21,7 +22,12 @@ def test_minilm_at_1000_rps_lists_options_across_providers() -> None:
     art = ModelArtifact.load(build_example("minilm").model_path, name="minilm")
     kb = open_store()
     prof = measure_profile(
-        art, kb, dims={"seq": 32}, batches=(1, 4, 8), threads=(1, 2), max_time_s=0.5
+        art,
+        record=Recorder(kb).run_id,
+        dims={"seq": 32},
+        batches=(1, 4, 8),
+        threads=(1, 2),
+        max_time_s=0.5,
     )
     service = prof.service
     assert 1.0 < float(service.time_ms(1, 1)) < 100.0  # a transformer, not a stub

@@ -11,6 +11,7 @@ from modelscale.machine import machine_info
 from modelscale.model import ModelArtifact
 from modelscale.plan.profiles import measure_profile, resolve_model, stored_profile
 from modelscale.store import open_store
+from modelscale.workflow import Recorder
 from tests.plan.conftest import linear_points, profile_result
 
 
@@ -40,7 +41,9 @@ def test_stored_profile_of_this_machine(mlp_path: pathlib.Path) -> None:
 def test_measure_profile_records_a_run(mlp_path: pathlib.Path) -> None:
     kb = open_store()
     art = ModelArtifact.load(mlp_path)
-    prof = measure_profile(art, kb, batches=(1, 4), threads=(1,), max_time_s=0.05)
+    prof = measure_profile(
+        art, record=Recorder(kb).run_id, batches=(1, 4), threads=(1,), max_time_s=0.05
+    )
     assert prof.measured_now and len(prof.run_ids) == 1
     assert prof.service.measured_batches == (1, 4)
     run = kb.run(prof.run_ids[0])

@@ -8,7 +8,13 @@ import pytest
 
 from modelscale.errors import InvalidInput
 from modelscale.model import ModelArtifact
-from modelscale.profile import MeasureOptions, ProfileResult, plot_profile, profile_model
+from modelscale.profile import (
+    MeasureOptions,
+    ProfileOptions,
+    ProfileResult,
+    plot_profile,
+    profile_model,
+)
 from modelscale.store import Store
 
 FAST = MeasureOptions(warmup_runs=2, warmup_s=0.0, min_runs=10, min_time_s=0.05, max_time_s=0.5)
@@ -16,7 +22,9 @@ FAST = MeasureOptions(warmup_runs=2, warmup_s=0.0, min_runs=10, min_time_s=0.05,
 
 @pytest.fixture(scope="module")
 def mlp_profile(mlp_path: pathlib.Path) -> ProfileResult:
-    return profile_model(mlp_path, batches=[1, 4], threads=[1, 2], measure=FAST)
+    return profile_model(
+        mlp_path, options=ProfileOptions(batches=[1, 4], threads=[1, 2], measure=FAST)
+    )
 
 
 def test_sweep_grid_and_consistency(mlp_profile: ProfileResult) -> None:
@@ -46,12 +54,14 @@ def test_stored_and_read_back(mlp_profile: ProfileResult, tmp_path: pathlib.Path
 def test_dim_sweep(seq_path: pathlib.Path) -> None:
     r = profile_model(
         seq_path,
-        batches=[2],
-        threads=[1],
-        dims={"seq": [4, 16]},
-        int_ranges={"ids": (0, 49)},
-        measure=FAST,
-        isolate=False,
+        options=ProfileOptions(
+            batches=[2],
+            threads=[1],
+            dims={"seq": [4, 16]},
+            int_ranges={"ids": (0, 49)},
+            measure=FAST,
+            isolate=False,
+        ),
     )
     assert sorted(p.dims["seq"] for p in r.points) == [4, 16]
     assert [f.input_shapes["ids"] for f in r.flops] == [[2, 4], [2, 16]]
@@ -62,7 +72,10 @@ def test_real_inputs(seq_path: pathlib.Path, tmp_path: pathlib.Path) -> None:
     npz = tmp_path / "in.npz"
     np.savez(npz, ids=np.full((3, 6), 7, np.int64), mask=np.ones((3, 6), np.int64))
     r = profile_model(
-        seq_path, batches=[1, 5], threads=[1], inputs=npz, measure=FAST, isolate=False
+        seq_path,
+        options=ProfileOptions(
+            batches=[1, 5], threads=[1], inputs=npz, measure=FAST, isolate=False
+        ),
     )
     assert {tuple(p.input_shapes["ids"]) for p in r.points} == {(1, 6), (5, 6)}
 
@@ -71,7 +84,8 @@ def test_fixed_batch_defaults_to_it(tmp_path: pathlib.Path) -> None:
     from tests.onnx_models import save_conv
 
     r = profile_model(
-        save_conv(tmp_path / "c.onnx", batch=1), threads=[1], measure=FAST, isolate=False
+        save_conv(tmp_path / "c.onnx", batch=1),
+        options=ProfileOptions(threads=[1], measure=FAST, isolate=False),
     )
     assert [p.batch for p in r.points] == [1]
 
@@ -81,23 +95,23 @@ def test_fixed_batch_defaults_to_it(tmp_path: pathlib.Path) -> None:
     [
         (
             {"batches": [0]},
-            "'batch' parameter of profile must be a non-empty list of integers >= 1. Got [0]",
+            "'batches' parameter of profile must be a non-empty list of integers >= 1. Got [0]",
         ),
-        ({"batches": []}, "'batch' parameter of profile must be a non-empty list"),
+        ({"batches": []}, "'batches' parameter of profile must be a non-empty list"),
         (
             {"threads": [1, -2]},
             "'threads' parameter of profile must be a non-empty list of integers >= 1",
         ),
-        ({"dims": {"nope": [3]}}, "Unknown --dim 'nope'"),
+        ({"dims": {"nope": [3]}}, "Unknown dim 'nope' in 'dims'"),
         (
             {"measure": MeasureOptions(max_time_s=0)},
-            "'max_time_s' parameter of profile must be a number > 0",
+            "'max_time_s' parameter of profile must be a number of seconds > 0",
         ),
     ],
 )
 def test_bad_parameters(mlp_path: pathlib.Path, kwargs: dict, message: str) -> None:
     with pytest.raises(InvalidInput) as info:
-        profile_model(mlp_path, **kwargs)
+        profile_model(mlp_path, options=ProfileOptions(**kwargs))
     assert message in str(info.value)
 
 
@@ -110,6 +124,8 @@ def test_plot(mlp_profile: ProfileResult, tmp_path: pathlib.Path) -> None:
 
 def test_accepts_a_loaded_artifact(mlp_path: pathlib.Path) -> None:
     art = ModelArtifact.load(mlp_path, name="custom")
-    r = profile_model(art, batches=[1], threads=[1], measure=FAST, isolate=False)
+    r = profile_model(
+        art, options=ProfileOptions(batches=[1], threads=[1], measure=FAST, isolate=False)
+    )
     assert r.model["name"] == "custom"
     assert r.points[0].peak_rss_bytes is None  # only isolated workers measure RSS

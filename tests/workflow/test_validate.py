@@ -14,7 +14,7 @@ from modelscale.workflow import CpuMeter, batch_deltas, inputs_file, is_local_ur
 
 def test_speed_ratio_compares_the_model_now_with_its_profile(mlp_path: pathlib.Path) -> None:
     art = ModelArtifact.load(mlp_path)
-    svc = measure_profile(art, None, batches=(1, 4), threads=(1,), max_time_s=0.3).service
+    svc = measure_profile(art, batches=(1, 4), threads=(1,), max_time_s=0.3).service
     cfg = ServerConfig(1, 1, 4, 1.0)
     now = speed_ratio(art, svc, cfg, max_time_s=0.3)
     assert 0.2 < now < 5.0  # the same machine minutes apart (a tiny model: noisy)

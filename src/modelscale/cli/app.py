@@ -9,18 +9,31 @@ import typer
 from rich.markup import escape
 from typer.core import TyperGroup
 
+from modelscale.cli.flags import command_flags, with_flags
 from modelscale.cli.render import err_console
 from modelscale.errors import ModelscaleError
 
-__all__ = ["EXIT_BAD_INPUT", "app"]
+__all__ = ["EXIT_BAD_INPUT", "CommandGroup", "app"]
 
 EXIT_BAD_INPUT = 2
 
+_COMMAND = "modelscale.command"
 
-class _ErrorMappingGroup(TyperGroup):
+
+class CommandGroup(TyperGroup):
+    """A command group that notes which command runs (``ctx.meta`` is shared by every level)."""
+
+    def resolve_command(self, ctx: typer.Context, args: list[str]) -> Any:  # type: ignore[override]
+        name, command, rest = super().resolve_command(ctx, args)
+        ctx.meta[_COMMAND] = command
+        return name, command, rest
+
+
+class _ErrorMappingGroup(CommandGroup):
     """Turns a ModelscaleError anywhere below into one line on stderr and exit code 2.
 
     Sub-commands run inside the root group's ``invoke``, so wrapping it here covers every command.
+    Parameters the message quotes are shown as the running command's flags (``cli/flags.py``).
     A traceback is shown only with ``--debug`` (or MODELSCALE_DEBUG=1).
     """
 
@@ -31,8 +44,9 @@ class _ErrorMappingGroup(TyperGroup):
         except ModelscaleError as exc:
             if ctx.params.get("debug") or os.environ.get("MODELSCALE_DEBUG") == "1":
                 raise
+            message = with_flags(str(exc), command_flags(ctx.meta.get(_COMMAND)))
             err_console.print(
-                f"[bold red]Error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True
+                f"[bold red]Error:[/] {escape(message)}", highlight=False, soft_wrap=True
             )
             raise typer.Exit(EXIT_BAD_INPUT) from None
 

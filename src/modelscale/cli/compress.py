@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import pathlib
 
 import typer
@@ -11,13 +12,18 @@ from rich.markup import escape
 from rich.table import Table
 
 from modelscale.cli.app import app
-from modelscale.cli.render import console, err_console, print_json, progress
-from modelscale.compress import METRICS, CompressResult, Trial, compress, record_search
-from modelscale.compress.prepare import DEFAULT_MEASURE
-from modelscale.errors import invalid_parameter
+from modelscale.cli.render import ProgressBar, console, err_console, print_json
+from modelscale.compress import (
+    DEFAULT_MEASURE,
+    METRICS,
+    CompressOptions,
+    CompressResult,
+    Trial,
+    compress,
+)
 from modelscale.model import ModelArtifact
 from modelscale.profile import MeasureOptions
-from modelscale.store import open_store
+from modelscale.workflow import Recorder
 
 __all__ = ["compress_command", "render_compress"]
 
@@ -80,40 +86,36 @@ def compress_command(
     The CLI takes ONNX models; structured pruning of PyTorch models is in the Python API
     (modelscale.compress.prune_torch).
     """
-    if max_time <= 0:
-        raise invalid_parameter("--max-time", "a number of seconds > 0", max_time, where="compress")
-    artifact = ModelArtifact.load(model, name=name)
-    kb = open_store() if store else None  # a bad database fails before minutes of work
-    out_dir = out if out is not None else pathlib.Path(f"{artifact.name}-compressed")
     names = [c.strip() for c in candidates.split(",") if c.strip()] if candidates else None
-    with progress() as bar:
-        task = bar.add_task("starting", total=None)
-
-        def on_progress(step: str, done: int, total: int) -> None:
-            bar.update(task, description=step, completed=done, total=total)
-
+    options = CompressOptions(
+        metric=metric,
+        max_drop=max_drop,
+        max_rel_drop=max_rel_drop,
+        calibration=calibration,
+        batch=batch,
+        output=output,
+        labels_key=labels_key,
+        threads=threads,
+        candidates=names,
+        max_fallback_steps=fallback_steps,
+        measure=MeasureOptions(max_time_s=max_time, min_time_s=min(0.5, max_time)),
+        keep_candidates=keep_candidates,
+    )
+    artifact = ModelArtifact.load(model, name=name)
+    recorder = Recorder.open(store)  # a bad database fails before minutes of work
+    out_dir = out if out is not None else pathlib.Path(f"{artifact.name}-compressed")
+    bar = ProgressBar()
+    with bar.showing("starting"):
         result = compress(
             artifact,
             eval_path,
-            metric=metric,
-            max_drop=max_drop,
-            max_rel_drop=max_rel_drop,
-            calibration=calibration,
-            batch=batch,
-            out=out_dir,
-            output=output,
-            labels_key=labels_key,
-            threads=threads,
-            candidates=names,
-            max_fallback_steps=fallback_steps,
-            measure=MeasureOptions(max_time_s=max_time, min_time_s=min(0.5, max_time)),
-            keep_candidates=keep_candidates,
-            progress=on_progress,
+            options=dataclasses.replace(options, out=out_dir),
+            on_progress=bar,
         )
-    recorded = record_search(kb, result) if kb is not None else None
+    recorded = recorder.record(result)
     if as_json:
         ids = (
-            {"search_run_id": recorded.search_run_id, "trial_run_ids": recorded.trial_run_ids}
+            {"search_run_id": recorded.run_id, "trial_run_ids": recorded.children}
             if recorded
             else {"search_run_id": None, "trial_run_ids": {}}
         )
@@ -122,10 +124,10 @@ def compress_command(
     render_compress(result)
     if recorded is not None:
         err_console.print(
-            f"Stored as run {recorded.search_run_id} with {len(recorded.trial_run_ids)} trial "
-            f"runs (modelscale runs show {recorded.search_run_id})."
+            f"Stored as run {recorded.run_id} with {len(recorded.children)} trial "
+            f"runs (modelscale runs show {recorded.run_id})."
         )
-        if recorded.registered_new_version:
+        if recorded.new_versions:
             err_console.print(
                 f"New model version {result.chosen_sha256[:12]} (parent "
                 f"{result.model['sha256'][:12]})."

@@ -18,7 +18,6 @@ from modelscale.cli.load import render_load
 from modelscale.cli.plan import render_plan, render_validation
 from modelscale.cli.profile import render_profile
 from modelscale.cli.render import ProgressBar, console
-from modelscale.store import open_store
 from modelscale.workflow import (
     DEMO_STEPS,
     CompressStep,
@@ -49,9 +48,8 @@ def demo_command(
     max_time: float = typer.Option(3.0, "--max-time", help="Seconds at most per profile point."),
 ) -> None:
     """Build the digits example, profile, compress, serve and load-test it; record everything."""
-    kb = open_store()
     bar = ProgressBar()
-    steps = run_demo(out, store=kb, max_time_s=max_time, on_progress=bar)
+    steps = run_demo(out, max_time_s=max_time, on_progress=bar)
     done: list[DemoStep] = []
     for number, title in enumerate(DEMO_STEPS):
         console.rule(title)
@@ -102,8 +100,7 @@ def _stored(steps: list[DemoStep]) -> str:
             ids["profile"] = f"Profile stored as run {s.run_id}"
         elif isinstance(s, CompressStep):
             ids["compress"] = (
-                f"the compress search as run {s.recorded.search_run_id} with one child run per "
-                "candidate"
+                f"the compress search as run {s.recorded.run_id} with one child run per candidate"
             )
         elif isinstance(s, LoadStep):
             ids["load"] = f"the load test as run {s.run_id}"

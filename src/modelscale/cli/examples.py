@@ -8,14 +8,16 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from modelscale.cli.app import app
-from modelscale.cli.render import console, fmt_bytes, fmt_count, print_json, progress
+from modelscale.cli.app import CommandGroup, app
+from modelscale.cli.render import ProgressBar, console, fmt_bytes, fmt_count, print_json
 from modelscale.errors import MissingDependency
 from modelscale.examples import EXAMPLES, build_example, cached_example, list_examples
 
 __all__ = ["examples_app"]
 
-examples_app = typer.Typer(help="Built-in real models and data to try modelscale on.")
+examples_app = typer.Typer(
+    cls=CommandGroup, help="Built-in real models and data to try modelscale on."
+)
 app.add_typer(examples_app, name="examples")
 
 
@@ -68,19 +70,10 @@ def build_command(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Build an example (or reuse its cached build) and print where its files are."""
-    bar = progress()
-    task = bar.add_task(f"Building {name}", total=None)
-
-    def on_step(step: str, done: int, total: int) -> None:
-        # Started on the first step, so a cached build or a rejected option shows no bar at all.
-        if not bar.live.is_started:
-            bar.start()
-        bar.update(task, description=f"{name}: {step}", completed=done, total=total)
-
-    try:
-        build = build_example(name, out_dir=out, force=force, progress=on_step)
-    finally:
-        bar.stop()
+    bar = ProgressBar(prefix=f"{name}: ")
+    # Drawn from the first step on, so a cached build or a rejected option shows no bar at all.
+    with bar.showing(f"Building {name}", lazy=True):
+        build = build_example(name, out_dir=out, force=force, on_progress=bar)
     if as_json:
         print_json(build.to_dict())
         return

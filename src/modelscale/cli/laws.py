@@ -11,21 +11,24 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from modelscale.cli.app import app
-from modelscale.cli.render import console, err_console, print_json, progress
+from modelscale.cli.app import CommandGroup, app
+from modelscale.cli.render import ProgressBar, console, err_console, print_json
 from modelscale.errors import InvalidInput
 from modelscale.laws import (
     ComputeOptimal,
+    FitOptions,
     ScalingLawFit,
     compute_optimal,
     fit_scaling_law,
     plot_scaling_law,
 )
 from modelscale.store import open_store
+from modelscale.workflow import Recorder
 
 __all__ = ["laws_app"]
 
 laws_app = typer.Typer(
+    cls=CommandGroup,
     help="Fit scaling laws to training runs; compute-optimal model size and data per budget.",
     no_args_is_help=True,
 )
@@ -59,16 +62,10 @@ def _numbers(name: str, values: Sequence[str] | None) -> list[float]:
     return out
 
 
-def _progress_fit(**kwargs: Any) -> ScalingLawFit:
-    with progress() as bar:
-        tasks: dict[str, Any] = {}
-
-        def on_progress(stage: str, done: int, total: int) -> None:
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(_STAGES.get(stage, stage), total=max(total, 1))
-            bar.update(tasks[stage], completed=done)
-
-        return fit_scaling_law(on_progress=on_progress, **kwargs)
+def _progress_fit(runs: pathlib.Path, options: FitOptions) -> ScalingLawFit:
+    bar = ProgressBar(_STAGES)
+    with bar.showing(_STAGES["fit"]):
+        return fit_scaling_law(runs, options=options, on_progress=bar)
 
 
 def _ci(lo: float | None, hi: float | None, fmt: Callable[[float], str]) -> str:
@@ -148,8 +145,9 @@ def _with_ci(
     return fmt(value) + (f" ({_ci(ci[0], ci[1], fmt)})" if ci else "")
 
 
-def _record(result: Any, *, parent: int | None = None) -> int:
-    return open_store().record(result, parent_run_id=parent)
+def _record(result: Any, *, parent: int | None = None) -> int | None:
+    recorded = Recorder.open().record(result, parent_run_id=parent)
+    return None if recorded is None else recorded.run_id
 
 
 @laws_app.command("fit")
@@ -190,15 +188,17 @@ def fit_cmd(
             field="flops",
         )
     fit = _progress_fit(
-        runs=runs,
-        form=form,
-        columns=columns,
-        bootstrap=bootstrap,
-        seed=seed,
-        group_best=group_best,
-        drop_highest_loss=drop_highest_loss,
-        holdout=holdout,
-        workers=workers,
+        runs,
+        FitOptions(
+            form=form,
+            columns=columns,
+            bootstrap=bootstrap,
+            seed=seed,
+            group_best=group_best,
+            drop_highest_loss=drop_highest_loss,
+            holdout=holdout,
+            workers=workers,
+        ),
     )
     optimal = None
     if fit.form in ("chinchilla", "power-c"):
@@ -284,12 +284,14 @@ def optimal_cmd(
     fit_obj: ScalingLawFit | None = None
     if from_csv is not None:
         fit_obj = _progress_fit(
-            runs=from_csv,
-            form=form,
-            columns=columns,
-            bootstrap=bootstrap,
-            seed=seed,
-            drop_highest_loss=drop_highest_loss,
+            from_csv,
+            FitOptions(
+                form=form,
+                columns=columns,
+                bootstrap=bootstrap,
+                seed=seed,
+                drop_highest_loss=drop_highest_loss,
+            ),
         )
         source: Any = fit_obj
         parent = _record(fit_obj) if store else None

@@ -8,11 +8,11 @@ import typer
 from rich.table import Table
 
 from modelscale.cli.app import app
-from modelscale.cli.render import console, err_console, print_json, progress
+from modelscale.cli.render import ProgressBar, console, err_console, print_json
 from modelscale.errors import InvalidInput
-from modelscale.loadgen import LoadOptions, LoadResult, LoadStats, Progress, run_load
+from modelscale.loadgen import LoadOptions, LoadResult, LoadStats, run_load
 from modelscale.serve.auth import read_api_key
-from modelscale.store import open_store
+from modelscale.workflow import Recorder
 
 __all__ = ["load_command", "render_load"]
 
@@ -93,19 +93,11 @@ def load_command(
         raise InvalidInput(
             f"--inputs {inputs} does not exist. Expected an .npz file.", field="inputs"
         )
-    kb = open_store() if store else None  # open first: a bad database fails before the load runs
-    with progress() as bar:
-        task = bar.add_task("connecting", total=None)
-
-        def on_progress(p: Progress) -> None:
-            bar.update(task, description=p.stage, completed=p.done, total=p.total)
-
-        result = run_load(url, model=model, options=options, on_progress=on_progress)
-    run_id = None
-    if kb is not None:
-        if result.model_sha256:
-            kb.register_model(result.model_sha256, name=model)
-        run_id = kb.record(result, model_version=result.model_sha256)
+    recorder = Recorder.open(store)  # open first: a bad database fails before the load runs
+    bar = ProgressBar()
+    with bar.showing("connecting"):
+        result = run_load(url, model=model, options=options, on_progress=bar)
+    run_id = recorder.run_id(result)
     if as_json:
         print_json({"run_id": run_id, **result.to_dict()})
         return

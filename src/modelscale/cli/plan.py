@@ -12,9 +12,8 @@ from rich.table import Table
 
 from modelscale.cli.app import app
 from modelscale.cli.options import parse_named_ints
-from modelscale.cli.render import console, err_console, print_json, progress
+from modelscale.cli.render import ProgressBar, console, err_console, print_json
 from modelscale.errors import InvalidInput
-from modelscale.loadgen import Progress
 from modelscale.plan import (
     ASSUMED_OVERHEADS,
     EmitKind,
@@ -28,7 +27,13 @@ from modelscale.plan import (
 )
 from modelscale.serve.auth import read_api_key
 from modelscale.store import open_store
-from modelscale.workflow import Validation, ValidationOptions, check_server, validate_plan
+from modelscale.workflow import (
+    Recorder,
+    Validation,
+    ValidationOptions,
+    check_server,
+    validate_plan,
+)
 
 __all__ = ["parse_rates", "plan_command", "render_plan", "render_validation"]
 
@@ -169,21 +174,12 @@ def plan_command(
         else "front CPU per request given with --front-ms, the rest assumed",
     )
     kb = open_store()  # stored profiles are read either way; --no-store only stops writes
+    recorder = Recorder(kb if store else None)
     artifact = resolve_model(model, store=kb)
     if validate is not None:  # a wrong URL or server fails before any profiling
         check_server(validate, artifact, api_key=v_options.api_key)
-    with progress() as bar:
-        task = bar.add_task("loading", total=None)
-
-        def on_stage(stage: str, steps: int) -> None:
-            bar.update(task, description=f"profiling: {stage}", total=steps, completed=0)
-
-        def on_point(_: object) -> None:
-            bar.update(task, advance=1)
-
-        def on_progress(what: str) -> None:
-            bar.update(task, description=f"searching configurations: {what}", total=None)
-
+    bar = ProgressBar()
+    with bar.showing("loading"):
         result = plan_model(
             artifact,
             rps=rps,
@@ -192,19 +188,13 @@ def plan_command(
             catalog=catalog,
             options=options,
             store=kb,
-            record_profile=store,
+            record_profile=recorder.run_id,
             max_time_s=max_time,
-            on_stage=on_stage,
-            on_point=on_point,
-            on_progress=on_progress,
+            on_progress=bar,
             calibrate=front_ms is None,
         )
     files = [str(emit(result, cast(EmitKind, k), out, image=image)) for k in kinds] if out else []
-    run_id = None
-    if store:
-        sha = str(result.model["sha256"])
-        kb.register_model(sha, name=str(result.model["name"]), path=str(result.model["path"]))
-        run_id = kb.record(result, model_version=sha)
+    run_id = recorder.run_id(result)
     if not as_json:
         render_plan(result)
         for f in files:
@@ -214,21 +204,14 @@ def plan_command(
     checked: Validation | None = None
     ids: dict[str, int | None] = {"load_run_id": None, "validation_run_id": None}
     if checking:
-        with progress() as bar:
-            task = bar.add_task(
-                "starting the server" if validate is None else "connecting", total=None
-            )
-
-            def on_load(p: Progress) -> None:
-                bar.update(task, description=p.stage, completed=p.done, total=p.total)
-
+        with bar.showing("starting the server" if validate is None else "connecting"):
             checked = validate_plan(
                 result, artifact, url=validate, options=v_options, plan_run_id=run_id,
-                on_progress=on_load,
+                on_progress=bar,
             )  # fmt: skip
-        if store:
-            val_id, load_id = checked.record(kb, plan_run_id=run_id)
-            ids = {"load_run_id": load_id, "validation_run_id": val_id}
+        recorded = recorder.record(checked, parent_run_id=run_id)
+        if recorded is not None:
+            ids = {"load_run_id": recorded.children["load"], "validation_run_id": recorded.run_id}
     if as_json:
         extra = {}
         if checked is not None:

@@ -3,25 +3,31 @@
 from __future__ import annotations
 
 import pathlib
-from typing import Any
 
 import typer
 from rich.table import Table
 
 from modelscale.cli.app import app
 from modelscale.cli.options import parse_int_list, parse_named_ints, parse_named_range
-from modelscale.cli.render import console, err_console, fmt_bytes, fmt_count, print_json, progress
+from modelscale.cli.render import (
+    ProgressBar,
+    console,
+    err_console,
+    fmt_bytes,
+    fmt_count,
+    print_json,
+)
 from modelscale.model import ModelArtifact
 from modelscale.profile import (
     MeasureOptions,
+    ProfileOptions,
     ProfileResult,
-    SweepPoint,
     plot_profile,
     profile_model,
 )
-from modelscale.store import open_store
+from modelscale.workflow import Recorder
 
-__all__ = ["profile_command", "profile_with_progress", "render_profile"]
+__all__ = ["profile_command", "render_profile"]
 
 
 @app.command("profile")
@@ -66,16 +72,7 @@ def profile_command(
     dims = parse_named_ints("--dim", dim)
     shapes = parse_named_ints("--shape", shape)
     ranges = parse_named_range("--int-range", int_range)
-    if max_time <= 0:
-        from modelscale.errors import invalid_parameter
-
-        raise invalid_parameter("--max-time", "a number of seconds > 0", max_time, where="profile")
-    artifact = ModelArtifact.load(model, name=name)
-    # Open the store first: a bad database fails before minutes of timing, not after.
-    kb = open_store() if store else None
-
-    result = profile_with_progress(
-        artifact,
+    options = ProfileOptions(
         batches=batches,
         threads=thread_list,
         dims=dims,
@@ -86,15 +83,14 @@ def profile_command(
         allow_spinning=spinning,
         measure=MeasureOptions(max_time_s=max_time),
     )
-    run_id = None
-    if kb is not None:
-        kb.register_model(
-            artifact.sha256,
-            name=artifact.name,
-            path=str(artifact.path),
-            size_bytes=artifact.size_bytes,
-        )
-        run_id = kb.record(result, model_version=artifact.sha256)
+    artifact = ModelArtifact.load(model, name=name)
+    # Open the store first: a bad database fails before minutes of timing, not after.
+    recorder = Recorder.open(store)
+
+    bar = ProgressBar()
+    with bar.showing("loading"):
+        result = profile_model(artifact, options=options, on_progress=bar)
+    run_id = recorder.run_id(result)
     if plot is not None:
         plot_profile(result, plot)
     if as_json:
@@ -105,20 +101,6 @@ def profile_command(
         console.print(f"Plot written to {plot}")
     if run_id is not None:
         err_console.print(f"Stored as run {run_id} (modelscale runs show {run_id}).")
-
-
-def profile_with_progress(artifact: ModelArtifact, **options: Any) -> ProfileResult:
-    """``profile_model`` with a progress bar on stderr (stages, then one step per point)."""
-    with progress() as bar:
-        task = bar.add_task("loading", total=None)
-
-        def on_stage(stage: str, steps: int) -> None:
-            bar.update(task, description=stage, total=steps, completed=0)
-
-        def on_point(p: SweepPoint) -> None:
-            bar.update(task, advance=1, description=f"batch {p.batch} x {p.threads} threads")
-
-        return profile_model(artifact, on_point=on_point, on_stage=on_stage, **options)
 
 
 def render_profile(result: ProfileResult) -> None:

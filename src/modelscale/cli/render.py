@@ -68,29 +68,40 @@ class ProgressBar:
 
     Args:
         labels: Words to show for stage names (stages not listed show as they are).
+        prefix: Put before every stage shown.
     """
 
-    def __init__(self, labels: Mapping[str, str] | None = None) -> None:
+    def __init__(self, labels: Mapping[str, str] | None = None, *, prefix: str = "") -> None:
         self.labels = dict(labels or {})
+        self.prefix = prefix
         self._bar: Progress | None = None
         self._task: Any = None
 
     @contextmanager
-    def showing(self, description: str) -> Iterator[ProgressBar]:
-        """Show the bar, starting at ``description``, until the block ends."""
-        with progress() as bar:
-            self._bar, self._task = bar, bar.add_task(description, total=None)
-            try:
-                yield self
-            finally:
-                self._bar = self._task = None
+    def showing(self, description: str, *, lazy: bool = False) -> Iterator[ProgressBar]:
+        """Show the bar, starting at ``description``, until the block ends.
+
+        ``lazy``: draw nothing until the first event (a cached result then shows no bar).
+        """
+        bar = progress()
+        self._bar, self._task = bar, bar.add_task(description, total=None)
+        if not lazy:
+            bar.start()
+        try:
+            yield self
+        finally:
+            bar.stop()
+            self._bar = self._task = None
 
     def __call__(self, event: ProgressEvent) -> None:
-        if self._bar is None:
+        bar = self._bar
+        if bar is None:
             return
-        self._bar.update(
+        if not bar.live.is_started:
+            bar.start()
+        bar.update(
             self._task,
-            description=self.labels.get(event.stage, event.stage),
+            description=self.prefix + self.labels.get(event.stage, event.stage),
             completed=event.done,
             total=event.total,
         )

@@ -8,14 +8,14 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from modelscale.cli.app import app
+from modelscale.cli.app import CommandGroup, app
 from modelscale.cli.render import console, print_json
 from modelscale.store import Store, open_store
 
 __all__ = ["runs_app"]
 
 runs_app = typer.Typer(
-    help="List and show runs in the knowledge base.", invoke_without_command=True
+    cls=CommandGroup, help="List and show runs in the knowledge base.", invoke_without_command=True
 )
 app.add_typer(runs_app, name="runs")
 

@@ -19,8 +19,11 @@ from modelscale.errors import InvalidInput
 __all__ = ["atomic_copy", "atomic_write_text", "writable_dir"]
 
 
-def writable_dir(path: pathlib.Path, *, option: str = "--out") -> pathlib.Path:
-    """Create ``path`` if needed and prove it takes files (permission bits do not bind root)."""
+def writable_dir(path: pathlib.Path, *, option: str = "out") -> pathlib.Path:
+    """Create ``path`` if needed and prove it takes files (permission bits do not bind root).
+
+    ``option`` names the parameter the folder was given in, for the error.
+    """
     try:
         path.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=path):
@@ -28,8 +31,8 @@ def writable_dir(path: pathlib.Path, *, option: str = "--out") -> pathlib.Path:
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
         raise InvalidInput(
-            f"Cannot write to {option} {path}: {reason}. Expected a writable folder.",
-            field=option.lstrip("-"),
+            f"Cannot write to '{option}' {path}: {reason}. Expected a writable folder.",
+            field=option,
         ) from exc
     return path
 

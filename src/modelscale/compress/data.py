@@ -158,7 +158,7 @@ def check_labels(metric: Metric, labels: np.ndarray, output: np.ndarray, *, key:
         if output.ndim != 2:
             raise InvalidInput(
                 f"The {metric.name} metric needs an output of shape [N, classes]; the evaluated "
-                f"output has shape {list(output.shape)}. Choose another --output or --metric.",
+                f"output has shape {list(output.shape)}. Choose another 'output' or 'metric'.",
                 field="metric",
             )
         classes = output.shape[1]

@@ -15,8 +15,7 @@ import numpy as np
 
 from modelscale.model.inputs import InputChoice, default_batches, make_inputs
 from modelscale.model.signature import Signature
-from modelscale.profile.stats import percentiles
-from modelscale.profile.sweep import MeasureOptions, measure_latency
+from modelscale.profile import MeasureOptions, measure_latency, percentiles
 from modelscale.runtime import Engine, EngineOptions
 
 __all__ = ["Latency", "measure_rounds", "predict"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,12 +20,13 @@ from modelscale.compress.data import (
     split_for_calibration,
 )
 from modelscale.compress.evaluate import predict
-from modelscale.compress.metrics import Metric, MetricFn, get_metric
+from modelscale.compress.metrics import get_metric
+from modelscale.compress.options import CompressOptions
 from modelscale.compress.trials import Judge, Tolerance
-from modelscale.errors import InvalidInput, invalid_parameter
+from modelscale.errors import InvalidInput
 from modelscale.machine import machine_info
 from modelscale.model.artifact import ModelArtifact
-from modelscale.profile.sweep import MeasureOptions
+from modelscale.profile import MeasureOptions
 from modelscale.runtime import Engine, EngineOptions
 
 __all__ = ["DEFAULT_MEASURE", "Plan", "plan_search"]
@@ -34,7 +34,6 @@ __all__ = ["DEFAULT_MEASURE", "Plan", "plan_search"]
 DEFAULT_MEASURE = MeasureOptions(max_time_s=3.0, min_time_s=0.5)
 """Per point: enough runs for a stable median on a busy machine, without minutes per candidate."""
 
-_WHERE = "compress"
 _SENSITIVITY_ROWS = 16
 _CLASS_HINTS = ("logit", "prob", "score", "class", "label", "pred")
 
@@ -58,25 +57,6 @@ class Plan:
     notes: list[str] = field(default_factory=list)
 
 
-def _unit_interval(name: str, value: float | None) -> float | None:
-    if value is None:
-        return None
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)
-        or not 0 <= value <= 1
-    ):
-        raise invalid_parameter(name, "a number in [0, 1]", value, where=_WHERE)
-    return float(value)
-
-
-def _positive_int(name: str, value: int, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-        raise invalid_parameter(name, f"an integer >= {minimum}", value, where=_WHERE)
-    return int(value)
-
-
 def _auto_metric(labels: np.ndarray | None, output_name: str, output: np.ndarray) -> str:
     if labels is not None:
         return "accuracy" if np.issubdtype(labels.dtype, np.integer) else "mae"
@@ -91,51 +71,25 @@ def _specs(names: Sequence[str] | None, reduce_range: bool) -> list[CandidateSpe
     if names is None:
         return specs
     known = {s.name: s for s in specs}
-    unknown = [n for n in names if n not in known]
-    if unknown or isinstance(names, str):
-        raise invalid_parameter(
-            "candidates", f"a list of names from {', '.join(known)}", list(names), where=_WHERE
-        )
-    return [known[n] for n in dict.fromkeys(names)]
+    return [known[n] for n in dict.fromkeys(names)]  # the names were checked with the options
 
 
 def plan_search(
     artifact: ModelArtifact | str | os.PathLike[str],
     eval_source: str | os.PathLike[str] | Mapping[str, np.ndarray] | EvalSet,
-    *,
-    metric: str | MetricFn | Metric | None,
-    higher_is_better: bool,
-    max_drop: float | None,
-    max_rel_drop: float | None,
-    calibration: str | os.PathLike[str] | Mapping[str, np.ndarray] | EvalSet | None,
-    batch: int,
-    output: str | None,
-    labels_key: str,
-    threads: int | None,
-    candidates: Sequence[str] | None,
-    max_calibration_rows: int,
-    max_fallback_steps: int,
-    reduce_range: bool | None,
-    resamples: int,
-    seed: int,
-    measure: MeasureOptions | None,
+    options: CompressOptions,
 ) -> Plan:
-    """Validate every option and input, and evaluate nothing yet but the output's shape."""
-    max_drop = _unit_interval("max_drop", max_drop)
-    max_rel_drop = _unit_interval("max_rel_drop", max_rel_drop)
-    if max_drop is not None and max_rel_drop is not None:
-        raise InvalidInput("Give either max_drop or max_rel_drop, not both.", field="max_drop")
+    """Check the model and data against ``options``; evaluate nothing yet but the output's shape."""
+    o = options
+    max_drop, max_rel_drop = o.max_drop, o.max_rel_drop
     if max_drop is None and max_rel_drop is None:
         max_drop = 0.01
-    batch = _positive_int("batch", batch)
-    threads = _positive_int(
-        "threads", threads if threads is not None else machine_info().usable_cores
-    )
-    max_calibration_rows = _positive_int(
-        "max_calibration_rows", max_calibration_rows, MIN_CALIBRATION_ROWS
-    )
-    max_fallback_steps = _positive_int("max_fallback_steps", max_fallback_steps, 0)
-    resamples = _positive_int("resamples", resamples, 0)
+    batch = o.batch
+    threads = o.threads if o.threads is not None else machine_info().usable_cores
+    metric, higher_is_better, calibration = o.metric, o.higher_is_better, o.calibration
+    output, labels_key, candidates = o.output, o.labels_key, o.candidates
+    max_calibration_rows, max_fallback_steps = o.max_calibration_rows, o.max_fallback_steps
+    reduce_range, resamples, seed, measure = o.reduce_range, o.resamples, o.seed, o.measure
     if reduce_range is None:
         reduce_range = not machine_info().has_vnni
     specs = _specs(candidates, bool(reduce_range))
@@ -153,7 +107,7 @@ def plan_search(
     if not sig.outputs[sig.output_names.index(out_name)].is_tensor:
         raise InvalidInput(
             f"Output {out_name!r} is {sig.outputs[sig.output_names.index(out_name)].onnx_type}, "
-            "not a tensor; choose a tensor output with --output.",
+            "not a tensor; choose a tensor output in 'output'.",
             field="output",
         )
     full = load_eval_set(eval_source, sig, labels_key=labels_key)
@@ -174,7 +128,7 @@ def plan_search(
         hint = "" if calibration is not None else " (half of the eval rows)"
         raise InvalidInput(
             f"The calibration set {calib_set.source}{hint} has {calib_set.rows} rows; static "
-            f"quantization needs at least {MIN_CALIBRATION_ROWS}. Give a larger --calibration set.",
+            f"quantization needs at least {MIN_CALIBRATION_ROWS}. Give a larger 'calibration' set.",
             field="calibration",
         )
     if evals.rows < MIN_EVAL_ROWS:
@@ -198,7 +152,7 @@ def plan_search(
         if evals.labels is None and chosen_metric.task != "custom":
             raise InvalidInput(
                 f"The {chosen_metric.name} metric needs labels, but {full.source} has no "
-                f"{labels_key!r} array. Add labels, or use --metric cosine or agreement to "
+                f"{labels_key!r} array. Add labels, or set 'metric' to cosine or agreement to "
                 "compare against the original model's outputs.",
                 field=labels_key,
             )

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from modelscale.compress.evaluate import Latency
-from modelscale.result import Result
+from modelscale.result import ChildRun, ModelVersionInfo, Result, RunLinks
 
 __all__ = ["CompressResult", "Trial", "mark_pareto", "pareto_front"]
 
@@ -123,6 +123,31 @@ class CompressResult(Result):
     def original(self) -> Trial:
         """The original model's trial."""
         return self.trials[0]
+
+    def links(self) -> RunLinks:
+        """Every run under the original model's version: the search, each trial a child run; the
+        chosen model, unless it is the original, a new version whose parent is the original."""
+        model = self.model
+        trials = tuple(
+            ChildRun(t.name, t, status="ok" if t.ok else "failed", note=t.description)
+            for t in self.trials
+        )
+        derived: tuple[ModelVersionInfo, ...] = ()
+        if not self.chosen_is_original:
+            chosen = self.chosen_trial
+            derived = (
+                ModelVersionInfo(
+                    self.chosen_sha256,
+                    name=f"{model['name']}.{chosen.name}",
+                    path=self.chosen_path,
+                    size_bytes=chosen.size_bytes,
+                    parent_sha256=model["sha256"],
+                    meta={"candidate": chosen.name},
+                ),
+            )
+        return RunLinks(
+            model["sha256"], models=(ModelVersionInfo.of(model),), children=trials, derived=derived
+        )
 
 
 def _dominates(a: tuple[float, ...], b: tuple[float, ...]) -> bool:

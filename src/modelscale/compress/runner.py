@@ -23,11 +23,9 @@ from modelscale.compress.results import Trial
 from modelscale.compress.trials import first_line
 from modelscale.errors import RuntimeFailure
 from modelscale.model.artifact import ModelArtifact
+from modelscale.progress import OnProgress, report
 
-__all__ = ["ProgressCallback", "Search"]
-
-ProgressCallback = Callable[[str, int, int], None]
-"""Called as ``progress(step, done, total)`` as trials finish."""
+__all__ = ["Search"]
 
 
 def _copy(source: pathlib.Path, dest: pathlib.Path) -> None:
@@ -41,13 +39,13 @@ class Search:
         self,
         plan: Plan,
         work: pathlib.Path,
-        progress: ProgressCallback | None,
+        on_progress: OnProgress | None,
         prune: PruneSpec | None,
     ) -> None:
         self.plan = plan
         self.prune = prune
         self.work = work
-        self.progress = progress
+        self.on_progress = on_progress
         self.trials: list[Trial] = []
         self.paths: dict[str, pathlib.Path] = {}
         self.done = 0
@@ -56,8 +54,7 @@ class Search:
 
     def _tick(self, step: str, advance: int = 0) -> None:
         self.done += advance
-        if self.progress is not None:
-            self.progress(step, self.done, self.total)
+        report(self.on_progress, step, self.done, self.total)
 
     def _failed(
         self,

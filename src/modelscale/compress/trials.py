@@ -12,7 +12,7 @@ import numpy as np
 from modelscale.compress.evaluate import predict
 from modelscale.compress.metrics import Metric, bootstrap_change
 from modelscale.model.signature import Signature
-from modelscale.profile.sweep import MeasureOptions
+from modelscale.profile import MeasureOptions
 from modelscale.runtime import Engine, EngineOptions
 
 __all__ = ["Judge", "Tolerance", "first_line"]

@@ -14,12 +14,10 @@ from modelscale.examples.build import (
     example_cache_dir,
     list_examples,
 )
-from modelscale.examples.common import ProgressCallback
 
 __all__ = [
     "EXAMPLES",
     "ExampleBuild",
-    "ProgressCallback",
     "build_example",
     "cached_example",
     "example_cache_dir",

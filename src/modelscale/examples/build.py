@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 from modelscale.config import get_settings
 from modelscale.errors import InvalidInput
 from modelscale.examples import digits, minilm
-from modelscale.examples.common import ProgressCallback
+from modelscale.progress import OnProgress
 from modelscale.result import Result
 
 __all__ = [
@@ -44,7 +44,7 @@ _META_FILE = "meta.json"
 # A build takes seconds to a minute; a staging folder this old belongs to a killed process.
 _ABANDONED_AFTER_S = 24 * 3600
 
-# name -> builder module; each has DESCRIPTION, FILES, build(dest, progress=...) and cache_inputs().
+# name -> builder module; each has DESCRIPTION, FILES, build(dest, on_progress=...) and cache_inputs().
 _BUILDERS: Mapping[str, types.ModuleType] = types.MappingProxyType(
     {"digits": digits, "minilm": minilm}
 )
@@ -152,7 +152,7 @@ def _build_into_cache(
     final: pathlib.Path,
     *,
     replace: bool,
-    progress: ProgressCallback | None,
+    on_progress: OnProgress | None,
 ) -> None:
     root = _writable_dir(
         final.parent,
@@ -164,7 +164,7 @@ def _build_into_cache(
     staging = pathlib.Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".building", dir=root))
     try:
         started = time.perf_counter()
-        meta = builder.build(staging, progress=progress)
+        meta = builder.build(staging, on_progress=on_progress)
         meta = {
             "name": name,
             "description": builder.DESCRIPTION,
@@ -237,7 +237,7 @@ def build_example(
     *,
     out_dir: str | os.PathLike[str] | None = None,
     force: bool = False,
-    progress: ProgressCallback | None = None,
+    on_progress: OnProgress | None = None,
 ) -> ExampleBuild:
     """Build a built-in example, or reuse its cached build, and say where its files are.
 
@@ -246,7 +246,7 @@ def build_example(
         out_dir: Also copy the files into this folder (created if needed); the returned paths then
             point there.
         force: Build again even if a cached build exists (the new build replaces it).
-        progress: Called as ``progress(step, done, total)`` while building.
+        on_progress: Told as each build step starts.
 
     Returns:
         The paths of the model and its data, and the build's metadata.
@@ -265,7 +265,7 @@ def build_example(
     final = example_cache_dir(name)
     cached = _is_complete(final) and not force
     if not cached:
-        _build_into_cache(name, builder, final, replace=force, progress=progress)
+        _build_into_cache(name, builder, final, replace=force, on_progress=on_progress)
 
     folder = final
     if out is not None and out.resolve() != final.resolve():

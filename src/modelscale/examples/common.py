@@ -1,10 +1,10 @@
-"""What the example builders share: the progress callback type and small helpers."""
+"""What the example builders share: small helpers."""
 
 from __future__ import annotations
 
 import contextlib
 import pathlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -12,22 +12,11 @@ import numpy as np
 from modelscale.model import import_torch
 
 __all__ = [
-    "ProgressCallback",
     "import_torch",
-    "notify",
     "run_onnx",
     "save_npz",
     "single_thread",
 ]
-
-ProgressCallback = Callable[[str, int, int], None]
-"""Called as ``progress(step, done, total)`` while an example builds."""
-
-
-def notify(progress: ProgressCallback | None, step: str, done: int, total: int) -> None:
-    """Tell ``progress`` (if any) that ``done`` of ``total`` steps are done, now at ``step``."""
-    if progress is not None:
-        progress(step, done, total)
 
 
 @contextlib.contextmanager

@@ -17,14 +17,13 @@ from typing import Any
 import numpy as np
 
 from modelscale.examples.common import (
-    ProgressCallback,
     import_torch,
-    notify,
     run_onnx,
     save_npz,
     single_thread,
 )
 from modelscale.model.torch_export import export_torch
+from modelscale.progress import OnProgress, report
 
 __all__ = [
     "CALIB_SIZE",
@@ -117,31 +116,31 @@ def _train(model: Any, pixels: np.ndarray, labels: np.ndarray, torch: Any) -> fl
     return epoch_loss
 
 
-def build(dest: pathlib.Path, *, progress: ProgressCallback | None = None) -> dict[str, Any]:
+def build(dest: pathlib.Path, *, on_progress: OnProgress | None = None) -> dict[str, Any]:
     """Train, export and evaluate the digits model into ``dest``; return its metadata.
 
     Args:
         dest: An empty folder to write the files into.
-        progress: Called as each step starts.
+        on_progress: Told as each step starts.
 
     Returns:
         Metadata for ``meta.json``; the accuracy is measured with ONNX Runtime on the eval split.
     """
     torch = import_torch()
-    notify(progress, "Loading digits", 0, _STEPS)
+    report(on_progress, "Loading digits", 0, _STEPS)
     pixels, labels, train_idx, eval_idx = _split()
     calib_idx = np.sort(
         np.random.default_rng(SEED).choice(train_idx, size=CALIB_SIZE, replace=False)
     )
 
-    notify(progress, "Training", 1, _STEPS)
+    report(on_progress, "Training", 1, _STEPS)
     # A forked RNG: seeding must not change the random stream of the code that called us.
     with single_thread(torch), torch.random.fork_rng(devices=[]):
         torch.manual_seed(SEED)
         model = make_model()
         train_loss = _train(model, pixels[train_idx], labels[train_idx], torch)
 
-        notify(progress, "Exporting to ONNX", 2, _STEPS)
+        report(on_progress, "Exporting to ONNX", 2, _STEPS)
         model_path = dest / FILES["model"]
         export_torch(
             model,
@@ -151,14 +150,14 @@ def build(dest: pathlib.Path, *, progress: ProgressCallback | None = None) -> di
             output_names=["logits"],
         )
 
-    notify(progress, "Writing eval and calibration sets", 3, _STEPS)
+    report(on_progress, "Writing eval and calibration sets", 3, _STEPS)
     save_npz(dest / FILES["eval"], pixels=pixels[eval_idx], labels=labels[eval_idx], index=eval_idx)
     save_npz(dest / FILES["calib"], pixels=pixels[calib_idx], index=calib_idx)
 
-    notify(progress, "Evaluating with ONNX Runtime", 4, _STEPS)
+    report(on_progress, "Evaluating with ONNX Runtime", 4, _STEPS)
     (logits,) = run_onnx(model_path, {"pixels": pixels[eval_idx]}, ["logits"])
     accuracy = float((logits.argmax(axis=1) == labels[eval_idx]).mean())
-    notify(progress, "Done", _STEPS, _STEPS)
+    report(on_progress, "Done", _STEPS, _STEPS)
     return {
         "torch_param_count": sum(p.numel() for p in model.parameters()),
         "test_accuracy": accuracy,

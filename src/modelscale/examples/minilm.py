@@ -26,14 +26,13 @@ import numpy as np
 
 from modelscale.errors import MissingDependency
 from modelscale.examples.common import (
-    ProgressCallback,
     import_torch,
-    notify,
     run_onnx,
     save_npz,
 )
 from modelscale.examples.corpus import SOURCE_MODULES, docstring_sentences
 from modelscale.model.torch_export import export_torch
+from modelscale.progress import OnProgress, report
 
 __all__ = [
     "DESCRIPTION",
@@ -189,32 +188,32 @@ def _min_cosine(
     return float((onnx_emb * torch_emb.numpy()).sum(axis=1).min())
 
 
-def build(dest: pathlib.Path, *, progress: ProgressCallback | None = None) -> dict[str, Any]:
+def build(dest: pathlib.Path, *, on_progress: OnProgress | None = None) -> dict[str, Any]:
     """Export MiniLM, write its tokenizer and sample sentences into ``dest``; return its metadata.
 
     Args:
         dest: An empty folder to write the files into.
-        progress: Called as each step starts.
+        on_progress: Told as each step starts.
 
     Returns:
         Metadata for ``meta.json``, with the lowest cosine between ONNX and PyTorch embeddings on
         a few sample sentences as a record that the export is faithful.
     """
     torch = import_torch()
-    notify(progress, "Loading all-MiniLM-L6-v2", 0, _STEPS)
+    report(on_progress, "Loading all-MiniLM-L6-v2", 0, _STEPS)
     tokenizer, module = load_encoder()
     source = pathlib.Path(_imports()[2].get_model_path())
     for name in _TOKENIZER_FILES:
         if (source / name).is_file():
             shutil.copy2(source / name, dest / name)
 
-    notify(progress, "Collecting sentences from docstrings", 1, _STEPS)
+    report(on_progress, "Collecting sentences from docstrings", 1, _STEPS)
     sentences = docstring_sentences()
     (dest / _SENTENCES_FILE).write_text("\n".join(sentences) + "\n", encoding="utf-8")
     sample = tokenize(tokenizer, sentences)
     save_npz(dest / _SAMPLE_FILE, **sample)
 
-    notify(progress, "Exporting to ONNX", 2, _STEPS)
+    report(on_progress, "Exporting to ONNX", 2, _STEPS)
     model_path = dest / _MODEL_FILE
     started = time.perf_counter()
     # Padded to the longest of two real sentences: a realistic length unlike the sample's 64.
@@ -229,10 +228,10 @@ def build(dest: pathlib.Path, *, progress: ProgressCallback | None = None) -> di
     )
     export_seconds = time.perf_counter() - started
 
-    notify(progress, "Checking ONNX against PyTorch", 3, _STEPS)
+    report(on_progress, "Checking ONNX against PyTorch", 3, _STEPS)
     check = {name: array[:_CHECK_SENTENCES] for name, array in sample.items()}
     min_cosine = _min_cosine(model_path, module, check, torch)
-    notify(progress, "Done", _STEPS, _STEPS)
+    report(on_progress, "Done", _STEPS, _STEPS)
     return {
         "torch_param_count": sum(p.numel() for p in module.parameters()),
         "hidden_size": int(module.bert.config.hidden_size),

@@ -1,6 +1,6 @@
 """Scaling laws: fit L(N, D) (or a single-variable law) to training runs; compute-optimal N and D.
 
-    fit = fit_scaling_law("runs.csv", form="chinchilla", bootstrap=200, seed=0)
+    fit = fit_scaling_law("runs.csv", options=FitOptions(form="chinchilla", bootstrap=200))
     table = compute_optimal(fit, flops=[1e21, 5.76e23])
 
 See ``docs/laws.md`` for the method and ``modelscale laws --help`` for the command line.
@@ -21,6 +21,7 @@ from modelscale.laws.optimal import (
     optimal_allocation,
     optimal_loss,
 )
+from modelscale.laws.options import FitOptions
 from modelscale.laws.plot import plot_scaling_law
 from modelscale.laws.results import HoldoutCheck, ParameterEstimate, ScalingLawFit
 
@@ -29,6 +30,7 @@ __all__ = [
     "Allocation",
     "ComputeOptimal",
     "ExtrapolationWarning",
+    "FitOptions",
     "HoldoutCheck",
     "ParameterEstimate",
     "RunsTable",

@@ -219,8 +219,8 @@ def _resolve_columns(header: Sequence[str], given: Mapping[str, str], where: str
         else:
             raise InvalidInput(
                 f"Column '{name}' (role {role}, {_ROLE_TEXT[role]}) is not in {where}. "
-                f"Columns there: {', '.join(header)}. Fix --columns.",
-                field=name,
+                f"Columns there: {', '.join(header)}. Fix 'columns'.",
+                field="columns",
             )
     for role in ROLES:
         if role in out:
@@ -337,8 +337,8 @@ def load_runs(
         if "L" not in mapping:
             raise InvalidInput(
                 f"No loss column in {where}: none of {', '.join(header)} is a known loss name. "
-                "Name it with --columns L=<column>.",
-                field="L",
+                "Name it in 'columns' (L=<column>).",
+                field="columns",
             )
         index = {h: i for i, h in enumerate(header)}
         line_numbers = [line for line, _ in raw_rows]

@@ -11,40 +11,23 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 
-from modelscale.errors import InvalidInput, invalid_parameter
+from modelscale.errors import InvalidInput
 from modelscale.laws import data as _data
 from modelscale.laws.data import RunsTable, load_runs, reduce_best_per_point
 from modelscale.laws.forms import Form, ScalingLaw, get_form
 from modelscale.laws.optimize import MultiStart, Problem, Runner, bootstrap_fits, choose_workers
 from modelscale.laws.optimize import multistart as run_multistart
+from modelscale.laws.options import FitOptions
 from modelscale.laws.results import HoldoutCheck, ParameterEstimate, ScalingLawFit
+from modelscale.progress import OnProgress
 
 __all__ = ["fit_scaling_law"]
 
-ProgressFn = Callable[[str, int, int], None]
-
 _ROLE_TEXT = {"N": "parameters", "D": "tokens", "C": "FLOPs", "L": "loss"}
-
-
-def _check_options(
-    bootstrap: int, seed: int, confidence: float, holdout: float, delta: float
-) -> None:
-    where = "laws fit"
-    if isinstance(bootstrap, bool) or not isinstance(bootstrap, int) or bootstrap < 0:
-        raise invalid_parameter("bootstrap", "an integer >= 0", bootstrap, where=where)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise invalid_parameter("seed", "an integer >= 0", seed, where=where)
-    if not (isinstance(confidence, float | int) and 0 < confidence < 1):
-        raise invalid_parameter("confidence", "a number in (0, 1)", confidence, where=where)
-    if not (isinstance(holdout, float | int) and 0 <= holdout < 1):
-        raise invalid_parameter("holdout", "a fraction in [0, 1)", holdout, where=where)
-    if not (isinstance(delta, float | int) and delta > 0 and math.isfinite(delta)):
-        raise invalid_parameter("delta", "a positive number", delta, where=where)
 
 
 def _variables(table: RunsTable, form: Form) -> np.ndarray:
@@ -55,7 +38,7 @@ def _variables(table: RunsTable, form: Form) -> np.ndarray:
         raise InvalidInput(
             f"The {form.name} form needs {needs}, but {table.source} gives "
             f"{', '.join(found) or 'none of N, D, C'} (columns: {dict(table.columns)}). Map the "
-            "missing columns with --columns (D or N is derived from C = 6ND when the other is "
+            "missing columns in 'columns' (D or N is derived from C = 6ND when the other is "
             "given).",
             field=missing[0],
         )
@@ -102,7 +85,7 @@ def _holdout(
     full_law: ScalingLaw,
     runner: Runner,
     fraction: float,
-    on_done: Callable[[int], None] | None,
+    on_progress: OnProgress | None,
 ) -> tuple[HoldoutCheck | None, str | None]:
     # Compute is what a budget extrapolates in; a single-variable law extrapolates in its variable.
     by = "C" if form.name == "chinchilla" else form.variables[0]
@@ -117,7 +100,7 @@ def _holdout(
     order = np.argsort(ranking, kind="stable")
     train, test = np.sort(order[: n - k]), np.sort(order[n - k :])
     sub = problem.subset(train)
-    fit = run_multistart(sub, form.grid(), runner, on_done=on_done)
+    fit = run_multistart(sub, form.grid(), runner, on_progress=on_progress, stage="holdout")
     law = _law(form, fit.x, _ranges(table.take(train)))
     values = {v: _role(table, v)[test] for v in form.variables}
     observed = table.L[test]
@@ -207,75 +190,48 @@ def _flags(
 def fit_scaling_law(
     runs: Any,
     *,
-    form: str = "chinchilla",
-    columns: str | Mapping[str, str] | None = None,
-    bootstrap: int = 200,
-    seed: int = 0,
-    confidence: float = 0.95,
-    group_best: bool = True,
-    drop_highest_loss: int = 0,
-    holdout: float = 0.1,
-    delta: float = 1e-3,
-    workers: int | None = None,
-    on_progress: ProgressFn | None = None,
+    options: FitOptions | None = None,
+    on_progress: OnProgress | None = None,
 ) -> ScalingLawFit:
     """Fit a scaling law to training runs.
 
     Args:
         runs: A CSV path, a mapping of column -> values, or a ``RunsTable``.
-        form: ``chinchilla`` (L(N, D)), ``power-n``, ``power-d`` or ``power-c`` (L of one variable).
-        columns: Role -> column name, e.g. ``"N=params,D=tokens,C=flops,L=loss"``.
-        bootstrap: Bootstrap resamples for the confidence intervals (0: none).
-        seed: Seed of the bootstrap resampling.
-        confidence: Coverage of the percentile intervals.
-        group_best: Keep only the lowest-loss run per (N, D), e.g. over a learning-rate sweep.
-        drop_highest_loss: Remove this many highest-loss points before fitting (5 in the Epoch
-            replication of Chinchilla).
-        holdout: Fraction of the largest runs (by compute) to hold out for the extrapolation check.
-        delta: Huber threshold on log-loss residuals.
-        workers: Worker processes; None picks the available cores when the work is large.
-        on_progress: Called as ``on_progress(stage, done, total)`` while fitting.
+        options: Form, columns, bootstrap, holdout and workers (default: ``FitOptions()``, the
+            Chinchilla form with 200 bootstrap resamples).
+        on_progress: Told as the stages move on: 'fit' (starts done), 'holdout' (the refit
+            without the largest runs) and 'bootstrap' (resamples done).
 
     Returns:
         The fitted law, its intervals, the checks and the data bookkeeping.
     """
     started = time.perf_counter()
-    _check_options(bootstrap, seed, confidence, holdout, delta)
+    o = options or FitOptions()
+    form, columns, bootstrap, seed = o.form, o.columns, o.bootstrap, o.seed
+    confidence, holdout, delta = o.confidence, o.holdout, o.delta
     spec = get_form(form)
     table = load_runs(runs, columns=columns)
     _variables(table, spec)  # a missing column is reported before any reduction
     n_rows = table.n_rows or len(table)
-    if group_best:
+    if o.group_best:
         table = reduce_best_per_point(table)
-    table = _data.drop_highest_loss(table, drop_highest_loss)
+    table = _data.drop_highest_loss(table, o.drop_highest_loss)
     if len(table) < spec.n_params:
         raise InvalidInput(
             f"The {spec.name} form has {spec.n_params} parameters but {table.source} gives "
             f"{len(table)} point(s) (from {n_rows} rows); expected at least {spec.n_params}. "
-            "Add runs or choose a form with fewer parameters (e.g. --form power-c).",
+            "Add runs or choose a form with fewer parameters (e.g. form 'power-c').",
             field="runs",
         )
     logx = _variables(table, spec)
     log_loss = np.log(table.L)
     problem = Problem(logx, log_loss, float(delta), tuple(spec.bounds(log_loss)))
     grid = spec.grid()
-    n_workers = choose_workers(workers, grid.shape[0] * len(table))
-
-    def tick(stage: str, total: int) -> Callable[[int], None]:
-        done = [0]
-        if on_progress:
-            on_progress(stage, 0, total)
-
-        def step(size: int) -> None:
-            done[0] += size
-            if on_progress:
-                on_progress(stage, done[0], total)
-
-        return step
+    n_workers = choose_workers(o.workers, grid.shape[0] * len(table))
 
     ranges = _ranges(table)
     with Runner(n_workers) as runner:
-        best = run_multistart(problem, grid, runner, on_done=tick("fit", grid.shape[0]))
+        best = run_multistart(problem, grid, runner, on_progress=on_progress, stage="fit")
         if not math.isfinite(best.fun):
             raise InvalidInput(
                 f"Every start of the {spec.name} fit failed on {table.source}; check the losses.",
@@ -284,9 +240,7 @@ def fit_scaling_law(
         law = _law(spec, best.x, ranges)
         check, skipped = (None, None)
         if holdout > 0:
-            check, skipped = _holdout(
-                table, spec, problem, law, runner, holdout, tick("holdout", grid.shape[0])
-            )
+            check, skipped = _holdout(table, spec, problem, law, runner, holdout, on_progress)
         # Resamples start at the point estimate, like the published bootstrap, and also at any
         # near-equal alternative optimum so a resample can move to the other basin.
         near = [x for x, f in best.alternatives if f <= best.fun * 1.25][:3]
@@ -294,7 +248,7 @@ def fit_scaling_law(
         rng = np.random.default_rng(seed)
         index_sets = rng.integers(0, len(table), size=(bootstrap, len(table)))
         boot_raw, _, boot_ok = bootstrap_fits(
-            problem, starts, index_sets, runner, on_done=tick("bootstrap", bootstrap)
+            problem, starts, index_sets, runner, on_progress=on_progress, stage="bootstrap"
         )
 
     bounds_hit = _at_bound(spec, best.x, problem.bounds)
@@ -358,8 +312,8 @@ def fit_scaling_law(
             "bootstrap": bootstrap,
             "seed": seed,
             "confidence": confidence,
-            "group_best": group_best,
-            "drop_highest_loss": drop_highest_loss,
+            "group_best": o.group_best,
+            "drop_highest_loss": o.drop_highest_loss,
             "holdout": holdout,
             "delta": delta,
         },

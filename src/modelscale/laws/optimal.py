@@ -91,7 +91,7 @@ def _chinchilla_params(law: ScalingLaw) -> tuple[float, float, float, float, flo
     if law.form != "chinchilla":
         raise InvalidInput(
             f"A compute-optimal N and D needs the chinchilla form L(N, D); this law is {law.form}. "
-            "Refit with --form chinchilla.",
+            "Refit with form 'chinchilla'.",
             field="form",
         )
     assert law.B is not None and law.beta is not None  # a Chinchilla law always has them
@@ -250,7 +250,7 @@ def compute_optimal(
     targets = _as_list("target_loss", target_loss)
     if not (budgets or sizes or targets):
         raise InvalidInput(
-            "Give at least one of --flops, --params or --target-loss.", field="flops"
+            "Give at least one of 'flops', 'params' or 'target_loss'.", field="flops"
         )
     if not (isinstance(far, int | float) and far >= 1):
         raise invalid_parameter("far", "a number >= 1", far, where="laws optimal")

@@ -32,6 +32,7 @@ from scipy.optimize import minimize
 
 from modelscale.errors import invalid_parameter
 from modelscale.laws.forms import huber_objective
+from modelscale.progress import OnProgress, report
 
 __all__ = [
     "TIGHT_OPTIONS",
@@ -252,6 +253,18 @@ class Runner:
         return results
 
 
+def _counter(on_progress: OnProgress | None, stage: str, total: int) -> Callable[[int], None]:
+    """A ``Runner.map`` hook that reports ``stage`` as finished work adds up to ``total``."""
+    done = [0]
+    report(on_progress, stage, 0, total)
+
+    def step(size: int) -> None:
+        done[0] += size
+        report(on_progress, stage, done[0], total)
+
+    return step
+
+
 def _chunks(n: int, size: int) -> Iterable[slice]:
     for lo in range(0, n, size):
         yield slice(lo, min(n, lo + size))
@@ -277,15 +290,19 @@ def multistart(
     *,
     polish: int = 8,
     chunk: int = 150,
-    on_done: Callable[[int], None] | None = None,
+    on_progress: OnProgress | None = None,
+    stage: str = "fit",
 ) -> MultiStart:
-    """Fit from every start of ``grid``, then polish the ``polish`` best distinct end points."""
+    """Fit from every start of ``grid``, then polish the ``polish`` best distinct end points.
+
+    ``on_progress`` is told ``stage`` with the starts done so far.
+    """
     slices = list(_chunks(grid.shape[0], chunk))
     parts = runner.map(
         minimise_from,
         [(problem, grid[s], False) for s in slices],
         sizes=[s.stop - s.start for s in slices],
-        on_done=on_done,
+        on_done=_counter(on_progress, stage, grid.shape[0]),
     )
     xs = np.concatenate([p[0] for p in parts])
     funs = np.concatenate([p[1] for p in parts])
@@ -315,15 +332,19 @@ def bootstrap_fits(
     runner: Runner,
     *,
     chunk: int = 5,
-    on_done: Callable[[int], None] | None = None,
+    on_progress: OnProgress | None = None,
+    stage: str = "bootstrap",
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Refit each resample (rows of ``index_sets``) from ``starts``; keep each one's best fit."""
+    """Refit each resample (rows of ``index_sets``) from ``starts``; keep each one's best fit.
+
+    ``on_progress`` is told ``stage`` with the resamples done so far.
+    """
     slices = list(_chunks(index_sets.shape[0], chunk))
     parts = runner.map(
         _bootstrap_chunk,
         [(problem, starts, index_sets[s]) for s in slices],
         sizes=[s.stop - s.start for s in slices],
-        on_done=on_done,
+        on_done=_counter(on_progress, stage, index_sets.shape[0]),
     )
     if not parts:
         empty = np.empty((0, starts.shape[1]))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from modelscale.loadgen.api import LoadOptions, LoadResult, Progress, run_load
+from modelscale.loadgen.api import LoadOptions, LoadResult, run_load
 from modelscale.loadgen.client import Outcome, Shooter, build_request
 from modelscale.loadgen.findmax import Probe, find_max_rate
 from modelscale.loadgen.payload import Target, fetch_metadata, parse_url
@@ -26,7 +26,6 @@ __all__ = [
     "Outcome",
     "Pattern",
     "Probe",
-    "Progress",
     "Shooter",
     "Target",
     "TrivialServer",

@@ -6,7 +6,6 @@ import asyncio
 import dataclasses
 import math
 import pathlib
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -18,9 +17,10 @@ from modelscale.loadgen.findmax import find_max_rate
 from modelscale.loadgen.payload import build_bodies, fetch_metadata, parse_url
 from modelscale.loadgen.schedule import parse_pattern, schedule
 from modelscale.loadgen.stats import LATE_MS, LoadStats, summarize
-from modelscale.result import Result
+from modelscale.progress import OnProgress, report
+from modelscale.result import ModelVersionInfo, Result, RunLinks
 
-__all__ = ["LoadOptions", "LoadResult", "Progress", "run_load"]
+__all__ = ["LoadOptions", "LoadResult", "run_load"]
 
 
 @dataclass(frozen=True)
@@ -94,15 +94,6 @@ class LoadOptions:
 
 
 @dataclass(frozen=True)
-class Progress:
-    """A progress report: the stage, requests answered so far and planned in the current window."""
-
-    stage: str
-    done: int
-    total: int
-
-
-@dataclass(frozen=True)
 class LoadResult(Result):
     """A load test: the whole run, its windows (steps or probes), and the sustained maximum."""
 
@@ -122,6 +113,14 @@ class LoadResult(Result):
     max_rate_rps: float | None
     summary: str
     params: dict[str, Any]
+
+    def links(self) -> RunLinks:
+        """Filed under the version the server said it served (registered under the model's name)."""
+        if not self.model_sha256:
+            return RunLinks()
+        return RunLinks(
+            self.model_sha256, models=(ModelVersionInfo(self.model_sha256, name=self.model),)
+        )
 
 
 def _params(url: str, model: str, o: LoadOptions) -> dict[str, Any]:
@@ -145,13 +144,15 @@ def run_load(
     *,
     model: str,
     options: LoadOptions | None = None,
-    on_progress: Callable[[Progress], None] | None = None,
+    on_progress: OnProgress | None = None,
 ) -> LoadResult:
     """Load ``model`` on the V2 server at ``url`` and summarise what came back.
 
     Open loop: send times are planned from the pattern and rate; latency counts from each planned
     time. Closed loop (``concurrency``): that many requests always in flight. ``find_max``: the
-    highest rate whose p99 stays under ``p99_ms`` with fewer than 1% errors.
+    highest rate whose p99 stays under ``p99_ms`` with fewer than 1% errors. ``on_progress``
+    is told the current window ('warm-up', 'probe 2: 1,200 req/s', ...) with the requests
+    answered so far and planned in it.
     """
     o = options or LoadOptions()
     target = parse_url(url, model=model, version=o.version)
@@ -170,8 +171,7 @@ def run_load(
     stage = ["warm-up"]
 
     def tick(done: int, total: int) -> None:
-        if on_progress is not None:
-            on_progress(Progress(stage[0], done, min(total, 2**31)))
+        report(on_progress, stage[0], done, min(total, 2**31))
 
     shooter = Shooter(
         target.host, target.port, bodies, max_connections=o.max_connections, on_tick=tick

@@ -69,7 +69,7 @@ def parse_url(url: str, *, model: str, version: str | None = None) -> Target:
     except ValueError:
         raise InvalidInput(f"The URL {url!r} has an invalid port.", field="url") from None
     if not model:
-        raise InvalidInput("The --model option must name a model on the server.", field="model")
+        raise InvalidInput("The 'model' parameter must name a model on the server.", field="model")
     return Target(parts.hostname, port, model, version)
 
 
@@ -116,7 +116,7 @@ def _synthetic(meta: dict[str, Any], batch: int, seed: int) -> dict[str, np.ndar
         if dtype is None:
             raise InvalidInput(
                 f"Input {t['name']!r} has datatype {t['datatype']}, which the load generator cannot "
-                "synthesise; give real inputs with --inputs sample.npz.",
+                "synthesise; give real inputs in 'inputs' (an .npz).",
                 field="inputs",
             )
         shape = [

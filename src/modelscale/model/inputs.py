@@ -24,7 +24,7 @@ __all__ = [
 ]
 
 DEFAULT_INT_HIGH = 100
-"""Synthetic integer inputs without a --int-range are drawn from [0, 100]: valid token ids for any
+"""Synthetic integer inputs without an ``int_ranges`` entry are drawn from [0, 100]: valid token ids for any
 vocabulary, and embedding lookups cost the same whatever the id."""
 
 
@@ -64,41 +64,45 @@ def check_choice(signature: Signature, choice: InputChoice) -> None:
     for dim, value in choice.dims.items():
         if dim in batch_dims:
             raise InvalidInput(
-                f"--dim {dim} names the batch axis; set it with --batch instead.", field="dim"
+                f"'dims' names the batch axis ({dim}); give the batch size instead.",
+                field="dims",
             )
         if dim not in symbolic:
             raise InvalidInput(
-                f"Unknown --dim {dim!r}: the model's symbolic dims are "
-                f"{', '.join(symbolic) or 'none'}. Use --shape INPUT=D0,D1,... for unnamed dims.",
-                field="dim",
+                f"Unknown dim {dim!r} in 'dims': the model's symbolic dims are "
+                f"{', '.join(symbolic) or 'none'}. Use 'shapes' (INPUT=D0,D1,...) for unnamed dims.",
+                field="dims",
             )
         if value < 1:
-            raise InvalidInput(f"--dim {dim} must be >= 1. Got {value} instead.", field="dim")
-    for what, mapping in (("--shape", choice.shapes), ("--int-range", choice.int_ranges)):
+            raise InvalidInput(
+                f"'dims' value {dim} must be >= 1. Got {value} instead.", field="dims"
+            )
+    for what, mapping in (("shapes", choice.shapes), ("int_ranges", choice.int_ranges)):
         for name in mapping:
             if name not in names:
                 raise InvalidInput(
-                    f"Unknown input {name!r} in {what}; the model's inputs are {', '.join(names)}.",
-                    field=what.lstrip("-"),
+                    f"Unknown input {name!r} in '{what}'; the model's inputs are "
+                    f"{', '.join(names)}.",
+                    field=what,
                 )
     for name, shape in choice.shapes.items():
         if any(d < 1 for d in shape):
             raise InvalidInput(
-                f"--shape {name} must have every dim >= 1. Got {list(shape)} instead.",
-                field="shape",
+                f"'shapes' of {name} must have every dim >= 1. Got {list(shape)} instead.",
+                field="shapes",
             )
     for name, (lo, hi) in choice.int_ranges.items():
         if lo > hi:
             raise InvalidInput(
-                f"--int-range {name}={lo},{hi}: the low end must not exceed the high end.",
-                field="int-range",
+                f"'int_ranges' of {name} is {lo},{hi}: the low end must not exceed the high end.",
+                field="int_ranges",
             )
         dtype = signature.input(name).dtype
         if dtype is None or not np.issubdtype(np.dtype(dtype), np.integer):
             raise InvalidInput(
-                f"--int-range {name}: the input is {signature.input(name).onnx_type}, "
+                f"'int_ranges' names {name}, which is {signature.input(name).onnx_type}, "
                 "not an integer tensor.",
-                field="int-range",
+                field="int_ranges",
             )
 
 
@@ -108,23 +112,24 @@ def _resolve_one(
     if spec.shape is None:
         if user is None:
             raise InvalidInput(
-                f"Input {spec.name!r} has no known rank; give its whole shape with "
-                f"--shape {spec.name}=D0,D1,...",
-                field="shape",
+                f"Input {spec.name!r} has no known rank; give its whole shape in 'shapes' "
+                f"({spec.name}=D0,D1,...).",
+                field="shapes",
             )
         return user
     if user is not None:
         if len(user) != len(spec.shape):
             raise InvalidInput(
-                f"--shape {spec.name} has {len(user)} dims but the model expects {len(spec.shape)}: "
-                f"{spec.shape_str()}.",
-                field="shape",
+                f"'shapes' of {spec.name} has {len(user)} dims but the model expects "
+                f"{len(spec.shape)}: {spec.shape_str()}.",
+                field="shapes",
             )
         for axis, (want, got) in enumerate(zip(spec.shape, user, strict=True)):
             if isinstance(want, int) and want != got:
                 raise InvalidInput(
-                    f"--shape {spec.name} axis {axis} is {got} but the model fixes it at {want}.",
-                    field="shape",
+                    f"'shapes' of {spec.name}: axis {axis} is {got} but the model fixes it at "
+                    f"{want}.",
+                    field="shapes",
                 )
         if batch is not None and not isinstance(spec.shape[0], int):
             return (batch, *user[1:])
@@ -135,7 +140,7 @@ def _resolve_one(
             if axis == 0 and batch is not None and d != batch:
                 raise InvalidInput(
                     f"Input {spec.name!r} has a fixed batch size of {d} (axis 0); "
-                    f"expected --batch {d}. Got {batch} instead.",
+                    f"expected 'batch' {d}. Got {batch} instead.",
                     field="batch",
                 )
             out.append(d)
@@ -145,11 +150,11 @@ def _resolve_one(
             out.append(int(dims[d]))
         else:
             label = f"symbolic dim {d!r}" if isinstance(d, str) else "an unnamed dynamic dim"
-            hint = f"--dim {d}=N or " if isinstance(d, str) else ""
+            hint = f"'dims' ({d}=N) or " if isinstance(d, str) else ""
             raise InvalidInput(
                 f"Input {spec.name!r} axis {axis} is {label} with no value; give {hint}"
-                f"--shape {spec.name}=D0,D1,... (the model says {spec.shape_str()}).",
-                field="dim",
+                f"'shapes' ({spec.name}=D0,D1,...; the model says {spec.shape_str()}).",
+                field="dims",
             )
     return tuple(out)
 
@@ -177,7 +182,7 @@ def _synthetic(
     if spec.dtype is None or spec.dtype in ("str", "object"):
         raise InvalidInput(
             f"Input {spec.name!r} is {spec.onnx_type}; synthetic data is only made for numeric "
-            "tensors. Give real inputs with --inputs sample.npz.",
+            "tensors. Give real inputs in 'inputs' (an .npz).",
             field="inputs",
         )
     dtype = np.dtype(spec.dtype)

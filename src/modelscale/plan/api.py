@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 from modelscale.errors import InvalidInput
 from modelscale.model.artifact import ModelArtifact
@@ -19,6 +19,8 @@ from modelscale.plan.planner import PlanOptions, check_targets, plan_capacity
 from modelscale.plan.profiles import measure_profile, resolve_model, stored_profile
 from modelscale.plan.results import PlanResult
 from modelscale.plan.service import ServiceModel
+from modelscale.progress import OnProgress
+from modelscale.result import RecordRun
 from modelscale.store import Store
 
 __all__ = ["plan_model"]
@@ -33,12 +35,10 @@ def plan_model(
     catalog: Catalog | str | pathlib.Path | None = None,
     options: PlanOptions | None = None,
     store: Store | None = None,
-    record_profile: bool = True,
+    record_profile: RecordRun | None = None,
     gpu_services: Mapping[str, ServiceModel] | None = None,
     max_time_s: float = 5.0,
-    on_stage: Callable[[str, int], None] | None = None,
-    on_point: Callable[[object], None] | None = None,
-    on_progress: Callable[[str], None] | None = None,
+    on_progress: OnProgress | None = None,
     calibrate: bool = True,
 ) -> PlanResult:
     """Plan serving ``model`` at ``rps`` requests/s with p99 latency <= ``p99_ms``.
@@ -51,12 +51,12 @@ def plan_model(
         catalog: Instance catalog (a Catalog or CSV path; None: the bundled one).
         options: Headroom, phases, core factor, machine restriction, overheads, batch policies.
         store: Knowledge base to read stored profiles from (None: always measure).
-        record_profile: Record a profile measured now in ``store``.
+        record_profile: Stores a profile measured now (e.g. ``Recorder.run_id``), so the next
+            plan finds it in ``store``; None: not stored.
         gpu_services: Performance models measured on GPUs, by GPU model name.
         max_time_s: Seconds at most per profile point when the model has to be profiled.
-        on_stage: Profile progress: (stage, steps).
-        on_point: Profile progress: each measured point.
-        on_progress: Planner progress: each machine size searched.
+        on_progress: Progress: the profile's steps when the model has to be profiled (stages
+            'profiling: ...'), then each machine size searched ('searching configurations: ...').
         calibrate: Use the front CPU per request and the hand-over per batch that the latest
             validation of this model on this machine measured (``plan --validate-local``) instead
             of the assumed ones.
@@ -88,19 +88,19 @@ def plan_model(
         try:
             profile = measure_profile(
                 artifact,
-                store if record_profile else None,
+                record=record_profile,
                 dims=dims,
                 max_time_s=max_time_s,
-                on_stage=on_stage,
-                on_point=on_point,
+                on_progress=on_progress,
             )
         except InvalidInput as exc:
-            if exc.field not in ("dim", "shape"):
+            if exc.field not in ("dims", "shapes"):
                 raise
             # The shape errors speak profile's options; plan names symbolic dims only.
             raise InvalidInput(
-                f"{exc} (plan takes --dim NAME=V only: for shapes it cannot name, run `modelscale "
-                "profile MODEL --shape INPUT=D0,D1,...` first; plan then uses the stored profile.)",
+                f"{exc} (plan takes 'dims' only: for shapes it cannot name, profile the model with "
+                "its input shapes first, e.g. `modelscale profile MODEL --shape INPUT=D0,D1,...`; "
+                "plan then uses the stored profile.)",
                 field=exc.field,
             ) from None
     plan = plan_capacity(

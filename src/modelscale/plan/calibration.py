@@ -25,7 +25,7 @@ from modelscale.errors import InvalidInput, invalid_parameter
 from modelscale.plan.capacity import max_rate
 from modelscale.plan.server import Overheads, ServerConfig
 from modelscale.plan.service import ServiceModel
-from modelscale.result import Result
+from modelscale.result import Result, RunLinks
 
 if TYPE_CHECKING:
     from modelscale.store import Store
@@ -106,6 +106,11 @@ class ValidationResult(Result):
     calibrated_rps: float | None = None
     calibrated_error: float | None = None
     speed_ratio: float | None = None
+
+    def links(self) -> RunLinks:
+        """Filed under the validated model's version."""
+        sha = self.model.get("sha256")
+        return RunLinks(str(sha) if sha else None)
 
 
 def implied_front_ms(
@@ -246,7 +251,7 @@ def server_config(meta: Mapping[str, Any], *, url: str) -> ServerConfig:
             f"The server at {url} does not say how it runs {meta.get('name', 'the model')!r}: its "
             f"V2 model metadata lacks parameters {', '.join(missing)}. Validation needs a "
             "modelscale server (it publishes replicas, threads and its batch policy there).",
-            field="validate",
+            field="url",
         )
     try:
         max_batch = max(1, int(params["max_batch_size"]))
@@ -259,7 +264,7 @@ def server_config(meta: Mapping[str, Any], *, url: str) -> ServerConfig:
     except (TypeError, ValueError, InvalidInput) as exc:
         raise InvalidInput(
             f"The server at {url} publishes a configuration that is not valid ({exc}).",
-            field="validate",
+            field="url",
         ) from None
 
 

@@ -28,6 +28,7 @@ from modelscale.plan.search import (
 from modelscale.plan.server import Overheads
 from modelscale.plan.service import ServiceModel
 from modelscale.plan.text import assumptions, next_step_text, summary_text, why_text
+from modelscale.progress import OnProgress
 
 __all__ = ["ASSUMED_OVERHEADS", "PlanOptions", "check_targets", "plan_capacity"]
 
@@ -138,7 +139,7 @@ def _machines(
     rows: Sequence[InstanceType] = catalog.instances if catalog else ()
     if opts.machine is not None:
         if catalog is None:
-            raise InvalidInput("--machine TYPE needs a catalog.", field="machine")
+            raise InvalidInput("A 'machine' type needs a catalog.", field="machine")
         rows = [catalog.find(opts.machine)]
     machines = [] if opts.machine else [local]
     skipped = []
@@ -284,7 +285,7 @@ def plan_capacity(
     replica_bytes: int = 0,
     gpu_services: Mapping[str, ServiceModel] | None = None,
     machine: MachineInfo | None = None,
-    on_progress: Callable[[str], None] | None = None,
+    on_progress: OnProgress | None = None,
 ) -> PlanResult:
     """Plan serving ``rps`` requests/s with p99 <= ``p99_ms`` from a fitted performance model.
 
@@ -298,7 +299,7 @@ def plan_capacity(
         replica_bytes: Memory one replica needs.
         gpu_services: Performance models measured on GPUs, by GPU model name.
         machine: This machine (default: ``machine_info()``).
-        on_progress: Called with a description as machine sizes are searched.
+        on_progress: Told as machine sizes are searched.
     """
     opts = options or PlanOptions()
     opts.check()

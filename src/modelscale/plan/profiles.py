@@ -15,7 +15,7 @@ over-predicted every MiniLM configuration.
 from __future__ import annotations
 
 import pathlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from modelscale.errors import InvalidInput
@@ -27,6 +27,8 @@ from modelscale.plan.service import (
     fit_service_model,
     points_from_profile,
 )
+from modelscale.progress import OnProgress, ProgressEvent
+from modelscale.result import RecordRun
 from modelscale.store import Store
 
 __all__ = [
@@ -132,38 +134,36 @@ def stored_profile(
 
 def measure_profile(
     artifact: ModelArtifact,
-    store: Store | None,
     *,
+    record: RecordRun | None = None,
     dims: Mapping[str, int] | None = None,
     batches: Sequence[int] = DEFAULT_BATCHES,
     threads: Sequence[int] | None = None,
     max_time_s: float = 5.0,
-    on_stage: Callable[[str, int], None] | None = None,
-    on_point: Callable[[object], None] | None = None,
+    on_progress: OnProgress | None = None,
 ) -> ModelProfile:
-    """Profile ``artifact`` here now (and record the run when ``store`` is given)."""
-    from modelscale.profile import MeasureOptions, profile_model
+    """Profile ``artifact`` here now, as the replicas run it, and fit the performance model.
+
+    ``record`` stores the profile (the next plan then finds it); progress events are the
+    profile's, their stage prefixed with 'profiling: '.
+    """
+    from modelscale.profile import MeasureOptions, ProfileOptions, profile_model
+
+    def profiling(e: ProgressEvent) -> None:
+        if on_progress is not None:
+            on_progress(ProgressEvent(f"profiling: {e.stage}", e.done, e.total, e.detail))
 
     cores = machine_info().usable_cores
-    result = profile_model(
-        artifact,
-        batches=list(batches),
-        threads=list(threads) if threads else sorted({1, cores}),
+    options = ProfileOptions(
+        batches=tuple(batches),
+        threads=tuple(threads) if threads else tuple(sorted({1, cores})),
         dims={k: [v] for k, v in (dims or {}).items()},
         allow_spinning=False,  # as the replicas run it
         measure=MeasureOptions(max_time_s=max_time_s),
-        on_stage=on_stage,
-        on_point=on_point,
     )
-    run_ids: tuple[int, ...] = ()
-    if store is not None:
-        store.register_model(
-            artifact.sha256,
-            name=artifact.name,
-            path=str(artifact.path),
-            size_bytes=artifact.size_bytes,
-        )
-        run_ids = (store.record(result, model_version=artifact.sha256),)
+    result = profile_model(artifact, options=options, on_progress=profiling)
+    run_id = record(result) if record is not None else None
+    run_ids: tuple[int, ...] = () if run_id is None else (run_id,)
     pts = points_from_profile(result.points, dims=dims)
     where = f"profile run {run_ids[0]}, measured now" if run_ids else "profile measured now"
     service = fit_service_model(pts, source=where)

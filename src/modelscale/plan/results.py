@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 from modelscale.plan.server import ServerConfig
 from modelscale.plan.service import ServiceModel
-from modelscale.result import Result
+from modelscale.result import ModelVersionInfo, Result, RunLinks
 
 __all__ = ["NotPlanned", "PhasePlan", "PlanOption", "PlanResult"]
 
@@ -131,6 +131,12 @@ class PlanResult(Result):
     catalog: dict[str, Any]
     summary: str
     params: dict[str, Any]
+
+    def links(self) -> RunLinks:
+        """Filed under the planned model's version, which is registered first."""
+        if not self.model.get("sha256"):
+            return RunLinks()
+        return RunLinks(str(self.model["sha256"]), models=(ModelVersionInfo.of(self.model),))
 
     def phase(self, rate_rps: float) -> PhasePlan:
         """The phase planned for ``rate_rps``."""

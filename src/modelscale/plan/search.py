@@ -11,13 +11,14 @@ shares one search.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from modelscale.errors import invalid_parameter
 from modelscale.plan.capacity import capacity_rps, max_rate
 from modelscale.plan.server import Estimate, Overheads, ServerConfig
 from modelscale.plan.service import ServiceModel
+from modelscale.progress import OnProgress, report
 
 __all__ = [
     "DEFAULT_POLICIES",
@@ -80,7 +81,7 @@ class CapacitySearch:
         overheads: Serving costs outside the model.
         policies: Batch policies to try.
         sim_requests: Requests per simulation run.
-        on_progress: Called with a description before each machine size is searched.
+        on_progress: Told before each machine size is searched.
     """
 
     def __init__(
@@ -91,7 +92,7 @@ class CapacitySearch:
         overheads: Overheads,
         policies: Sequence[BatchPolicy] = DEFAULT_POLICIES,
         sim_requests: int = 12_000,
-        on_progress: Callable[[str], None] | None = None,
+        on_progress: OnProgress | None = None,
     ) -> None:
         if not policies:
             raise invalid_parameter("policies", "at least one batch policy", policies, where="plan")
@@ -133,8 +134,7 @@ class CapacitySearch:
         key = (int(cores), float(core_factor))
         if key in self._cache:
             return self._cache[key]
-        if self.on_progress:
-            self.on_progress(f"{cores} cores x {core_factor:g} speed")
+        report(self.on_progress, f"searching configurations: {cores} cores x {core_factor:g} speed")
         service = self.service.with_core_factor(core_factor)
         best_per_shape: dict[tuple[int, int], float] = {}
         out = []

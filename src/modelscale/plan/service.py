@@ -166,7 +166,7 @@ def fit_service_model(
     if len(batches) < 2:
         raise InvalidInput(
             "Fitting the service time needs profile points at two or more batch sizes; got "
-            f"{batches or 'none'}. Profile the model with e.g. --batch 1,4,16.",
+            f"{batches or 'none'}. Profile the model at more batch sizes, e.g. 'batches' 1,4,16.",
             field="profile",
         )
     n = np.array([p.batch for p in pts], dtype=float)

@@ -1,12 +1,15 @@
-"""``profile_model``: the static and dynamic profile of a model, as one stored result."""
+"""``profile_model``: the static and dynamic profile of a model, as one stored result.
+
+result = profile_model("model.onnx", options=ProfileOptions(batches=(1, 8), threads=(1, 2)))
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import itertools
 import pathlib
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
@@ -25,10 +28,13 @@ from modelscale.model.inputs import (
 from modelscale.profile.flops import FlopCount, count_flops
 from modelscale.profile.static import StaticProfile, static_profile
 from modelscale.profile.sweep import MeasureOptions, SweepJob, SweepPoint, run_sweep
-from modelscale.result import Result
+from modelscale.progress import OnProgress, report
+from modelscale.result import ModelVersionInfo, Result, RunLinks
 from modelscale.runtime import Engine, EngineOptions, GraphOptimization
 
-__all__ = ["ProfileResult", "profile_model"]
+__all__ = ["ProfileOptions", "ProfileResult", "profile_model"]
+
+_WHERE = "profile"
 
 
 @dataclass(frozen=True)
@@ -47,6 +53,10 @@ class ProfileResult(Result):
     notes: tuple[str, ...]
     summary: str
     params: dict[str, Any]
+
+    def links(self) -> RunLinks:
+        """Filed under the profiled model's version, which is registered first."""
+        return RunLinks(self.model["sha256"], models=(ModelVersionInfo.of(self.model),))
 
     def best(self) -> SweepPoint:
         """The point with the highest throughput."""
@@ -71,19 +81,57 @@ def _int_list(name: str, values: Sequence[int] | None) -> tuple[int, ...] | None
     if not out or any(
         not isinstance(v, int | np.integer) or isinstance(v, bool) or v < 1 for v in out
     ):
-        raise invalid_parameter(
-            name, "a non-empty list of integers >= 1", list(out), where="profile"
-        )
+        raise invalid_parameter(name, "a non-empty list of integers >= 1", list(out), where=_WHERE)
     return tuple(sorted(dict.fromkeys(int(v) for v in out)))
+
+
+@dataclass(frozen=True)
+class ProfileOptions:
+    """What to measure and how; every value is checked when the options are made.
+
+    Attributes:
+        batches: Batch sizes to sweep (default 1, 2, 4, 8, or the model's fixed batch).
+        threads: Intra-op thread counts to sweep (default 1 and all usable cores).
+        dims: Values of symbolic dims (e.g. ``{"seq": [32, 128]}``); several values are swept.
+        shapes: Whole shapes per input, for unnamed dynamic dims.
+        int_ranges: Inclusive value ranges for integer inputs (token ids).
+        inputs: Real inputs: an .npz path or a mapping of input name to array.
+        provider: ONNX Runtime execution provider.
+        graph_optimization: ORT graph optimisation level.
+        allow_spinning: Let ORT's idle threads spin (its default, the lowest latency alone).
+            ``False`` measures the model as ``serve``'s replicas run it: spinning threads would
+            take cores from the other replicas and the front, so replicas turn it off, and with
+            2+ threads each parallel section then pays for waking its threads.
+        measure: When to stop timing each point.
+        isolate: Measure each thread count in a fresh process (true peak RSS, no leftover state).
+    """
+
+    batches: Sequence[int] | None = None
+    threads: Sequence[int] | None = None
+    dims: Mapping[str, Sequence[int]] = field(default_factory=dict)
+    shapes: Mapping[str, Sequence[int]] = field(default_factory=dict)
+    int_ranges: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+    inputs: str | pathlib.Path | Mapping[str, np.ndarray] | None = None
+    provider: str = "CPUExecutionProvider"
+    graph_optimization: GraphOptimization = "all"
+    allow_spinning: bool = True
+    measure: MeasureOptions = field(default_factory=MeasureOptions)
+    isolate: bool = True
+
+    def __post_init__(self) -> None:
+        _int_list("batches", self.batches)
+        _int_list("threads", self.threads)
+        for values in self.dims.values():
+            _int_list("dims", values)
+        if not (self.measure.max_time_s > 0 and np.isfinite(self.measure.max_time_s)):
+            raise invalid_parameter(
+                "max_time_s", "a number of seconds > 0", self.measure.max_time_s, where=_WHERE
+            )
 
 
 def _dim_grid(dims: Mapping[str, Sequence[int]]) -> list[dict[str, int]]:
     names = list(dims)
-    values = []
-    for name in names:
-        vals = _int_list(f"dim {name}", dims[name])
-        assert vals is not None  # _int_list returns None only for None input
-        values.append(vals)
+    values = [_int_list("dims", dims[name]) or () for name in names]
     return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*values)] or [{}]
 
 
@@ -112,68 +160,47 @@ def _notes(
 def profile_model(
     model: ModelArtifact | str | pathlib.Path,
     *,
-    batches: Sequence[int] | None = None,
-    threads: Sequence[int] | None = None,
-    dims: Mapping[str, Sequence[int]] | None = None,
-    shapes: Mapping[str, Sequence[int]] | None = None,
-    int_ranges: Mapping[str, tuple[int, int]] | None = None,
-    inputs: str | pathlib.Path | Mapping[str, np.ndarray] | None = None,
-    provider: str = "CPUExecutionProvider",
-    graph_optimization: GraphOptimization = "all",
-    allow_spinning: bool = True,
-    measure: MeasureOptions | None = None,
-    isolate: bool = True,
-    on_point: Callable[[SweepPoint], None] | None = None,
-    on_stage: Callable[[str, int], None] | None = None,
+    options: ProfileOptions | None = None,
+    on_progress: OnProgress | None = None,
 ) -> ProfileResult:
     """Profile ``model``: static facts, FLOPs, and latency/throughput per batch x threads (x dims).
 
     Args:
         model: An ONNX file or a loaded ModelArtifact.
-        batches: Batch sizes to sweep (default 1, 2, 4, 8, or the model's fixed batch).
-        threads: Intra-op thread counts to sweep (default 1 and all usable cores).
-        dims: Values of symbolic dims (e.g. ``{"seq": [32, 128]}``); several values are swept.
-        shapes: Whole shapes per input, for unnamed dynamic dims.
-        int_ranges: Inclusive value ranges for integer inputs (token ids).
-        inputs: Real inputs: an .npz path or a mapping of input name to array.
-        provider: ONNX Runtime execution provider.
-        graph_optimization: ORT graph optimisation level.
-        allow_spinning: Let ORT's idle threads spin (its default, the lowest latency alone).
-            ``False`` measures the model as ``serve``'s replicas run it: spinning threads would
-            take cores from the other replicas and the front, so replicas turn it off, and with
-            2+ threads each parallel section then pays for waking its threads.
-        measure: When to stop timing each point.
-        isolate: Measure each thread count in a fresh process (true peak RSS, no leftover state).
-        on_point: Called with each point as it is measured (progress).
-        on_stage: Called with (stage name, number of steps) as the profile moves on.
+        options: What to sweep and how to time it (default: ``ProfileOptions()``).
+        on_progress: Called as the profile moves on: a stage's start ('static profile and
+            FLOPs', 'latency sweep') and then each measured point (its ``detail`` is the
+            ``SweepPoint``).
     """
+    o = options or ProfileOptions()
     artifact = model if isinstance(model, ModelArtifact) else ModelArtifact.load(model)
     sig = artifact.signature
-    measure = measure or MeasureOptions()
-    if measure.max_time_s <= 0:
-        raise invalid_parameter("max_time_s", "a number > 0", measure.max_time_s, where="profile")
-    batch_list = _int_list("batch", batches) or default_batches(sig)
+    measure = o.measure
+    batch_list = _int_list("batches", o.batches) or default_batches(sig)
     cores = machine_info().usable_cores
-    thread_list = _int_list("threads", threads) or tuple(sorted({1, cores}))
-    dims = dict(dims or {})
+    thread_list = _int_list("threads", o.threads) or tuple(sorted({1, cores}))
+    dims = dict(o.dims)
     grid = _dim_grid(dims)
+    inputs = o.inputs
     data = load_npz(inputs, sig) if isinstance(inputs, str | pathlib.Path) else inputs
     if data is not None:
         data = {k: np.asarray(v) for k, v in data.items()}
     choice = InputChoice(
         dims={k: v[0] for k, v in dims.items() if v},
-        shapes={k: tuple(int(d) for d in v) for k, v in (shapes or {}).items()},
-        int_ranges=dict(int_ranges or {}),
+        shapes={k: tuple(int(d) for d in v) for k, v in o.shapes.items()},
+        int_ranges=dict(o.int_ranges),
         data=data,
     )
     check_choice(sig, choice)
     if data is not None and any(d in batch_dim_names(sig) for d in dims):
-        raise InvalidInput("--dim cannot set the batch axis; use --batch.", field="dim")
+        raise InvalidInput(
+            "'dims' cannot set the batch axis; give batch sizes in 'batches'.", field="dims"
+        )
 
     engine_options = EngineOptions(
-        providers=(provider,),
-        graph_optimization=graph_optimization,
-        allow_spinning=allow_spinning,
+        providers=(o.provider,),
+        graph_optimization=o.graph_optimization,
+        allow_spinning=o.allow_spinning,
     )
     # Load once here: a model ORT cannot load fails now with a clear error, not inside a worker.
     Engine(artifact, engine_options)
@@ -182,8 +209,7 @@ def profile_model(
     ]
     # Build every feed once before measuring, so bad dims or shapes fail before any timing starts.
     flops: list[FlopCount] = []
-    if on_stage:
-        on_stage("static profile and FLOPs", len(grid))
+    report(on_progress, "static profile and FLOPs", 0, len(grid))
     static = static_profile(artifact)
     for g in grid:
         for b in batch_list:
@@ -193,15 +219,21 @@ def profile_model(
             sig, batch=b0, choice=dataclasses.replace(choice, dims={**choice.dims, **g})
         )
         flops.append(count_flops(artifact, feeds))
-    if on_stage:
-        on_stage("latency sweep", len(jobs))
+    report(on_progress, "latency sweep", 0, len(jobs))
+    measured: list[SweepPoint] = []
+
+    def on_point(p: SweepPoint) -> None:
+        measured.append(p)
+        stage = f"batch {p.batch} x {p.threads} threads"
+        report(on_progress, stage, len(measured), len(jobs), p)
+
     points = run_sweep(
         artifact,
         jobs,
         choice=choice,
         engine_options=engine_options,
         measure=measure,
-        isolate=isolate,
+        isolate=o.isolate,
         on_point=on_point,
     )
     per_item = {
@@ -226,7 +258,7 @@ def profile_model(
         f"{artifact.name}: {static.parameters:,} params, {artifact.size_bytes / 1e6:.1f} MB; "
         f"best {best.items_per_s:,.0f} items/s at batch {best.batch} x {best.threads} threads; "
         f"p50 {first.p50_ms:.3f} ms at batch {first.batch} x {first.threads} threads"
-        + ("" if allow_spinning else " (ORT thread spinning off, as served)")
+        + ("" if o.allow_spinning else " (ORT thread spinning off, as served)")
     )
     return ProfileResult(
         model=artifact.to_dict(),
@@ -246,10 +278,10 @@ def profile_model(
             "inputs": str(inputs)
             if isinstance(inputs, str | pathlib.Path)
             else ("arrays" if inputs else None),
-            "provider": provider,
-            "graph_optimization": graph_optimization,
-            "allow_spinning": allow_spinning,
+            "provider": o.provider,
+            "graph_optimization": o.graph_optimization,
+            "allow_spinning": o.allow_spinning,
             "measure": dataclasses.asdict(measure),
-            "isolate": isolate,
+            "isolate": o.isolate,
         },
     )

@@ -19,7 +19,7 @@ def plot_profile(result: ProfileResult, path: str | pathlib.Path) -> pathlib.Pat
 
     out = pathlib.Path(path)
     if out.suffix.lower() != ".png":
-        raise InvalidInput(f"--plot must name a .png file. Got {out}.", field="plot")
+        raise InvalidInput(f"The 'plot' path must name a .png file. Got {out}.", field="plot")
     fig, (ax_t, ax_l) = plt.subplots(1, 2, figsize=(11, 4.2))
     series: dict[tuple[int, tuple[tuple[str, int], ...]], list] = {}
     for p in result.points:

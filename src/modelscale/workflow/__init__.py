@@ -4,6 +4,7 @@ Validating a plan starts (or reaches) a server, load-tests it and meters it, the
 measurement to ``plan``'s calibration math (``validate_plan``, ``validate_local``,
 ``validate_server``); the demo runs build, profile, compress, serve, load, plan and validate in
 one go (``run_demo``); ``compress_example`` compresses a built-in example with its own data.
+``record`` (or a ``Recorder``) is the one way results go into the knowledge base.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from modelscale.workflow.metering import (
     inputs_file,
     is_local_url,
 )
+from modelscale.workflow.record import Recorded, Recorder, record
 from modelscale.workflow.validate import (
     Validation,
     ValidationOptions,
@@ -49,6 +51,8 @@ __all__ = [
     "LoadStep",
     "PlanStep",
     "ProfileStep",
+    "Recorded",
+    "Recorder",
     "Validation",
     "ValidationOptions",
     "batch_deltas",
@@ -57,6 +61,7 @@ __all__ = [
     "compress_example",
     "inputs_file",
     "is_local_url",
+    "record",
     "run_demo",
     "speed_ratio",
     "validate_local",

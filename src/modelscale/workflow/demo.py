@@ -13,17 +13,24 @@ import pathlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from modelscale.compress import CompressResult, RecordedSearch, record_search
+from modelscale.compress import CompressOptions, CompressResult
 from modelscale.config import DeploymentSpec
 from modelscale.examples import ExampleBuild, build_example
 from modelscale.loadgen import LoadOptions, LoadResult, run_load
 from modelscale.model import ModelArtifact
 from modelscale.plan import PlanResult, emit, plan_model
-from modelscale.profile import MeasureOptions, ProfileResult, plot_profile, profile_model
-from modelscale.progress import OnProgress, ProgressEvent, report
+from modelscale.profile import (
+    MeasureOptions,
+    ProfileOptions,
+    ProfileResult,
+    plot_profile,
+    profile_model,
+)
+from modelscale.progress import OnProgress, report
 from modelscale.serve import start_server
-from modelscale.store import Store
+from modelscale.store import Store, open_store
 from modelscale.workflow.example import compress_example
+from modelscale.workflow.record import Recorded, Recorder
 from modelscale.workflow.validate import Validation, ValidationOptions, validate_plan
 
 __all__ = [
@@ -74,10 +81,10 @@ class ProfileStep:
 
 @dataclass(frozen=True)
 class CompressStep:
-    """Step 3: the compress search and where it was recorded."""
+    """Step 3: the compress search and where it was recorded (trials as children)."""
 
     result: CompressResult
-    recorded: RecordedSearch
+    recorded: Recorded
 
 
 @dataclass(frozen=True)
@@ -118,7 +125,7 @@ DemoStep = ExampleStep | ProfileStep | CompressStep | LoadStep | PlanStep
 def run_demo(
     out: pathlib.Path,
     *,
-    store: Store,
+    store: Store | None = None,
     max_time_s: float = 3.0,
     on_progress: OnProgress | None = None,
 ) -> Iterator[DemoStep]:
@@ -126,49 +133,31 @@ def run_demo(
 
     Args:
         out: Where the demo writes its model, plots and deployment files.
-        store: The knowledge base every result is recorded in.
+        store: The knowledge base every result is recorded in (default: the configured one).
         max_time_s: Seconds at most per profile point.
         on_progress: Progress within each step.
     """
-    example = build_example(
-        "digits",
-        out_dir=out / "digits",
-        progress=lambda step, done, total: report(on_progress, step, done, total),
-    )
+    recorder = Recorder(store or open_store())  # opened first: a bad database fails at once
+    example = build_example("digits", out_dir=out / "digits", on_progress=on_progress)
     artifact = ModelArtifact.load(example.model_path, name="digits")
-    store.register_model(
-        artifact.sha256, name=artifact.name, path=str(artifact.path), size_bytes=artifact.size_bytes
-    )
     yield ExampleStep(example, artifact)
 
     measure = MeasureOptions(max_time_s=max_time_s)
-    stage = ["loading"]
-
-    def on_stage(name: str, steps: int) -> None:
-        stage[0] = name
-        report(on_progress, name, 0, steps)
-
-    points = [0]
-
-    def on_point(p: object) -> None:
-        points[0] += 1
-        if on_progress is not None:
-            on_progress(ProgressEvent(stage[0], points[0], None, p))
-
     profiled = profile_model(
-        artifact, batches=[1, 8, 32, 128], measure=measure, on_stage=on_stage, on_point=on_point
+        artifact,
+        options=ProfileOptions(batches=(1, 8, 32, 128), measure=measure),
+        on_progress=on_progress,
     )
-    run_id = store.record(profiled, model_version=artifact.sha256)
-    yield ProfileStep(profiled, run_id, plot_profile(profiled, out / "profile.png"))
+    yield ProfileStep(
+        profiled, _run(recorder.record(profiled)), plot_profile(profiled, out / "profile.png")
+    )
 
     compressed = compress_example(
         example,
-        out=out / "compressed",
-        max_drop=0.01,
-        measure=measure,
-        progress=lambda step, done, total: report(on_progress, step, done, total),
+        options=CompressOptions(out=out / "compressed", max_drop=0.01, measure=measure),
+        on_progress=on_progress,
     )
-    yield CompressStep(compressed, record_search(store, compressed))
+    yield CompressStep(compressed, _recorded(recorder.record(compressed)))
 
     spec = DeploymentSpec.single(
         example.model_path, name="digits", replicas=2, max_batch=16, max_wait_ms=2
@@ -181,19 +170,23 @@ def run_demo(
             options=LoadOptions(
                 rate=300, duration_s=5, pattern="poisson", inputs=example.eval_path
             ),
-            on_progress=lambda p: report(on_progress, p.stage, p.done, p.total),
+            on_progress=on_progress,
         )
-    if loaded.model_sha256:  # the server names the version it served in its V2 metadata
-        store.register_model(loaded.model_sha256, name="digits")
     yield LoadStep(
         server.url,
         "2 replicas x 1 thread, batch 16 / 2 ms",
         loaded,
-        store.record(loaded, model_version=loaded.model_sha256),
+        _run(recorder.record(loaded)),
     )
 
-    planned = plan_model(artifact, rps=PLAN_RPS, p99_ms=PLAN_P99_MS, store=store)
-    plan_run = store.record(planned, model_version=artifact.sha256)
+    planned = plan_model(
+        artifact,
+        rps=PLAN_RPS,
+        p99_ms=PLAN_P99_MS,
+        store=recorder.store,
+        record_profile=recorder.run_id,
+    )
+    plan_run = _run(recorder.record(planned))
     files: tuple[pathlib.Path, ...] = ()
     if any(phase.recommended is not None for phase in planned.phases):
         files = tuple(emit(planned, kind, out / "deploy") for kind in ("deploy", "k8s", "ray"))
@@ -206,7 +199,17 @@ def run_demo(
         artifact,
         options=ValidationOptions(duration_s=4),
         plan_run_id=plan_run,
-        on_progress=lambda p: report(on_progress, p.stage, p.done, p.total),
+        on_progress=on_progress,
     )
-    val_run, val_load = checked.record(store, plan_run_id=plan_run)
-    yield PlanStep(planned, plan_run, files, checked, val_run, val_load)
+    val = _recorded(recorder.record(checked, parent_run_id=plan_run))
+    yield PlanStep(planned, plan_run, files, checked, val.run_id, val.children["load"])
+
+
+def _recorded(recorded: Recorded | None) -> Recorded:
+    if recorded is None:  # the demo's recorder always has a store
+        raise RuntimeError("the demo's results were not recorded")
+    return recorded
+
+
+def _run(recorded: Recorded | None) -> int:
+    return _recorded(recorded).run_id

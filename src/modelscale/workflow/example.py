@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
+import dataclasses
 
-from modelscale.compress import CompressResult, ProgressCallback, compress
+from modelscale.compress import CompressOptions, CompressResult, compress
 from modelscale.errors import InvalidInput
 from modelscale.examples import ExampleBuild
-from modelscale.profile import MeasureOptions
+from modelscale.progress import OnProgress
 
 __all__ = ["compress_example"]
 
@@ -15,46 +15,28 @@ __all__ = ["compress_example"]
 def compress_example(
     example: ExampleBuild,
     *,
-    out: str | os.PathLike[str] | None = None,
-    max_drop: float = 0.01,
-    batch: int = 8,
-    measure: MeasureOptions | None = None,
-    progress: ProgressCallback | None = None,
+    options: CompressOptions | None = None,
+    on_progress: OnProgress | None = None,
 ) -> CompressResult:
     """Run ``compress`` on a built example: digits with its labels and calibration split, MiniLM
     on its sample sentences (fidelity of ``sentence_embedding``, eval rows split for calibration).
 
     Args:
         example: What ``build_example`` returned.
-        out: Folder for the chosen model and its summary.
-        max_drop: The tolerance (accuracy points for digits, mean cosine for MiniLM).
-        batch: Batch size for throughput.
-        measure: Timing options (default: the search's).
-        progress: Called as ``progress(step, done, total)``.
+        options: The search's options; the example's own calibration set and evaluated output
+            are filled in (the tolerance is in accuracy points for digits, mean cosine for
+            MiniLM).
+        on_progress: The search's progress.
 
     Returns:
-        The search's result; record it with ``record_search``.
+        The search's result; record it with ``modelscale.workflow.record``.
     """
+    o = options or CompressOptions()
     if example.eval_path is not None:
-        return compress(
-            example.model_path,
-            example.eval_path,
-            calibration=example.calib_path,
-            max_drop=max_drop,
-            batch=batch,
-            out=out,
-            measure=measure,
-            progress=progress,
-        )
+        o = dataclasses.replace(o, calibration=o.calibration or example.calib_path)
+        return compress(example.model_path, example.eval_path, options=o, on_progress=on_progress)
     if example.sample_path is None:
         raise InvalidInput(f"Example {example.name!r} has no data to evaluate on.", field="example")
-    return compress(
-        example.model_path,
-        example.sample_path,
-        output="sentence_embedding" if example.name == "minilm" else None,
-        max_drop=max_drop,
-        batch=batch,
-        out=out,
-        measure=measure,
-        progress=progress,
-    )
+    if example.name == "minilm" and o.output is None:
+        o = dataclasses.replace(o, output="sentence_embedding")
+    return compress(example.model_path, example.sample_path, options=o, on_progress=on_progress)

@@ -14,9 +14,8 @@ import dataclasses
 import math
 import pathlib
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -25,7 +24,6 @@ from modelscale.errors import InvalidInput, invalid_parameter
 from modelscale.loadgen import (
     LoadOptions,
     LoadResult,
-    Progress,
     fetch_metadata,
     parse_url,
     run_load,
@@ -42,7 +40,8 @@ from modelscale.plan import (
     max_rate,
     server_config,
 )
-from modelscale.profile import MeasureOptions, profile_model
+from modelscale.profile import MeasureOptions, ProfileOptions, profile_model
+from modelscale.progress import OnProgress
 from modelscale.serve import start_server
 from modelscale.workflow.metering import (
     CpuMeter,
@@ -51,9 +50,6 @@ from modelscale.workflow.metering import (
     inputs_file,
     is_local_url,
 )
-
-if TYPE_CHECKING:
-    from modelscale.store import Store
 
 __all__ = [
     "Validation",
@@ -117,20 +113,14 @@ class ValidationOptions:
 
 @dataclass(frozen=True)
 class Validation:
-    """What a validation produced: the comparison and the load test behind it (both recordable)."""
+    """What a validation produced: the comparison and the load test behind it.
+
+    ``modelscale.workflow.record`` stores both, as children of the plan run, the comparison
+    pointing at the load test.
+    """
 
     result: ValidationResult
     load: LoadResult
-
-    def record(self, store: Store, *, plan_run_id: int | None = None) -> tuple[int, int]:
-        """Store the load test and the comparison linked to it, both children of the plan run.
-
-        Returns (validation run id, load run id).
-        """
-        sha = str(self.result.model["sha256"])
-        load_id = store.record(self.load, model_version=sha, parent_run_id=plan_run_id)
-        final = dataclasses.replace(self.result, load_run_id=load_id)
-        return store.record(final, model_version=sha, parent_run_id=plan_run_id), load_id
 
 
 def check_server(url: str, artifact: ModelArtifact, *, api_key: str | None = None) -> ServerConfig:
@@ -143,7 +133,7 @@ def check_server(url: str, artifact: ModelArtifact, *, api_key: str | None = Non
             f"The server at {url} serves {artifact.name!r} as sha256 {str(served)[:12]}, not the "
             f"planned model {artifact.path} (sha256 {artifact.sha256[:12]}). Serve the planned "
             "file (e.g. the deploy.yaml from `plan --emit deploy`) and validate again.",
-            field="validate",
+            field="url",
         )
     return config
 
@@ -161,7 +151,7 @@ def validate_server(
     same_machine: bool | None = None,
     server_pid: int | None = None,
     plan_run_id: int | None = None,
-    on_progress: Callable[[Progress], None] | None = None,
+    on_progress: OnProgress | None = None,
 ) -> Validation:
     """Load-test the modelscale server at ``url`` up to its max rate at ``p99_ms``; compare.
 
@@ -222,7 +212,7 @@ def validate_server(
             f"No rate kept p99 <= {p99_ms:g} ms at the server at {url} (the search ran "
             f"{wall:.0f} s); there is nothing to compare the prediction with. Is the bound below "
             "what one request takes there?",
-            field="validate",
+            field="url",
         )
     result = compare_with_measurement(
         service,
@@ -257,14 +247,14 @@ def speed_ratio(
     mean to the model's time.
     """
     batches = sorted({1, config.max_batch})
-    result = profile_model(
-        artifact,
+    options = ProfileOptions(
         batches=batches,
         threads=[config.threads],
         dims={k: [v] for k, v in (dims or {}).items()},
         allow_spinning=False,
         measure=MeasureOptions(min_time_s=min(1.0, max_time_s), max_time_s=max_time_s),
     )
+    result = profile_model(artifact, options=options)
     ratios = [
         p.mean_ms / float(service.time_ms(np.asarray(float(p.batch)), p.threads))
         for p in result.points
@@ -283,7 +273,7 @@ def validate_local(
     overheads: Overheads | None = None,
     options: ValidationOptions | None = None,
     plan_run_id: int | None = None,
-    on_progress: Callable[[Progress], None] | None = None,
+    on_progress: OnProgress | None = None,
 ) -> Validation:
     """Start ``modelscale serve`` with ``config`` on this machine, then ``validate_server`` it."""
     spec = DeploymentSpec.single(
@@ -340,7 +330,7 @@ def validate_plan(
     url: str | None = None,
     options: ValidationOptions | None = None,
     plan_run_id: int | None = None,
-    on_progress: Callable[[Progress], None] | None = None,
+    on_progress: OnProgress | None = None,
 ) -> Validation:
     """Run the load test ``plan`` is checked against, predicting with the overheads it used.
 
@@ -360,8 +350,9 @@ def validate_plan(
     if plan.local is None:
         raise InvalidInput(
             f"No configuration on this machine keeps p99 <= {p99:g} ms, so there is nothing to "
-            "start and validate. Raise --p99-ms or validate a server elsewhere with --validate URL.",
-            field="validate-local",
+            "start and validate. Raise the bound ('p99_ms') or validate a server that runs "
+            "elsewhere ('url').",
+            field="p99_ms",
         )
     return validate_local(
         artifact, plan.local.config, service=plan.service, p99_ms=p99, dims=dims, cores=cores,
