@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import pathlib
 import re
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import (
@@ -20,6 +20,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -27,10 +28,14 @@ from modelscale.errors import InvalidInput
 
 __all__ = [
     "DEFAULT_LATENCY_BUCKETS_MS",
+    "RAY_FRONT",
+    "RAY_IMPORT_PATH",
     "AuthSpec",
+    "AutoscalingSpec",
     "BatchingSpec",
     "DeploymentSpec",
     "ModelSpec",
+    "RaySpec",
     "ServerSpec",
     "Settings",
     "SloSpec",
@@ -39,6 +44,7 @@ __all__ = [
     "default_db_url",
     "get_settings",
     "load_deployment",
+    "ray_deployment_name",
 ]
 
 
@@ -99,6 +105,8 @@ class VersionSpec(_Strict):
         path = value.expanduser()
         if not path.is_absolute() and base is not None:
             path = pathlib.Path(base) / path
+        if not (info.context or {}).get("check_files", True):
+            return path  # a spec for other machines (a container, a cluster's nodes)
         if not path.exists():
             raise ValueError(f"file does not exist ({path})")
         if path.is_dir():
@@ -127,14 +135,35 @@ class SloSpec(_Strict):
     target_rps: float | None = Field(default=None, gt=0, description="Requests/s to plan for")
 
 
+class AutoscalingSpec(_Strict):
+    """Replicas that follow the load (Ray backend): Ray adds and removes replicas of a version."""
+
+    min_replicas: int = Field(ge=1, le=10_000, description="Replicas at the quietest")
+    max_replicas: int = Field(ge=1, le=10_000, description="Replicas at the busiest")
+    target_ongoing_batches: float = Field(
+        default=1.0, gt=0, description="Batches in flight per replica that Ray scales to keep"
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> AutoscalingSpec:
+        if self.max_replicas < self.min_replicas:
+            raise ValueError(
+                f"max_replicas ({self.max_replicas}) must be >= min_replicas ({self.min_replicas})"
+            )
+        return self
+
+
 class ModelSpec(_Strict):
     """A served model: its versions and how each version is batched and replicated."""
 
     versions: dict[str, VersionSpec] = Field(min_length=1)
     batching: BatchingSpec = Field(default_factory=BatchingSpec)
-    replicas: int = Field(default=1, ge=1, le=64, description="Replica processes per version")
+    replicas: int = Field(default=1, ge=1, le=10_000, description="Replicas per version")
     threads: int = Field(default=1, ge=1, le=256, description="Intra-op threads per replica")
     slo: SloSpec = Field(default_factory=SloSpec)
+    autoscaling: AutoscalingSpec | None = Field(
+        default=None, description="Ray backend only: replicas between a minimum and a maximum"
+    )
 
     @field_validator("versions")
     @classmethod
@@ -182,11 +211,49 @@ class AuthSpec(_Strict):
         path = value.expanduser()
         if not path.is_absolute() and base is not None:
             path = pathlib.Path(base) / path
+        if not (info.context or {}).get("check_files", True):
+            return path
         if not path.is_file():
             raise ValueError(f"file does not exist ({path})")
         if not path.read_text(encoding="utf-8", errors="replace").strip():
             raise ValueError(f"file is empty, expected the API key on its first line ({path})")
         return path.resolve()
+
+
+class RaySpec(_Strict):
+    """How the Ray backend runs: the cluster, and how many batches each replica holds at once."""
+
+    address: str | None = Field(
+        default=None,
+        description="Ray cluster address (host:port, ray://host:port or 'auto'); none starts a "
+        "local Ray on this machine",
+    )
+    max_ongoing_batches: int = Field(
+        default=2,
+        ge=1,
+        le=64,
+        description="Batches sent to one replica before it answers: 2 hides the trip to the "
+        "replica behind the batch it is running",
+    )
+    front_replicas: int = Field(
+        default=1, ge=1, le=1_000, description="Front (ingress) replicas of a Ray Serve application"
+    )
+    num_cpus: int | None = Field(
+        default=None,
+        ge=1,
+        le=100_000,
+        description="CPUs of the local Ray started when no address is given (default: this "
+        "machine's cores)",
+    )
+
+    @model_validator(mode="after")
+    def _cpus_only_for_a_local_ray(self) -> RaySpec:
+        if self.num_cpus is not None and self.address is not None:
+            raise ValueError(
+                "num_cpus sets the CPUs of a local Ray started here; a cluster at 'address' "
+                "has its own (set them with `ray start --num-cpus`)"
+            )
+        return self
 
 
 class StoreSpec(_Strict):
@@ -213,9 +280,14 @@ class DeploymentSpec(_Strict):
     """
 
     models: dict[str, ModelSpec] = Field(min_length=1)
+    backend: Literal["local", "ray"] = Field(
+        default="local",
+        description="What runs the replicas: processes on this machine, or Ray Serve deployments",
+    )
     server: ServerSpec = Field(default_factory=ServerSpec)
     auth: AuthSpec = Field(default_factory=AuthSpec)
     store: StoreSpec = Field(default_factory=StoreSpec)
+    ray: RaySpec = Field(default_factory=RaySpec)
 
     @field_validator("models")
     @classmethod
@@ -229,9 +301,18 @@ class DeploymentSpec(_Strict):
 
     @classmethod
     def from_dict(
-        cls, data: Any, *, base_dir: pathlib.Path | None = None, source: str = "deployment spec"
+        cls,
+        data: Any,
+        *,
+        base_dir: pathlib.Path | None = None,
+        source: str = "deployment spec",
+        check_files: bool = True,
     ) -> DeploymentSpec:
-        """Validate ``data``; relative paths resolve against ``base_dir`` (default: the cwd)."""
+        """Validate ``data``; relative paths resolve against ``base_dir`` (default: the cwd).
+
+        With ``check_files=False`` the files it names need not exist here: a spec written for
+        other machines (a container image, the nodes of a cluster).
+        """
         if not isinstance(data, dict):
             raise InvalidInput(
                 f"{source}: expected a mapping with a 'models' key at the top level. "
@@ -239,7 +320,10 @@ class DeploymentSpec(_Strict):
                 field="models",
             )
         try:
-            return cls.model_validate(data, context={"base_dir": base_dir or pathlib.Path.cwd()})
+            return cls.model_validate(
+                data,
+                context={"base_dir": base_dir or pathlib.Path.cwd(), "check_files": check_files},
+            )
         except ValidationError as exc:
             raise _spec_error(exc, source) from None
 
@@ -282,10 +366,99 @@ class DeploymentSpec(_Strict):
             source="serve options",
         )
 
+    def ray_deployments(self) -> list[dict[str, Any]]:
+        """The ``deployments`` section of a Ray Serve config that runs this spec."""
+        return _ray_deployments(self)
+
+    def ray_config(
+        self,
+        *,
+        app_name: str = "modelscale",
+        route_prefix: str = "/",
+        host: str = "0.0.0.0",
+        port: int | None = None,
+    ) -> dict[str, Any]:
+        """A Ray Serve config (``serve run`` / ``serve deploy``) that serves this spec.
+
+        One application: the front as its ingress and one deployment per model version; the spec
+        itself travels as the application's ``args.deployment``.
+        """
+        return {
+            "proxy_location": "EveryNode",
+            "http_options": {"host": host, "port": self.server.port if port is None else port},
+            "applications": [
+                {
+                    "name": app_name,
+                    "route_prefix": route_prefix,
+                    "import_path": RAY_IMPORT_PATH,
+                    "args": {"deployment": self.model_dump(mode="json", exclude_defaults=True)},
+                    # Access logs are a line per call in every replica: off, the front's
+                    # /metrics count every request.
+                    "logging_config": {"enable_access_log": False},
+                    "deployments": self.ray_deployments(),
+                }
+            ],
+        }
+
+    def replica_cpus(self) -> int:
+        """CPUs the replicas of every version need to start (replicas x threads; the minimum
+        when autoscaling)."""
+        total = 0
+        for m in self.models.values():
+            least = m.autoscaling.min_replicas if m.autoscaling is not None else m.replicas
+            total += len(m.versions) * least * m.threads
+        return total
+
     def to_yaml(self) -> str:
         """The spec as deploy.yaml text (paths absolute, defaults included)."""
         data = self.model_dump(mode="json")
         return yaml.safe_dump(data, sort_keys=False)
+
+
+RAY_IMPORT_PATH = "modelscale.serve.ray_app:build_app"
+"""The Ray Serve application builder a Ray config points at."""
+
+RAY_FRONT = "Front"
+"""The name of the front's deployment in a Ray Serve application."""
+
+
+def ray_deployment_name(model: str, version: str) -> str:
+    """The Ray Serve deployment that runs the replicas of ``model`` version ``version``."""
+    return f"{model}--{version}"
+
+
+def _ray_deployments(spec: DeploymentSpec) -> list[dict[str, Any]]:
+    """The ``deployments`` of a Ray Serve config for ``spec``: the front, then one per version."""
+    queued = sum(m.batching.max_queue for m in spec.models.values())
+    out: list[dict[str, Any]] = [
+        {
+            "name": RAY_FRONT,
+            "num_replicas": spec.ray.front_replicas,
+            # The front holds every queued request and sheds load itself (503 + Retry-After), so
+            # Ray must hand it more requests than its queues take, never queue them in the proxy.
+            "max_ongoing_requests": max(1_000, 2 * queued),
+            "ray_actor_options": {"num_cpus": 0},
+        }
+    ]
+    for name, m in spec.models.items():
+        for version in m.versions:
+            dep: dict[str, Any] = {
+                "name": ray_deployment_name(name, version),
+                "max_ongoing_requests": spec.ray.max_ongoing_batches,
+                "ray_actor_options": {"num_cpus": m.threads},
+                "user_config": {"threads": m.threads},
+            }
+            if m.autoscaling is not None:
+                a = m.autoscaling
+                dep["autoscaling_config"] = {
+                    "min_replicas": a.min_replicas,
+                    "max_replicas": a.max_replicas,
+                    "target_ongoing_requests": a.target_ongoing_batches,
+                }
+            else:
+                dep["num_replicas"] = m.replicas
+            out.append(dep)
+    return out
 
 
 def _loc(parts: tuple[int | str, ...]) -> str:

@@ -13,22 +13,15 @@ from onnx import TensorProto, helper, numpy_helper
 from starlette.testclient import TestClient
 
 from modelscale.config import DeploymentSpec
-from modelscale.serve.app import AppState, create_app
-from modelscale.serve.metrics import Metrics
-from modelscale.serve.registry import ModelRegistry
+from modelscale.serve.front import build_front
 
 
 @contextlib.contextmanager
 def app_client(spec: DeploymentSpec, *, api_key: str | None = None) -> Iterator[TestClient]:
     """A TestClient over the V2 app of ``spec``; replicas start on enter and stop on exit."""
-    metrics = Metrics(latency_buckets_ms=spec.server.latency_buckets_ms)
-    registry = ModelRegistry(spec, metrics=metrics)
-    state = AppState(
-        registry=registry, metrics=metrics, max_body_bytes=int(spec.server.max_body_mb * 2**20)
-    )
-    app = create_app(state, api_key=api_key, manage_registry=True)
-    with TestClient(app, raise_server_exceptions=True) as client:
-        client.app_state = state  # type: ignore[attr-defined]
+    front = build_front(spec, api_key=api_key, manage_registry=True)
+    with TestClient(front, raise_server_exceptions=True) as client:
+        client.app_state = front.state  # type: ignore[attr-defined]
         yield client
 
 

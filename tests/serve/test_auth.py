@@ -10,7 +10,8 @@ from starlette.testclient import TestClient
 
 from modelscale.config import DeploymentSpec
 from modelscale.errors import InvalidInput
-from modelscale.serve.auth import ApiKeyAuth, read_api_key
+from modelscale.serve.auth import read_api_key
+from modelscale.serve.stages import AuthStage
 from tests.serve.conftest import app_client, infer_body
 
 KEY = "s3cret-key-0123456789"
@@ -66,7 +67,7 @@ def test_keys_are_compared_as_digests_in_constant_time(monkeypatch) -> None:
         return real(a, b)
 
     monkeypatch.setattr(hmac, "compare_digest", spy)
-    auth = ApiKeyAuth(lambda *a: None, key=KEY)  # type: ignore[arg-type]
+    auth = AuthStage(KEY)
     assert auth.allowed(f"Bearer {KEY}".encode())
     assert not auth.allowed(b"Bearer x")
     assert not auth.allowed(b"Token " + KEY.encode())  # a wrong scheme is still compared

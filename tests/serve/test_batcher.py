@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from modelscale.serve.batcher import Batcher, Pending, Reply
+from modelscale.serve.backend import Batch, BatchLost, BatchOk, BatchOutcome
+from modelscale.serve.batcher import Batcher
 from modelscale.serve.codec import DecodedRequest
 from modelscale.serve.protocol import ApiError
 
@@ -27,14 +28,18 @@ def req(rows: int, width: int = 4, timeout_s: float | None = None) -> DecodedReq
 
 
 class FakePool:
-    """Replicas that complete a batch when told to (or at once with auto=True)."""
+    """A backend whose replicas echo x as y, when told to (or at once with auto=True).
+
+    The batcher's timing is what these tests check; the real backends run real models in
+    tests/serve/test_pool.py, test_front_corpus.py and the end-to-end tests.
+    """
 
     def __init__(self, replicas: int = 1, *, auto: bool = True) -> None:
         self.free = asyncio.Semaphore(replicas)
         self.auto = auto
         self.batches: list[list[int]] = []
         self.launched_at: list[float] = []
-        self.held: list[list[Pending]] = []
+        self.held: list[tuple[Batch, asyncio.Future[BatchOutcome]]] = []
 
     async def acquire(self) -> Any:
         await self.free.acquire()
@@ -43,22 +48,28 @@ class FakePool:
     def release(self, slot: Any) -> None:
         self.free.release()
 
-    def launch(self, slot: Any, items: list[Pending]) -> None:
-        self.batches.append([it.request.rows for it in items])
+    def run(self, slot: Any, batch: Batch) -> asyncio.Future[BatchOutcome]:
+        self.batches.append(list(batch.row_counts))
         self.launched_at.append(asyncio.get_running_loop().time())
+        fut: asyncio.Future[BatchOutcome] = asyncio.get_running_loop().create_future()
         if self.auto:
-            self.finish(items)
+            self.finish(batch, fut)
         else:
-            self.held.append(items)
+            self.held.append((batch, fut))
+        return fut
 
-    def finish(self, items: list[Pending]) -> None:
-        for it in items:
-            it.future.set_result(Reply({"y": it.request.inputs["x"]}, 0.0, 0.0, len(items)))
+    def finish(self, batch: Batch, fut: asyncio.Future[BatchOutcome]) -> None:
+        fut.set_result(BatchOk([batch.feeds["x"]], 0.001))
+        self.free.release()
+
+    def lose(self) -> None:
+        _, fut = self.held.pop(0)
+        fut.set_result(BatchLost("replica 0 of t died"))
         self.free.release()
 
     def finish_held(self) -> None:
         while self.held:
-            self.finish(self.held.pop(0))
+            self.finish(*self.held.pop(0))
 
 
 def run(coro: Any) -> Any:
@@ -67,7 +78,7 @@ def run(coro: Any) -> Any:
 
 async def _started(pool: FakePool, **kw: Any) -> Batcher:
     b = Batcher(
-        pool,
+        pool,  # type: ignore[arg-type]
         max_batch=kw.pop("max_batch", 4),
         max_wait_s=kw.pop("max_wait_s", 0.05),
         max_queue=kw.pop("max_queue", 100),
@@ -208,5 +219,49 @@ def test_close_answers_what_is_queued_with_503() -> None:
         assert info.value.status == 503
         with pytest.raises(ApiError):
             b.submit(req(1))
+
+    run(main())
+
+
+def test_replies_carry_where_the_time_went_and_observe_each_batch() -> None:
+    async def main() -> None:
+        pool = FakePool(auto=False)
+        seen: list[tuple[int, float, float]] = []
+        b = Batcher(
+            pool,  # type: ignore[arg-type]
+            max_batch=4,
+            max_wait_s=0.02,
+            max_queue=10,
+            label="t",
+            on_batch=lambda *a: seen.append(a),
+        )
+        b.start()
+        futs = [b.submit(req(1)), b.submit(req(2))]
+        await asyncio.sleep(0.05)
+        pool.finish_held()
+        a, c = await asyncio.gather(*futs)
+        assert a.batch_rows == c.batch_rows == 3 and a.infer_s == 0.001
+        assert a.batch_wait_s >= 0.02 - 1e-3 and a.queue_s >= a.batch_wait_s
+        assert (
+            c.roundtrip_s > 0 and a.outputs["y"].shape == (1, 4) and c.outputs["y"].shape == (2, 4)
+        )
+        assert len(seen) == 1 and seen[0][0] == 3
+        await b.close()
+
+    run(main())
+
+
+def test_a_lost_batch_is_503_with_retry_after_for_each_request() -> None:
+    async def main() -> None:
+        pool = FakePool(auto=False)
+        b = await _started(pool, max_batch=4, max_wait_s=0.0)
+        fut = b.submit(req(1))
+        await asyncio.sleep(0.01)
+        pool.lose()
+        with pytest.raises(ApiError) as info:
+            await fut
+        assert info.value.status == 503 and info.value.headers["retry-after"] == "1"
+        assert "died" in info.value.message and "retry" in info.value.message
+        await b.close()
 
     run(main())

@@ -1,4 +1,4 @@
-"""The inference fast path: which paths it takes, and that it answers as the Starlette routes would."""
+"""The front: how it classifies requests, and how it answers inference requests and failures."""
 
 from __future__ import annotations
 
@@ -12,28 +12,39 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
-from modelscale.serve.infer import infer_target
+from modelscale.serve.front import parse_target
+from modelscale.serve.pipeline import Endpoint
 from tests.serve.conftest import infer_body
+
+INFER, NOT_FOUND = Endpoint.INFER, Endpoint.NOT_FOUND
 
 
 @pytest.mark.parametrize(
-    ("path", "target"),
+    ("method", "path", "target"),
     [
-        ("/v2/models/mlp/infer", ("mlp", None)),
-        ("/v2/models/mlp/versions/2/infer", ("mlp", "2")),
-        ("/v2/models/a%20b/infer", ("a%20b", None)),
-        ("/v2/models/infer", None),
-        ("/v2/models//infer", None),
-        ("/v2/models/mlp/versions//infer", None),
-        ("/v2/models/mlp/versions/2/x/infer", None),
-        ("/v2/models/mlp/x/infer", None),
-        ("/v2/models/mlp/infer/", None),
-        ("/v2/models/mlp/ready", None),
-        ("/v3/models/mlp/infer", None),
+        ("POST", "/v2/models/mlp/infer", (INFER, "mlp", None)),
+        ("POST", "/v2/models/mlp/versions/2/infer", (INFER, "mlp", "2")),
+        ("POST", "/v2/models/a%20b/infer", (INFER, "a%20b", None)),
+        ("POST", "/v2/models/infer", (Endpoint.NOT_ALLOWED, "infer", None)),
+        ("POST", "/v2/models//infer", (NOT_FOUND, None, None)),
+        ("POST", "/v2/models/mlp/versions//infer", (NOT_FOUND, None, None)),
+        ("POST", "/v2/models/mlp/versions/2/x/infer", (NOT_FOUND, None, None)),
+        ("POST", "/v2/models/mlp/x/infer", (NOT_FOUND, None, None)),
+        ("POST", "/v2/models/mlp/infer/", (NOT_FOUND, None, None)),
+        ("POST", "/v2/models/mlp/ready", (Endpoint.NOT_ALLOWED, "mlp", None)),
+        ("POST", "/v3/models/mlp/infer", (NOT_FOUND, None, None)),
+        ("PUT", "/v2/models/mlp/infer", (Endpoint.NOT_ALLOWED, "mlp", None)),
+        ("GET", "/v2/models/mlp", (Endpoint.MODEL_METADATA, "mlp", None)),
+        ("HEAD", "/v2/models/mlp/versions/3", (Endpoint.MODEL_METADATA, "mlp", "3")),
+        ("GET", "/v2/models/mlp/versions/3/ready", (Endpoint.MODEL_READY, "mlp", "3")),
+        ("GET", "/v2/health/ready", (Endpoint.READY, None, None)),
+        ("DELETE", "/v2/health/live", (Endpoint.NOT_ALLOWED, None, None)),
+        ("GET", "/metrics", (Endpoint.METRICS, None, None)),
+        ("GET", "/", (NOT_FOUND, None, None)),
     ],
 )
-def test_infer_target_matches_what_the_routes_match(path, target) -> None:
-    assert infer_target(path) == target
+def test_requests_are_classified_by_method_and_path(method, path, target) -> None:
+    assert parse_target(method, path) == target
 
 
 def _x() -> np.ndarray:
@@ -92,7 +103,7 @@ def test_the_request_id_in_the_body_wins_over_the_header(mlp_client: TestClient)
     assert r.headers["x-request-id"] == "body-id" and r.json()["id"] == "body-id"
 
 
-def test_other_routes_and_methods_still_go_through_starlette(mlp_client: TestClient) -> None:
+def test_unknown_routes_and_wrong_methods_are_404_and_405(mlp_client: TestClient) -> None:
     r = mlp_client.post("/v2/models/mlp/predict", json=infer_body(_x()))
     assert r.status_code == 404 and "no such endpoint" in r.json()["error"]
     r = mlp_client.put("/v2/models/mlp/infer", json=infer_body(_x()))
@@ -124,7 +135,7 @@ def _call(
     return sent
 
 
-def test_under_a_root_path_starlette_routes_the_same_handler(mlp_client: TestClient) -> None:
+def test_under_a_root_path_the_same_routes_answer(mlp_client: TestClient) -> None:
     body = json.dumps(infer_body(_x())).encode()
     path = "/api/v2/models/mlp/versions/1/infer"
     sent = _call(mlp_client, path, [{"type": "http.request", "body": body}], root_path="/api")
@@ -165,6 +176,6 @@ def test_a_client_that_disconnects_mid_body_is_not_counted(mlp_client: TestClien
 
 @pytest.mark.skipif(not hasattr(os, "SCHED_BATCH"), reason="Linux scheduling policy")
 def test_replicas_run_as_batch_processes(mlp_client: TestClient) -> None:
-    pool = mlp_client.app_state.registry.runtimes()[0].pool  # type: ignore[attr-defined]
+    pool = mlp_client.app_state.registry.runtimes()[0].backend  # type: ignore[attr-defined]
     assert pool.pids and all(os.sched_getscheduler(p) == os.SCHED_BATCH for p in pool.pids)
     assert sys.platform.startswith("linux")

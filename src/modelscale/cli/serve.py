@@ -47,8 +47,43 @@ def build_spec(
     host: str | None = None,
     port: int | None = None,
     api_key_file: pathlib.Path | None = None,
+    backend: str | None = None,
+    ray_address: str | None = None,
 ) -> DeploymentSpec:
-    """The deployment spec from MODEL plus options, or from deploy.yaml (-c) with host/port/key."""
+    """The deployment spec from MODEL plus options, or from deploy.yaml (-c) with host/port/key,
+    with the backend (and Ray's address) given on the command line over the file's."""
+    spec = _build_spec(
+        model, config, options=options, host=host, port=port, api_key_file=api_key_file
+    )
+    if backend is None and ray_address is None:
+        return spec
+    if backend is not None and backend not in ("local", "ray"):
+        raise InvalidInput(
+            f"--backend must be local or ray. Got {backend!r} instead.", field="backend"
+        )
+    data = spec.model_dump(mode="json")
+    if backend is not None:
+        data["backend"] = backend
+    if ray_address is not None:
+        if data["backend"] != "ray":
+            raise InvalidInput(
+                "--ray-address needs the Ray backend: add --backend ray (or backend: ray in "
+                "deploy.yaml).",
+                field="ray-address",
+            )
+        data["ray"]["address"] = ray_address
+    return DeploymentSpec.from_dict(data, source="serve options")
+
+
+def _build_spec(
+    model: pathlib.Path | None,
+    config: pathlib.Path | None,
+    *,
+    options: ModelOptions,
+    host: str | None,
+    port: int | None,
+    api_key_file: pathlib.Path | None,
+) -> DeploymentSpec:
     if model is not None and config is not None:
         raise InvalidInput("Give either MODEL or -c deploy.yaml, not both.", field="config")
     if config is not None:
@@ -101,6 +136,9 @@ def render_spec(spec: DeploymentSpec) -> None:
         "p99 SLO",
     ):
         table.add_column(col)
+    if spec.backend == "ray":
+        where = spec.ray.address or "a local Ray started now"
+        table.title = f"serving on Ray ({where}; Open Inference Protocol V2)"
     for name, m in spec.models.items():
         for label, v in m.versions.items():
             b = m.batching
@@ -166,6 +204,16 @@ def serve_command(
         "--api-key-file",
         help="Require 'Authorization: Bearer <key>' (key on the file's first line).",
     ),
+    backend: str | None = typer.Option(
+        None,
+        "--backend",
+        help="What runs the replicas: local processes, or ray (Ray Serve deployments) [local].",
+    ),
+    ray_address: str | None = typer.Option(
+        None,
+        "--ray-address",
+        help="Ray cluster (host:port, ray://host:port or auto); none starts a local Ray.",
+    ),
     store: bool = typer.Option(
         True, "--store/--no-store", help="Record the models and a serve run."
     ),
@@ -180,7 +228,14 @@ def serve_command(
             field="log-level",
         )
     spec = build_spec(
-        model, config, options=options, host=host, port=port, api_key_file=api_key_file
+        model,
+        config,
+        options=options,
+        host=host,
+        port=port,
+        api_key_file=api_key_file,
+        backend=backend,
+        ray_address=ray_address,
     )
     if store:
         _register(spec)

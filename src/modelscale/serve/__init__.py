@@ -1,8 +1,10 @@
-"""Model serving: Open Inference Protocol (KServe V2) over HTTP, dynamic batching, replica processes.
+"""Model serving: Open Inference Protocol (KServe V2) over HTTP, dynamic batching, replicas.
 
-One asyncio front process (Starlette on uvicorn) parses and validates requests, batches them per
-model version and routes batches to replica processes, each with its own Engine and a fixed number of
-intra-op threads; it also keeps the Prometheus metrics for all of them.
+One asyncio front (an ASGI app on uvicorn, or the ingress of a Ray Serve application) runs every
+request through a pipeline of stages (auth, decode, route, batch and dispatch, answer, record),
+batches per model version, and hands whole batches to a backend: replica processes on this machine,
+each with its own Engine and a fixed number of intra-op threads, or Ray Serve deployments on a
+cluster. It also keeps the Prometheus metrics for all of them.
 
 The exports load on first use (PEP 562): a replica process runs ``modelscale.serve.replica`` and
 needs none of the front's modules (Starlette, uvicorn, pydantic, prometheus-client), which
@@ -15,15 +17,45 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from modelscale.serve.app import AppState, create_app
+    from modelscale.serve.backend import (
+        Backend,
+        BackendHealth,
+        BackendState,
+        Batch,
+        BatchOutcome,
+        ReplicaSettings,
+        ReplicaStats,
+    )
     from modelscale.serve.background import ServerProcess, start_server
+    from modelscale.serve.front import Front, build_front
     from modelscale.serve.metrics import Metrics
+    from modelscale.serve.pipeline import (
+        Endpoint,
+        Exchange,
+        Recorder,
+        RequestRecord,
+        Stage,
+        StageFactory,
+    )
     from modelscale.serve.registry import ModelRegistry
     from modelscale.serve.runner import ServeResult, bind_socket, run_server
 
 _EXPORTS = {
-    "AppState": "modelscale.serve.app",
-    "create_app": "modelscale.serve.app",
+    "Backend": "modelscale.serve.backend",
+    "BackendHealth": "modelscale.serve.backend",
+    "BackendState": "modelscale.serve.backend",
+    "Batch": "modelscale.serve.backend",
+    "BatchOutcome": "modelscale.serve.backend",
+    "ReplicaSettings": "modelscale.serve.backend",
+    "ReplicaStats": "modelscale.serve.backend",
+    "Front": "modelscale.serve.front",
+    "build_front": "modelscale.serve.front",
+    "Endpoint": "modelscale.serve.pipeline",
+    "Exchange": "modelscale.serve.pipeline",
+    "Recorder": "modelscale.serve.pipeline",
+    "RequestRecord": "modelscale.serve.pipeline",
+    "Stage": "modelscale.serve.pipeline",
+    "StageFactory": "modelscale.serve.pipeline",
     "ServerProcess": "modelscale.serve.background",
     "start_server": "modelscale.serve.background",
     "Metrics": "modelscale.serve.metrics",
@@ -34,13 +66,26 @@ _EXPORTS = {
 }
 
 __all__ = [
-    "AppState",
+    "Backend",
+    "BackendHealth",
+    "BackendState",
+    "Batch",
+    "BatchOutcome",
+    "Endpoint",
+    "Exchange",
+    "Front",
     "Metrics",
     "ModelRegistry",
+    "Recorder",
+    "ReplicaSettings",
+    "ReplicaStats",
+    "RequestRecord",
     "ServeResult",
     "ServerProcess",
+    "Stage",
+    "StageFactory",
     "bind_socket",
-    "create_app",
+    "build_front",
     "run_server",
     "start_server",
 ]

@@ -1,11 +1,14 @@
-"""Dynamic batching for one model version, in the front's event loop.
+"""Dynamic batching for one model version, in the front's event loop, over any backend.
 
 A batch closes when it holds ``max_batch`` rows or ``max_wait`` after its first request arrived. It
-is then handed to the least-loaded free replica; while every replica is busy it keeps taking
-requests up to ``max_batch`` (it could not start earlier anyway, and a fuller batch drains the queue
-faster). Only requests with identical non-batch shapes are stacked; requests with another shape
-wait for a batch of their own, in arrival order. A request never shares a batch beyond
+is then handed to whichever replica the backend frees first; while every replica is busy it keeps
+taking requests up to ``max_batch`` (it could not start earlier anyway, and a fuller batch drains
+the queue faster). Only requests with identical non-batch shapes are stacked; requests with another
+shape wait for a batch of their own, in arrival order. A request never shares a batch beyond
 ``max_batch`` rows (larger requests are rejected before they get here).
+
+The backend runs the batch and returns one outcome; splitting it back into per-request replies
+happens here, once for every backend.
 
 A full queue is refused at once (503 + Retry-After); a request whose timeout passes while queued is
 answered 504 without running.
@@ -15,57 +18,102 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
+import functools
 import time
 from collections import deque
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
+from modelscale.serve.backend import (
+    Backend,
+    Batch,
+    BatchFailed,
+    BatchLost,
+    BatchOk,
+    BatchOutcome,
+    BatchSplit,
+    PartFailed,
+)
 from modelscale.serve.codec import DecodedRequest
 from modelscale.serve.protocol import ApiError
 
-__all__ = ["Batcher", "Dispatcher", "Pending", "Reply", "batch_replies", "stack_inputs"]
+__all__ = [
+    "BatchObserver",
+    "Batcher",
+    "Pending",
+    "QueueState",
+    "Reply",
+    "batch_replies",
+    "make_batch",
+]
 
-QUEUED, TAKEN, EXPIRED = 0, 1, 2
+
+class QueueState(enum.Enum):
+    """Where a queued request is."""
+
+    QUEUED = "queued"
+    TAKEN = "taken"
+    """In a batch (sent, or about to be sent, to a replica)."""
+    EXPIRED = "expired"
+    """Answered without running (timed out, or failed with the queue)."""
 
 
-def stack_inputs(requests: Sequence[DecodedRequest]) -> dict[str, np.ndarray]:
-    """One batch's feeds: the requests' inputs stacked along axis 0 (one request's as they are)."""
+BatchObserver = Callable[[int, float, float, float], None]
+"""Called after every batch a replica ran with (rows, inference seconds in the replica, wall
+seconds from handing the batch over to having its outcome in the front, batches in flight per
+ready replica when it was handed over, at least 1: a backend that queues batches at its replicas
+makes each wait behind the others, and its wall time is then that many batches' worth)."""
+
+
+def make_batch(requests: Sequence[DecodedRequest]) -> Batch:
+    """One batch from ``requests``: inputs stacked along axis 0, the union of requested outputs."""
     first = requests[0]
     if len(requests) == 1:
-        return first.inputs
-    return {n: np.concatenate([r.inputs[n] for r in requests]) for n in first.inputs}
+        return Batch(first.inputs, (first.rows,), first.outputs)
+    feeds = {n: np.concatenate([r.inputs[n] for r in requests]) for n in first.inputs}
+    outputs: dict[str, None] = {}
+    for r in requests:
+        outputs.update(dict.fromkeys(r.outputs))
+    return Batch(feeds, tuple(r.rows for r in requests), tuple(outputs))
 
 
 def batch_replies(
-    outcome: tuple[Any, ...], names: Sequence[str], requests: Sequence[DecodedRequest]
+    outcome: BatchOutcome, names: Sequence[str], requests: Sequence[DecodedRequest]
 ) -> list[dict[str, Any] | ApiError]:
     """Each request's outputs, or the error it is answered with, from its batch's outcome.
 
-    ``outcome`` is what ``replica.run_batch`` returns: ``("ok", outputs, infer_s)``, ``("split",
-    [("ok", outputs) | ("bad", (status, message))], infer_s)`` or ``("error", status, message,
-    infer_s)``, with outputs in the order of ``names``. Stacked outputs are split back by rows, and
-    each request gets the outputs it asked for.
+    Outputs in ``outcome`` are in the order of ``names``. Stacked outputs are split back by rows,
+    and each request gets the outputs it asked for.
     """
-    kind = outcome[0]
-    if kind == "ok":
-        return _split_rows(dict(zip(names, outcome[1], strict=True)), requests)
-    if kind == "split":
+    if isinstance(outcome, BatchOk):
+        return _split_rows(dict(zip(names, outcome.outputs, strict=True)), requests)
+    if isinstance(outcome, BatchSplit):
         return [
-            _split_rows(dict(zip(names, payload, strict=True)), [req])[0]
-            if status == "ok"
-            else ApiError(payload[0], _model_error(payload[1]), field="inputs")
-            for req, (status, payload) in zip(requests, outcome[1], strict=True)
+            ApiError(part.status, _model_error(part.message), field="inputs")
+            if isinstance(part, PartFailed)
+            else _split_rows(dict(zip(names, part, strict=True)), [req])[0]
+            for req, part in zip(requests, outcome.parts, strict=True)
         ]
-    status, message = outcome[1], outcome[2]
-    err = ApiError(status, _model_error(message), field="inputs" if status < 500 else None)
-    return [err] * len(requests)
+    if isinstance(outcome, BatchFailed):
+        status = outcome.status
+        err = ApiError(
+            status, _model_error(outcome.message), field="inputs" if status < 500 else None
+        )
+        return [err] * len(requests)
+    lost = ApiError(
+        503,
+        f"{outcome.reason}; the request was not answered by the model, retry it.",
+        headers={"retry-after": "1"},
+    )
+    return [lost] * len(requests)
 
 
 def _split_rows(
-    arrays: Mapping[str, Any], requests: Sequence[DecodedRequest]
+    arrays: dict[str, Any], requests: Sequence[DecodedRequest]
 ) -> list[dict[str, Any] | ApiError]:
     if len(requests) == 1:
         return [{k: arrays[k] for k in requests[0].outputs}]
@@ -86,14 +134,20 @@ def _model_error(text: str) -> str:
     return f"the model rejected the input: {text}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Reply:
-    """What a request gets back from its batch."""
+    """What a request gets back from its batch, with where its time went."""
 
     outputs: dict[str, Any]
     queue_s: float
+    """Arrival to hand-over: waiting for the batch to close, then for a free replica."""
     infer_s: float
+    """The batch's inference time in the replica."""
     batch_rows: int
+    batch_wait_s: float = 0.0
+    """Arrival to the moment its batch closed (full, or max_wait passed)."""
+    roundtrip_s: float = 0.0
+    """Hand-over to outcome: inference plus the trip to the replica and back."""
 
 
 @dataclass(eq=False)
@@ -108,22 +162,8 @@ class Pending:
     """Loop time at which the batch this request starts must close."""
     deadline: float | None = None
     """Loop time after which the request is answered 504 instead of run."""
-    state: int = QUEUED
-    dispatched: float = 0.0
+    state: QueueState = QueueState.QUEUED
     timer: asyncio.TimerHandle | None = field(default=None, repr=False)
-
-
-class Dispatcher(Protocol):
-    """Where batches go: the replica pool (or a fake in tests)."""
-
-    async def acquire(self) -> Any:
-        """Wait for a free replica and reserve it."""
-
-    def release(self, slot: Any) -> None:
-        """Give back a reserved replica that got no batch."""
-
-    def launch(self, slot: Any, items: list[Pending]) -> None:
-        """Send ``items`` as one batch to the reserved replica; completes their futures later."""
 
 
 def _wake_up(fut: asyncio.Future[None]) -> None:
@@ -136,14 +176,16 @@ class Batcher:
 
     def __init__(
         self,
-        dispatcher: Dispatcher,
+        backend: Backend,
         *,
         max_batch: int,
         max_wait_s: float,
         max_queue: int,
         label: str = "",
+        on_batch: BatchObserver | None = None,
     ) -> None:
-        self.dispatcher = dispatcher
+        self.backend = backend
+        self.on_batch = on_batch
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
         self.max_queue = max_queue
@@ -157,6 +199,8 @@ class Batcher:
         self._wake_key: Hashable | None = None
         self._task: asyncio.Task[None] | None = None
         self._closed = False
+        self.in_flight = 0
+        """Batches handed to the backend and not answered yet."""
 
     # -- the request side ---------------------------------------------------------------------------
     def submit(self, request: DecodedRequest) -> asyncio.Future[Reply]:
@@ -205,9 +249,9 @@ class Batcher:
             item.timer.cancel()
 
     def _expire(self, item: Pending) -> None:
-        if item.state != QUEUED:
+        if item.state is not QueueState.QUEUED:
             return
-        item.state = EXPIRED
+        item.state = QueueState.EXPIRED
         self._forget(item)
         if not item.future.done():
             timeout_us = (item.request.timeout_s or 0.0) * 1e6
@@ -226,7 +270,7 @@ class Batcher:
         best: Pending | None = None
         for key in list(self._queues):
             q = self._queues[key]
-            while q and q[0].state != QUEUED:
+            while q and q[0].state is not QueueState.QUEUED:
                 q.popleft()
             if not q:
                 del self._queues[key]
@@ -244,7 +288,7 @@ class Batcher:
         now = asyncio.get_running_loop().time()
         while q:
             item = q[0]
-            if item.state != QUEUED:
+            if item.state is not QueueState.QUEUED:
                 q.popleft()
                 continue
             if item.deadline is not None and now >= item.deadline:
@@ -255,7 +299,7 @@ class Batcher:
                 break
             q.popleft()
             self._forget(item)
-            item.state = TAKEN
+            item.state = QueueState.TAKEN
             items.append(item)
             rows += item.request.rows
             if rows >= self.max_batch:
@@ -300,15 +344,67 @@ class Batcher:
                 and not await self._sleep(key, head.due)
             ):
                 continue
-            slot = await self.dispatcher.acquire()
+            closed = time.perf_counter()
+            slot = await self.backend.acquire()
             items = self.take(key)
             if not items:
-                self.dispatcher.release(slot)
+                self.backend.release(slot)
                 continue
-            now = time.perf_counter()
-            for item in items:
-                item.dispatched = now
-            self.dispatcher.launch(slot, items)
+            requests = [it.request for it in items]
+            batch = make_batch(requests)
+            self.in_flight += 1
+            overlap = max(1.0, self.in_flight / max(1, self.backend.health().ready))
+            sent = time.perf_counter()
+            outcome = self.backend.run(slot, batch)
+            outcome.add_done_callback(
+                functools.partial(self._done, items, batch, closed, sent, overlap)
+            )
+
+    def _done(
+        self,
+        items: list[Pending],
+        batch: Batch,
+        closed: float,
+        sent: float,
+        overlap: float,
+        fut: asyncio.Future[BatchOutcome],
+    ) -> None:
+        self.in_flight -= 1
+        self._complete(fut.result(), items, batch, closed, sent, overlap)
+
+    def _complete(
+        self,
+        outcome: BatchOutcome,
+        items: list[Pending],
+        batch: Batch,
+        closed: float,
+        sent: float,
+        overlap: float = 1.0,
+    ) -> None:
+        now = time.perf_counter()
+        roundtrip = now - sent
+        infer_s = 0.0 if isinstance(outcome, BatchLost) else outcome.infer_s
+        rows = batch.rows
+        if self.on_batch is not None and not isinstance(outcome, BatchLost):
+            self.on_batch(rows, infer_s, roundtrip, overlap)
+        replies = batch_replies(outcome, batch.outputs, [it.request for it in items])
+        for item, reply in zip(items, replies, strict=True):
+            fut = item.future
+            if fut.done():
+                continue
+            if isinstance(reply, ApiError):
+                fut.set_exception(reply)
+            else:
+                fut.set_result(
+                    Reply(
+                        reply,
+                        queue_s=sent - item.arrived,
+                        infer_s=infer_s,
+                        batch_rows=rows,
+                        batch_wait_s=max(0.0, closed - item.arrived),
+                        roundtrip_s=roundtrip,
+                    )
+                )
 
     def start(self) -> None:
         """Start the batch loop as a task of the running loop."""
@@ -320,8 +416,8 @@ class Batcher:
         """Answer every queued request with ``error`` (the model's replicas are all gone)."""
         for q in self._queues.values():
             for item in q:
-                if item.state == QUEUED:
-                    item.state = EXPIRED
+                if item.state is QueueState.QUEUED:
+                    item.state = QueueState.EXPIRED
                     self._forget(item)
                     if not item.future.done():
                         item.future.set_exception(error)

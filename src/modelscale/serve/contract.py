@@ -105,6 +105,16 @@ class ModelContract:
         return tuple(t.name for t in self.outputs)
 
     @cached_property
+    def input_key(self) -> tuple[Any, ...]:
+        """What validating a request depends on: equal keys accept exactly the same requests."""
+        return (
+            tuple((t.name, t.dtype, t.shape) for t in self.inputs),
+            self.output_names,
+            self.batchable,
+            self.max_batch,
+        )
+
+    @cached_property
     def input_datatypes(self) -> dict[str, str]:
         """V2 datatype name of each input."""
         return {t.name: datatype_of(t.dtype) for t in self.inputs}

@@ -1,24 +1,29 @@
-"""Prometheus metrics of the server, kept in the front process and so aggregated over replicas.
+"""Prometheus metrics of the server, kept in the front and so aggregated over replicas.
 
-Replicas report each batch's inference time with its reply, so the front sees every request, batch
-and queue; no multi-process file directory is needed (the pitfall of prometheus_client's multiprocess
-mode: one worker per scrape, or files left behind). Gauges such as queue depth and replicas ready are
-read at scrape time by a collector.
+Replicas report each batch's inference time with its outcome, so the front sees every request, batch
+and queue whatever the backend; no multi-process file directory is needed (the pitfall of
+prometheus_client's multiprocess mode: one worker per scrape, or files left behind). Requests are
+counted by a recorder of the pipeline, off the request path; gauges such as queue depth, replicas
+ready and records dropped are read at scrape time by a collector.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from modelscale.config import DEFAULT_LATENCY_BUCKETS_MS
+from modelscale.serve.backend import BackendHealth
 
-__all__ = ["BATCH_BUCKETS", "CONTENT_TYPE", "GaugeSource", "Metrics"]
+if TYPE_CHECKING:
+    from modelscale.serve.pipeline import RecordQueue, RequestRecord
+
+__all__ = ["BATCH_BUCKETS", "CONTENT_TYPE", "GaugeSource", "Metrics", "MetricsRecorder"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
@@ -32,14 +37,13 @@ class GaugeSource:
     model: str
     version: str
     queue_depth: Callable[[], int]
-    replicas_ready: Callable[[], int]
-    replicas: int
-    restarts: Callable[[], int]
+    health: Callable[[], BackendHealth]
 
 
 class _Live(Collector):
     def __init__(self) -> None:
         self.sources: list[GaugeSource] = []
+        self.queues: list[RecordQueue] = []
 
     def collect(self) -> Iterable[Metric]:
         labels = ["model", "version"]
@@ -55,13 +59,21 @@ class _Live(Collector):
         restarts = GaugeMetricFamily(
             "modelscale_replica_restarts", "Replica processes restarted after dying", labels=labels
         )
+        dropped = CounterMetricFamily(
+            "modelscale_records_dropped",
+            "Finished requests a recorder's full queue could not take (never recorded)",
+            labels=["recorder"],
+        )
         for s in self.sources:
             values = [s.model, s.version]
+            health = s.health()
             depth.add_metric(values, s.queue_depth())
-            ready.add_metric(values, s.replicas_ready())
-            desired.add_metric(values, s.replicas)
-            restarts.add_metric(values, s.restarts())
-        return [depth, ready, desired, restarts]
+            ready.add_metric(values, health.ready)
+            desired.add_metric(values, health.desired)
+            restarts.add_metric(values, health.restarts)
+        for q in self.queues:
+            dropped.add_metric([q.name], q.dropped)
+        return [depth, ready, desired, restarts, dropped]
 
 
 class Metrics:
@@ -121,6 +133,10 @@ class Metrics:
         """Report queue depth and replica counts of a model version."""
         self._live.sources.append(source)
 
+    def watch_records(self, queues: Sequence[RecordQueue]) -> None:
+        """Export how many records the recorders' queues dropped."""
+        self._live.queues.extend(queues)
+
     def batch_observer(self, model: str, version: str) -> Callable[[int, float, float], None]:
         """A callback recording one batch's size, inference and round-trip time (its labels bound)."""
         size = self.batch_size.labels(model, version)
@@ -156,3 +172,19 @@ class Metrics:
     def render(self) -> bytes:
         """The Prometheus text exposition."""
         return generate_latest(self.registry)
+
+
+class MetricsRecorder:
+    """The pipeline's recorder that counts requests and observes their latency."""
+
+    name = "metrics"
+    threaded = False
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def record(self, records: Sequence[RequestRecord]) -> None:
+        """Count each finished request."""
+        observe = self.metrics.observe_request
+        for r in records:
+            observe(r.model, r.version, r.status, r.latency_s, r.queue_s)

@@ -1,12 +1,13 @@
-"""The replica pool of one model version: start, route to the least-loaded, restart the dead.
+"""The local backend: replica processes of one model version on this machine.
 
 Each replica is a ``python -m modelscale.serve.replica`` subprocess (a fresh interpreter: it
 inherits neither the front's event loop nor anything it imported) talking over a Unix socketpair,
 read in the front by one asyncio task per replica. A replica runs one batch at a time, so requests
-wait in the batcher, where they can still join a batch, instead of in a replica's socket.
+wait in the batcher, where they can still join a batch, instead of in a replica's socket; the free
+replica that has served the fewest rows takes the next batch.
 
 A replica that dies (or runs a batch past ``batch_timeout_s``, and is then killed) is restarted; the
-batch it held is answered 503 at once. When no replica is left, queued requests get 503 too.
+batch it held comes back as ``BatchLost``. When no replica is left, ``on_unavailable`` is called.
 """
 
 from __future__ import annotations
@@ -19,24 +20,35 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
 
-from modelscale.errors import ServerError
-from modelscale.serve.batcher import Pending, Reply, batch_replies, stack_inputs
+from modelscale.errors import InvalidInput, ServerError
+from modelscale.serve.backend import (
+    BackendHealth,
+    BackendState,
+    Batch,
+    BatchLost,
+    BatchOutcome,
+    ReplicaSettings,
+    ReplicaState,
+    ReplicaStats,
+)
 from modelscale.serve.ipc import pack, read_message
-from modelscale.serve.protocol import ApiError
+from modelscale.serve.replica import (
+    Configure,
+    Configured,
+    Done,
+    Loaded,
+    LoadFailed,
+    RunBatch,
+    Stop,
+)
 
-__all__ = ["PoolOptions", "Replica", "ReplicaPool"]
+__all__ = ["LocalBackend", "PoolOptions", "Replica"]
 
 log = logging.getLogger("modelscale.serve")
-
-BatchObserver = Callable[[int, float, float], None]
-"""Called after every batch a replica ran with (rows, inference seconds in the replica, wall
-seconds from sending the batch to reading its reply in the front)."""
 
 
 @dataclass(frozen=True)
@@ -57,23 +69,29 @@ class Replica:
     """One replica process and what it is doing."""
 
     index: int
+    state: ReplicaState = ReplicaState.STARTING
     proc: subprocess.Popen[bytes] | None = None
     writer: asyncio.StreamWriter | None = None
     reader_task: asyncio.Task[None] | None = None
-    ready: bool = False
-    inflight: list[Pending] | None = None
+    inflight: asyncio.Future[BatchOutcome] | None = None
+    inflight_id: int = 0
     inflight_rows: int = 0
-    inflight_outputs: list[str] = field(default_factory=list)
-    launched_at: float = 0.0
+    configuring: asyncio.Future[Configured] | None = None
     watchdog: asyncio.TimerHandle | None = None
     restarts: int = 0
     failures: int = 0
+    batches: int = 0
     served_rows: int = field(default=0)
 
     @property
     def pid(self) -> int | None:
         """The process id (None before it started)."""
         return self.proc.pid if self.proc is not None else None
+
+    @property
+    def ready(self) -> bool:
+        """Loaded and able to take batches."""
+        return self.state in (ReplicaState.IDLE, ReplicaState.BUSY)
 
 
 def _child_stdio() -> int:
@@ -83,25 +101,23 @@ def _child_stdio() -> int:
         return subprocess.DEVNULL
 
 
-class ReplicaPool:
-    """Replicas of one model version, fed by its batcher."""
+class LocalBackend:
+    """Replica processes of one model version, fed whole batches by the front's batcher."""
 
-    def __init__(
-        self, options: PoolOptions, *, label: str, on_batch: BatchObserver | None = None
-    ) -> None:
+    def __init__(self, options: PoolOptions, *, label: str) -> None:
         self.options = options
         self.label = label
-        self.on_batch = on_batch
         self.replicas = [Replica(index=i) for i in range(options.replicas)]
         self._idle: deque[Replica] = deque()
         self._waiters: deque[asyncio.Future[Replica]] = deque()
+        self._wanted: dict[int, asyncio.Future[Replica]] = {}
+        """Replicas reserved by index (to reconfigure each one once), served before any batch."""
         self._batch_ids = 0
         self._closing = False
         self.restarts_total = 0
         self.loaded = False
         """True once every replica has loaded at least once."""
-        self.on_empty: Callable[[], None] | None = None
-        """Called when the last ready replica dies (the batcher then fails its queue)."""
+        self.on_unavailable: Callable[[], None] | None = None
 
     @property
     def ready_count(self) -> int:
@@ -128,6 +144,7 @@ class ReplicaPool:
             self._make_ready(r)
 
     async def _spawn(self, replica: Replica) -> None:
+        replica.state = ReplicaState.STARTING
         parent, child = socket.socketpair()
         config = json.dumps({"path": self.options.path, "threads": self.options.threads})
         env = dict(os.environ)
@@ -159,13 +176,14 @@ class ReplicaPool:
                 f"replica {replica.index} of {self.label} {why} {self.options.path}; see its "
                 "output above."
             ) from None
-        if hello[0] != "ready":
+        if not isinstance(hello, Loaded):
             self._kill(replica)
-            raise ServerError(f"replica {replica.index} of {self.label} failed to load: {hello[1]}")
+            why = hello.message if isinstance(hello, LoadFailed) else repr(hello)
+            raise ServerError(f"replica {replica.index} of {self.label} failed to load: {why}")
         replica.reader_task = loop.create_task(self._read(replica, reader))
 
     def _make_ready(self, replica: Replica) -> None:
-        replica.ready = True
+        replica.state = ReplicaState.IDLE
         replica.failures = 0
         self.release(replica)
 
@@ -183,10 +201,11 @@ class ReplicaPool:
         for r in self.replicas:
             if r.writer is not None and not r.writer.is_closing():
                 with contextlib.suppress(ConnectionError, RuntimeError):
-                    r.writer.writelines(pack(("stop",)))
+                    r.writer.writelines(pack(Stop()))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         for r in self.replicas:
+            r.state = ReplicaState.STOPPED
             if r.proc is None:
                 continue
             left = max(0.0, deadline - loop.time())
@@ -198,16 +217,17 @@ class ReplicaPool:
             self._kill(r)
             if r.reader_task is not None:
                 r.reader_task.cancel()
+            self._lose_inflight(r, "the server is shutting down")
         for w in self._waiters:
             if not w.done():
                 w.cancel()
 
-    # -- routing --------------------------------------------------------------------------------------
+    # -- the backend protocol -------------------------------------------------------------------------
     async def acquire(self) -> Replica:
         """The free replica that has served the fewest rows (waits while all are busy)."""
         while self._idle:
             r = self._idle.popleft()
-            if r.ready and r.inflight is None:
+            if r.state is ReplicaState.IDLE:
                 return r
         fut: asyncio.Future[Replica] = asyncio.get_running_loop().create_future()
         self._waiters.append(fut)
@@ -215,7 +235,11 @@ class ReplicaPool:
 
     def release(self, replica: Replica) -> None:
         """Mark ``replica`` free: hand it to a waiting batch or put it back in the idle set."""
-        if not replica.ready or self._closing:
+        if replica.state is not ReplicaState.IDLE or self._closing:
+            return
+        wanted = self._wanted.pop(replica.index, None)
+        if wanted is not None and not wanted.done():
+            wanted.set_result(replica)
             return
         while self._waiters:
             w = self._waiters.popleft()
@@ -227,28 +251,109 @@ class ReplicaPool:
         if len(self._idle) > 1:
             self._idle = deque(sorted(self._idle, key=lambda r: r.served_rows))
 
-    def launch(self, replica: Replica, items: list[Pending]) -> None:
-        """Stack ``items`` into one batch and send it to ``replica``."""
-        feeds = stack_inputs([it.request for it in items])
-        outputs: dict[str, None] = {}
-        for it in items:
-            outputs.update(dict.fromkeys(it.request.outputs))
-        self._batch_ids += 1
-        rows = [it.request.rows for it in items]
-        replica.inflight, replica.inflight_rows = items, sum(rows)
-        replica.inflight_outputs = list(outputs)
-        replica.launched_at = time.perf_counter()
-        message = ("run", self._batch_ids, feeds, rows, replica.inflight_outputs)
-        if replica.writer is None:
-            self._fail_inflight(replica, "the replica is not connected")
-            return
-        replica.writer.writelines(pack(message))
+    def run(self, replica: Replica, batch: Batch) -> asyncio.Future[BatchOutcome]:
+        """Send ``batch`` to the reserved ``replica``; the future resolves with its outcome."""
         loop = asyncio.get_running_loop()
-        replica.watchdog = loop.call_later(
-            self.options.batch_timeout_s, self._hung, replica, self._batch_ids
+        fut: asyncio.Future[BatchOutcome] = loop.create_future()
+        if replica.writer is None or replica.state is not ReplicaState.IDLE:
+            fut.set_result(BatchLost(f"replica {replica.index} of {self.label} is not connected"))
+            return fut
+        self._batch_ids += 1
+        replica.state = ReplicaState.BUSY
+        replica.inflight, replica.inflight_id, replica.inflight_rows = (
+            fut,
+            self._batch_ids,
+            batch.rows,
         )
+        replica.writer.writelines(pack(RunBatch(self._batch_ids, batch)))
+        replica.watchdog = loop.call_later(self.options.batch_timeout_s, self._hung, replica)
+        return fut
 
-    def _hung(self, replica: Replica, batch_id: int) -> None:
+    def health(self) -> BackendHealth:
+        """Ready replicas against the configured number."""
+        ready, desired = self.ready_count, len(self.replicas)
+        if self._closing:
+            state = BackendState.STOPPED
+        elif not self.loaded:
+            state = BackendState.STARTING
+        elif ready == desired:
+            state = BackendState.READY
+        else:
+            state = BackendState.DEGRADED if ready else BackendState.UNAVAILABLE
+        return BackendHealth(state, ready, desired, self.restarts_total)
+
+    def stats(self) -> list[ReplicaStats]:
+        """Per replica: state, batches and rows served, restarts."""
+        return [
+            ReplicaStats(
+                f"{r.index}:{r.pid}", r.state, r.batches, r.served_rows, restarts=r.restarts
+            )
+            for r in self.replicas
+        ]
+
+    def in_flight_rows(self) -> int:
+        """Rows the replicas are running now."""
+        return sum(r.inflight_rows for r in self.replicas)
+
+    async def reconfigure(self, settings: ReplicaSettings) -> None:
+        """Rebuild every replica's session with ``settings.threads``, one replica at a time.
+
+        Each replica is taken between batches (as a batch would take it), so serving goes on with
+        the others; a replica that cannot apply the settings keeps its old ones and the call
+        raises InvalidInput naming why.
+        """
+        threads = settings.threads
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise InvalidInput(
+                f"threads must be an integer >= 1; got {threads!r}.", field="threads"
+            )
+        # Replicas (re)started from now on start with the new settings too.
+        self.options = replace(self.options, threads=threads)
+        errors = []
+        for replica in self.replicas:
+            try:
+                await asyncio.wait_for(self._take(replica), self.options.load_timeout_s)
+            except TimeoutError:
+                errors.append(f"replica {replica.index} was not free within the load timeout")
+                continue
+            answer = await self._configure(replica, threads)
+            if replica.state is ReplicaState.BUSY:
+                replica.state = ReplicaState.IDLE
+            self.release(replica)
+            if answer.error:
+                errors.append(f"replica {replica.index}: {answer.error}")
+        if errors:
+            raise InvalidInput(
+                f"{self.label} could not use {threads} threads: {'; '.join(errors)}",
+                field="threads",
+            )
+
+    async def _take(self, replica: Replica) -> None:
+        """Reserve this very replica as soon as it is free (between two batches)."""
+        if replica.state is ReplicaState.IDLE and replica in self._idle:
+            self._idle.remove(replica)
+            return
+        fut: asyncio.Future[Replica] = asyncio.get_running_loop().create_future()
+        self._wanted[replica.index] = fut
+        try:
+            await fut
+        finally:
+            self._wanted.pop(replica.index, None)
+
+    async def _configure(self, replica: Replica, threads: int) -> Configured:
+        if replica.writer is None:
+            return Configured(threads, "not connected")
+        replica.state = ReplicaState.BUSY
+        fut: asyncio.Future[Configured] = asyncio.get_running_loop().create_future()
+        replica.configuring = fut
+        replica.writer.writelines(pack(Configure(threads)))
+        try:
+            return await asyncio.wait_for(fut, self.options.load_timeout_s)
+        except TimeoutError:
+            return Configured(threads, "timed out rebuilding its session")
+
+    # -- replies --------------------------------------------------------------------------------------
+    def _hung(self, replica: Replica) -> None:
         log.error(
             "%s replica %d ran a batch past %.0f s; killing it",
             self.label,
@@ -257,12 +362,16 @@ class ReplicaPool:
         )
         self._kill(replica)
 
-    # -- replies --------------------------------------------------------------------------------------
     async def _read(self, replica: Replica, reader: asyncio.StreamReader) -> None:
         try:
             while True:
                 msg = await read_message(reader)
-                self._complete(replica, msg)
+                if isinstance(msg, Done):
+                    self._complete(replica, msg)
+                elif isinstance(msg, Configured) and replica.configuring is not None:
+                    if not replica.configuring.done():
+                        replica.configuring.set_result(msg)
+                    replica.configuring = None
         except (asyncio.IncompleteReadError, ConnectionError, OSError):
             pass
         except asyncio.CancelledError:
@@ -270,40 +379,33 @@ class ReplicaPool:
         if not self._closing:
             await self._died(replica)
 
-    def _complete(self, replica: Replica, msg: tuple[Any, ...]) -> None:
-        items, rows = replica.inflight or [], replica.inflight_rows
+    def _complete(self, replica: Replica, msg: Done) -> None:
+        fut = replica.inflight
+        if fut is None or msg.batch_id != replica.inflight_id:
+            return  # a late answer for a batch already given up on
+        rows = replica.inflight_rows
         replica.inflight, replica.inflight_rows = None, 0
         if replica.watchdog is not None:
             replica.watchdog.cancel()
-        kind, infer_s = msg[0], msg[-1]
         replica.served_rows += rows
-        if self.on_batch is not None:
-            self.on_batch(rows, infer_s, time.perf_counter() - replica.launched_at)
-        replies = batch_replies(
-            (kind, *msg[2:]), replica.inflight_outputs, [it.request for it in items]
-        )
-        for item, reply in zip(items, replies, strict=True):
-            if isinstance(reply, ApiError):
-                _fail(item, reply)
-            elif not item.future.done():
-                item.future.set_result(Reply(reply, item.dispatched - item.arrived, infer_s, rows))
+        replica.batches += 1
+        replica.state = ReplicaState.IDLE
+        if not fut.done():
+            fut.set_result(msg.outcome)
         self.release(replica)
 
-    def _fail_inflight(self, replica: Replica, why: str) -> None:
-        items = replica.inflight or []
+    def _lose_inflight(self, replica: Replica, why: str) -> None:
+        fut = replica.inflight
         replica.inflight, replica.inflight_rows = None, 0
         if replica.watchdog is not None:
             replica.watchdog.cancel()
-        err = ApiError(
-            503,
-            f"{why}; the request was not answered by the model, retry it.",
-            headers={"retry-after": "1"},
-        )
-        for item in items:
-            _fail(item, err)
+        if fut is not None and not fut.done():
+            fut.set_result(BatchLost(why, str(replica.pid)))
+        if replica.configuring is not None and not replica.configuring.done():
+            replica.configuring.set_result(Configured(self.options.threads, why))
 
     async def _died(self, replica: Replica) -> None:
-        replica.ready = False
+        replica.state = ReplicaState.RESTARTING
         code = replica.proc.poll() if replica.proc is not None else None
         log.warning(
             "%s replica %d (pid %s) died (exit %s); restarting it",
@@ -313,9 +415,9 @@ class ReplicaPool:
             code,
         )
         self._kill(replica)
-        self._fail_inflight(replica, f"replica {replica.index} of {self.label} died")
-        if self.ready_count == 0 and self.on_empty is not None:
-            self.on_empty()
+        self._lose_inflight(replica, f"replica {replica.index} of {self.label} died")
+        if self.ready_count == 0 and self.on_unavailable is not None:
+            self.on_unavailable()
         loop = asyncio.get_running_loop()
         if replica.proc is not None:
             await loop.run_in_executor(None, replica.proc.wait)
@@ -333,8 +435,3 @@ class ReplicaPool:
             self.restarts_total += 1
             self._make_ready(replica)
             return
-
-
-def _fail(item: Pending, err: ApiError) -> None:
-    if not item.future.done():
-        item.future.set_exception(err)

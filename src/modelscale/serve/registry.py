@@ -1,4 +1,4 @@
-"""The served model versions: each one's contract, batcher and replica pool, and routing by weight.
+"""The served model versions: each one's contract, batcher and backend, and routing by weight.
 
 Requests without a version are spread over a model's versions by their weights (smooth weighted
 round-robin: deterministic, and any window of requests follows the weights closely).
@@ -13,18 +13,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from modelscale.config import DeploymentSpec, ModelSpec
+from modelscale.errors import InvalidInput
 from modelscale.model.artifact import ModelArtifact
+from modelscale.serve.backend import Backend
 from modelscale.serve.batcher import Batcher, Reply
 from modelscale.serve.codec import DecodedRequest
 from modelscale.serve.contract import ModelContract
 from modelscale.serve.metrics import GaugeSource, Metrics
-from modelscale.serve.pool import PoolOptions, ReplicaPool
+from modelscale.serve.pool import LocalBackend, PoolOptions
 from modelscale.serve.protocol import ApiError
 
-__all__ = ["ModelEntry", "ModelRegistry", "VersionRuntime"]
+__all__ = ["ModelEntry", "ModelRegistry", "VersionRuntime", "local_backend"]
 
 log = logging.getLogger("modelscale.serve")
 
@@ -32,8 +35,23 @@ _EWMA = 0.2
 _QUEUE_SHARE = 0.5
 
 
+def local_backend(name: str, version: str, artifact: ModelArtifact, spec: ModelSpec) -> Backend:
+    """The default backend: ``spec.replicas`` replica processes on this machine."""
+    if spec.autoscaling is not None:
+        raise InvalidInput(
+            f"models.{name}.autoscaling: the local backend runs a fixed number of replicas "
+            f"(models.{name}.replicas); autoscaling needs the Ray backend (backend: ray, or "
+            "--backend ray).",
+            field=f"models.{name}.autoscaling",
+        )
+    return LocalBackend(
+        PoolOptions(path=str(artifact.path), replicas=spec.replicas, threads=spec.threads),
+        label=f"{name}:{version}",
+    )
+
+
 class VersionRuntime:
-    """One model version: its contract, queue, batcher and replicas."""
+    """One model version: its contract, queue, batcher and backend."""
 
     def __init__(
         self,
@@ -43,7 +61,7 @@ class VersionRuntime:
         artifact: ModelArtifact,
         spec: ModelSpec,
         metrics: Metrics,
-        pool_options: PoolOptions | None = None,
+        backend: Backend,
     ) -> None:
         self.name, self.version, self.artifact = name, version, artifact
         self.contract = ModelContract.from_artifact(
@@ -62,24 +80,20 @@ class VersionRuntime:
         label = f"{name}:{version}"
         observe = metrics.batch_observer(name, version)
 
-        def on_batch(rows: int, infer_s: float, wall_s: float) -> None:
+        def on_batch(rows: int, infer_s: float, wall_s: float, overlap: float) -> None:
             observe(rows, infer_s, wall_s)
-            self._learn(rows, wall_s)
+            self._learn(rows, wall_s / overlap)
 
-        self.pool = ReplicaPool(
-            pool_options
-            or PoolOptions(path=str(artifact.path), replicas=spec.replicas, threads=spec.threads),
-            label=label,
-            on_batch=on_batch,
-        )
+        self.backend = backend
         self.batcher = Batcher(
-            self.pool,
+            backend,
             max_batch=self.contract.max_batch,
             max_wait_s=spec.batching.max_wait_ms / 1000,
             max_queue=spec.batching.max_queue,
             label=label,
+            on_batch=on_batch,
         )
-        self.pool.on_empty = lambda: self.batcher.fail_queued(
+        backend.on_unavailable = lambda: self.batcher.fail_queued(
             ApiError(
                 503, f"no replica of {label} is running; retry later.", headers={"retry-after": "1"}
             )
@@ -89,15 +103,13 @@ class VersionRuntime:
                 model=name,
                 version=version,
                 queue_depth=lambda: self.batcher.queued,
-                replicas_ready=lambda: self.pool.ready_count,
-                replicas=spec.replicas,
-                restarts=lambda: self.pool.restarts_total,
+                health=backend.health,
             )
         )
         self._row_s: float | None = None
-        """EWMA of wall seconds per row, batch sent to reply read, from the batches run so far:
-        on a busy machine this is slower than the replica's own inference time, and it is what a
-        queued request waits for."""
+        """EWMA of wall seconds per row, batch sent to reply read (per batch in flight at its
+        replica), from the batches run so far: on a busy machine this is slower than the
+        replica's own inference time, and it is what a queued request waits for."""
 
     def _learn(self, rows: int, seconds: float) -> None:
         per_row = seconds / max(rows, 1)
@@ -108,14 +120,14 @@ class VersionRuntime:
         """Queued and running rows over the replicas' measured service rate."""
         if self._row_s is None:
             return 0.0
-        ready = max(self.pool.ready_count, 1)
-        running = sum(r.inflight_rows for r in self.pool.replicas)
+        ready = max(self.backend.health().ready, 1)
+        running = self.backend.in_flight_rows()
         return (self.batcher.queued_rows + running) * self._row_s / ready
 
     @property
     def ready(self) -> bool:
         """Loaded once, and at least one replica is serving now."""
-        return self.pool.loaded and self.pool.ready_count > 0
+        return self.backend.health().serving
 
     def submit(self, request: DecodedRequest) -> asyncio.Future[Reply]:
         """Queue a validated request (503 when not ready, full, or predicted to miss the SLO)."""
@@ -142,13 +154,13 @@ class VersionRuntime:
 
     async def start(self) -> None:
         """Start the replicas (waits until all have loaded) and the batch loop."""
-        await self.pool.start()
+        await self.backend.start()
         self.batcher.start()
 
     async def stop(self) -> None:
         """Answer what is queued with 503 and stop the replicas."""
         await self.batcher.close()
-        await self.pool.stop()
+        await self.backend.stop()
 
 
 @dataclass
@@ -181,21 +193,29 @@ class ModelEntry:
 class ModelRegistry:
     """Every served model version, built from a deployment spec."""
 
-    def __init__(self, spec: DeploymentSpec, *, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        spec: DeploymentSpec,
+        *,
+        metrics: Metrics,
+        backends: Callable[[str, str, ModelArtifact, ModelSpec], Backend] | None = None,
+    ) -> None:
         self.spec = spec
         self.metrics = metrics
         self.models: dict[str, ModelEntry] = {}
+        make = backends or local_backend
         for name, mspec in spec.models.items():
-            runtimes = {
-                v: VersionRuntime(
+            runtimes = {}
+            for v, vspec in mspec.versions.items():
+                artifact = ModelArtifact.load(vspec.path, name=name)
+                runtimes[v] = VersionRuntime(
                     name=name,
                     version=v,
-                    artifact=ModelArtifact.load(vspec.path, name=name),
+                    artifact=artifact,
                     spec=mspec,
                     metrics=metrics,
+                    backend=make(name, v, artifact, mspec),
                 )
-                for v, vspec in mspec.versions.items()
-            }
             weights = {v: vs.weight for v, vs in mspec.versions.items()}
             default = max(weights, key=lambda v: weights[v])
             self.models[name] = ModelEntry(name, runtimes, weights, default)
@@ -225,6 +245,11 @@ class ModelRegistry:
                 field="version",
             )
         return rt
+
+    def versions(self, name: str) -> tuple[str, ...]:
+        """The version labels of model ``name`` (404 if there is none)."""
+        self.find(name, None)
+        return tuple(self.models[name].versions)
 
     def route(self, name: str, version: str | None) -> VersionRuntime:
         """The runtime an inference request goes to (weighted when no version is given)."""

@@ -1,13 +1,13 @@
-"""A replica: an OS process with its own Engine and a fixed number of intra-op threads.
+"""A replica: an Engine with a fixed number of intra-op threads that runs whole batches.
 
-Run as ``python -m modelscale.serve.replica FD CONFIG_JSON`` by the replica pool, never by hand. FD is
-its end of a Unix socketpair with the front. Messages (see ``ipc``):
+The same code runs in two places: as an OS process of the local replica pool (``python -m
+modelscale.serve.replica FD CONFIG_JSON``, started by the pool, never by hand; FD is its end of a
+Unix socketpair with the front) and inside a Ray Serve replica (``modelscale.serve.ray_app``).
+Messages of the local pool (pickled, see ``ipc``):
 
-    replica -> front   ("ready", pid) | ("failed", message)
-    front -> replica   ("run", batch_id, feeds, row_counts, output_names) | ("stop",)
-    replica -> front   ("ok", batch_id, outputs, infer_s)
-                       ("split", batch_id, [("ok", outputs) | ("bad", message)], infer_s)
-                       ("error", batch_id, status, message, infer_s)
+    replica -> front   Loaded(pid) | LoadFailed(message)
+    front -> replica   RunBatch(batch_id, batch) | Configure(threads) | Stop()
+    replica -> front   Done(batch_id, outcome) | Configured(threads, error)
 
 When a stacked batch fails, each request in it is run alone, so one request with bad values (a token
 id outside the vocabulary) is answered 400 while the others in its batch still succeed.
@@ -23,14 +23,85 @@ import socket
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from modelscale.errors import ModelscaleError, RuntimeFailure
+from modelscale.serve.backend import (
+    Batch,
+    BatchFailed,
+    BatchOk,
+    BatchOutcome,
+    BatchSplit,
+    PartFailed,
+)
 from modelscale.serve.ipc import Channel
 
-__all__ = ["main", "run_batch", "warm_up"]
+__all__ = [
+    "Configure",
+    "Configured",
+    "Done",
+    "LoadFailed",
+    "Loaded",
+    "RunBatch",
+    "Stop",
+    "load_engine",
+    "main",
+    "run_batch",
+    "warm_up",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    """The replica loaded its model and takes batches."""
+
+    pid: int
+
+
+@dataclass(frozen=True, slots=True)
+class LoadFailed:
+    """The replica could not load its model."""
+
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class RunBatch:
+    """Run ``batch`` and answer ``Done`` with the same id."""
+
+    batch_id: int
+    batch: Batch
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    """The outcome of batch ``batch_id``."""
+
+    batch_id: int
+    outcome: BatchOutcome
+
+
+@dataclass(frozen=True, slots=True)
+class Configure:
+    """Rebuild the session with ``threads`` intra-op threads (between batches)."""
+
+    threads: int
+
+
+@dataclass(frozen=True, slots=True)
+class Configured:
+    """The answer to ``Configure``: the threads now in use, and why not the asked ones if not."""
+
+    threads: int
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Stop:
+    """Exit."""
 
 
 def _status(exc: RuntimeFailure) -> int:
@@ -39,27 +110,26 @@ def _status(exc: RuntimeFailure) -> int:
     return 400 if cause in ("InvalidArgument", "INVALID_ARGUMENT") else 500
 
 
-def run_batch(
-    engine: Any, feeds: dict[str, np.ndarray], row_counts: Sequence[int], outputs: Sequence[str]
-) -> tuple[Any, ...]:
+def run_batch(engine: Any, batch: Batch, *, replica: str = "") -> BatchOutcome:
     """Run one batch; on failure, isolate the request(s) that caused it."""
     t0 = time.perf_counter()
+    outputs = list(batch.outputs)
     try:
-        result = engine.run(feeds, list(outputs))
-        return ("ok", result, time.perf_counter() - t0)
+        result = engine.run(batch.feeds, outputs)
+        return BatchOk(result, time.perf_counter() - t0, replica)
     except RuntimeFailure as exc:
-        if len(row_counts) == 1:
-            return ("error", _status(exc), str(exc), time.perf_counter() - t0)
-    parts: list[tuple[str, Any]] = []
+        if len(batch.row_counts) == 1:
+            return BatchFailed(_status(exc), str(exc), time.perf_counter() - t0, replica)
+    parts: list[list[np.ndarray] | PartFailed] = []
     offset = 0
-    for n in row_counts:
-        one = {k: v[offset : offset + n] for k, v in feeds.items()}
+    for n in batch.row_counts:
+        one = {k: v[offset : offset + n] for k, v in batch.feeds.items()}
         offset += n
         try:
-            parts.append(("ok", engine.run(one, list(outputs))))
+            parts.append(engine.run(one, outputs))
         except RuntimeFailure as exc:
-            parts.append(("bad", (_status(exc), str(exc))))
-    return ("split", parts, time.perf_counter() - t0)
+            parts.append(PartFailed(_status(exc), str(exc)))
+    return BatchSplit(parts, time.perf_counter() - t0, replica)
 
 
 def warm_up(engine: Any) -> None:
@@ -76,8 +146,27 @@ def warm_up(engine: Any) -> None:
         engine.run(feeds)
 
 
+def load_engine(path: Any, threads: int) -> Any:
+    """The replica's Engine for ``path`` with ``threads`` intra-op threads, warmed up."""
+    from modelscale.runtime.engine import Engine, EngineOptions
+
+    # Replicas share cores with each other and the front: spinning threads would steal them.
+    engine = Engine(path, EngineOptions(intra_op_threads=int(threads), allow_spinning=False))
+    warm_up(engine)
+    return engine
+
+
+def _configure(engine: Any, path: str, msg: Configure) -> tuple[Any, Configured]:
+    if isinstance(msg.threads, bool) or not isinstance(msg.threads, int) or msg.threads < 1:
+        return engine, Configured(engine.options.intra_op_threads, f"threads {msg.threads!r} < 1")
+    try:
+        return load_engine(path, msg.threads), Configured(msg.threads)
+    except ModelscaleError as exc:
+        return engine, Configured(engine.options.intra_op_threads, str(exc))
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    """Load the model, say ready, then run batches until told to stop or the front goes away."""
+    """Load the model, say so, then run batches until told to stop or the front goes away."""
     args = list(sys.argv[1:] if argv is None else argv)
     fd, config = int(args[0]), json.loads(args[1])
     # Ctrl-C reaches the whole process group; the front drains first and then stops its replicas.
@@ -89,36 +178,37 @@ def main(argv: Sequence[str] | None = None) -> None:
     with contextlib.suppress(AttributeError, OSError):
         os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
     chan = Channel(socket.socket(fileno=fd))
+    path = config["path"]
     try:
-        from modelscale.runtime.engine import Engine, EngineOptions
-
-        engine = Engine(
-            config["path"],
-            # Replicas share cores with each other and the front: spinning threads would steal them.
-            EngineOptions(intra_op_threads=int(config["threads"]), allow_spinning=False),
-        )
-        warm_up(engine)
+        engine = load_engine(path, int(config["threads"]))
     except ModelscaleError as exc:
-        chan.send(("failed", str(exc)))
+        chan.send(LoadFailed(str(exc)))
         return
-    except Exception as exc:  # report, never leave the front waiting for "ready"
-        chan.send(("failed", f"{type(exc).__name__}: {exc}"))
+    except Exception as exc:  # report, never leave the front waiting for "loaded"
+        chan.send(LoadFailed(f"{type(exc).__name__}: {exc}"))
         return
-    chan.send(("ready", os.getpid()))
+    name = str(os.getpid())
+    chan.send(Loaded(os.getpid()))
     while True:
         try:
             msg = chan.recv()
         except (EOFError, ConnectionError):
             return
-        if msg[0] == "stop":
+        if isinstance(msg, RunBatch):
+            reply: Any = Done(msg.batch_id, run_batch(engine, msg.batch, replica=name))
+        elif isinstance(msg, Configure):
+            engine, reply = _configure(engine, path, msg)
+        else:  # Stop, or anything this replica does not know: the front is newer or confused
             return
-        _, batch_id, feeds, row_counts, outputs = msg
-        outcome = run_batch(engine, feeds, row_counts, outputs)
         try:
-            chan.send((outcome[0], batch_id, *outcome[1:]))
+            chan.send(reply)
         except (BrokenPipeError, ConnectionError):
             return
 
 
 if __name__ == "__main__":
-    main()
+    # Run the module's own copy, not this __main__ one: the messages must pickle as
+    # modelscale.serve.replica.*, which is what the front unpickles.
+    from modelscale.serve.replica import main as _main
+
+    _main()

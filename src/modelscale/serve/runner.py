@@ -22,10 +22,9 @@ import uvicorn
 from modelscale.config import DeploymentSpec
 from modelscale.errors import InvalidInput, ServerError
 from modelscale.result import Result
-from modelscale.serve.app import AppState, create_app
 from modelscale.serve.auth import read_api_key
+from modelscale.serve.front import BackendFactory, build_front
 from modelscale.serve.metrics import Metrics
-from modelscale.serve.registry import ModelRegistry
 
 __all__ = ["ServeResult", "bind_socket", "run_server"]
 
@@ -107,18 +106,13 @@ async def _serve(
     sock: socket.socket,
     on_ready: Callable[[str], None] | None,
     log_level: str,
+    backends: BackendFactory | None,
 ) -> ServeResult:
-    metrics = Metrics(latency_buckets_ms=spec.server.latency_buckets_ms)
-    registry = ModelRegistry(spec, metrics=metrics)
-    state = AppState(
-        registry=registry,
-        metrics=metrics,
-        max_body_bytes=int(spec.server.max_body_mb * 2**20),
-    )
     key = read_api_key(spec.auth.api_key_file) if spec.auth.api_key_file else None
-    app = create_app(state, api_key=key)
+    front = build_front(spec, backends=backends, api_key=key)
+    state, registry, metrics = front.state, front.registry, front.state.metrics
     config = uvicorn.Config(
-        app,
+        front,
         lifespan="off",
         http="httptools",
         loop="none",
@@ -156,7 +150,7 @@ async def _serve(
             loader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await loader
-        await registry.stop()
+        await front.stop()
     if failure:
         exc = failure[0]
         if isinstance(exc, ServerError | InvalidInput):
@@ -167,7 +161,7 @@ async def _serve(
         uptime_s=time.monotonic() - started,
         requests=_counts(metrics),
         replica_restarts={
-            f"{rt.name}:{rt.version}": rt.pool.restarts_total for rt in registry.runtimes()
+            f"{rt.name}:{rt.version}": rt.backend.health().restarts for rt in registry.runtimes()
         },
         model_versions={
             f"{rt.name}:{rt.version}": rt.artifact.sha256 for rt in registry.runtimes()
@@ -182,13 +176,24 @@ def run_server(
     sock: socket.socket | None = None,
     on_ready: Callable[[str], None] | None = None,
     log_level: str = "warning",
+    backends: BackendFactory | None = None,
 ) -> ServeResult:
     """Serve ``spec`` until SIGTERM/SIGINT and return what was served.
 
     ``sock`` is a bound socket to serve on (default: bind ``spec.server.host:port``); ``on_ready``
-    is called with the base URL once every replica has loaded. Call it from the main thread: the
-    signal handlers that drain the server are installed there.
+    is called with the base URL once every replica has loaded; ``backends`` makes each model
+    version's backend (default: replica processes on this machine). Call it from the main thread:
+    the signal handlers that drain the server are installed there.
     """
+    if backends is None and spec.backend == "ray":
+        from modelscale.serve.ray_backend import RayDeployments
+
+        # Ray is connected (or started) and the replicas deployed before the socket is bound:
+        # a cluster that cannot run the spec fails here, with nothing to drain.
+        with RayDeployments(spec) as ray:
+            return run_server(
+                spec, sock=sock, on_ready=on_ready, log_level=log_level, backends=ray.backend
+            )
     if sock is None:
         sock = bind_socket(spec.server.host, spec.server.port)
     try:
@@ -198,4 +203,4 @@ def run_server(
     except ImportError:  # uvloop is optional on platforms without it
         runner = asyncio.Runner()
     with runner:
-        return runner.run(_serve(spec, sock, on_ready, log_level))
+        return runner.run(_serve(spec, sock, on_ready, log_level, backends))

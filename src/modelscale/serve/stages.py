@@ -1,0 +1,264 @@
+"""The built-in stages of the request pipeline, in the order they run.
+
+auth       bearer API key, compared in constant time (every route but the health probes)
+decode     read the body (size-capped) and validate it against the model's contract
+route      pick the version: the one named in the path, else by the versions' weights
+dispatch   queue for a batch, wait for the replicas' outcome (503 shed, 504 timed out)
+answer     encode the V2 reply (JSON or the binary tensor extension)
+control    everything that is not inference: metadata, health, readiness, /metrics, 404/405
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from typing import TYPE_CHECKING, ClassVar
+
+import orjson
+
+from modelscale.serve.codec import decode_request, encode_response
+from modelscale.serve.pipeline import (
+    ALL_ENDPOINTS,
+    CONTROL_ENDPOINTS,
+    Endpoint,
+    Exchange,
+    Stage,
+)
+from modelscale.serve.protocol import ApiError, body_too_large
+
+if TYPE_CHECKING:
+    from modelscale.serve.front import FrontState
+
+__all__ = [
+    "AnswerStage",
+    "AuthStage",
+    "ClientGone",
+    "ControlStage",
+    "DecodeStage",
+    "DispatchStage",
+    "RouteStage",
+    "builtin_stages",
+    "key_id",
+]
+
+_JSON = (b"content-type", b"application/json")
+_LIMIT = "server.max_body_mb"
+_UNAUTHORISED = (
+    b'{"error":"missing or wrong API key; send the header Authorization: Bearer <key>",'
+    b'"field":"Authorization"}'
+)
+
+
+class ClientGone(Exception):
+    """The client disconnected before its request body arrived: nobody is listening."""
+
+
+def _digest(value: bytes) -> bytes:
+    return hashlib.sha256(value).digest()
+
+
+def key_id(key: str) -> str:
+    """A short id for ``key`` that logs may carry (the first 8 hex digits of its sha256)."""
+    return hashlib.sha256(key.encode()).hexdigest()[:8]
+
+
+class AuthStage:
+    """401 unless the request carries ``Authorization: Bearer <key>`` (health probes are open).
+
+    Keys are compared in constant time, over their sha256 digests, so neither the content nor
+    the length of the key leaks through response timing.
+    """
+
+    name: ClassVar[str] = "auth"
+    endpoints: ClassVar[frozenset[Endpoint]] = ALL_ENDPOINTS - {Endpoint.LIVE, Endpoint.READY}
+
+    def __init__(self, key: str) -> None:
+        self._digest = _digest(key.encode())
+        self._id = key_id(key)
+
+    def allowed(self, header: bytes | None) -> bool:
+        """Whether an ``Authorization`` header value carries the key."""
+        if header is None:
+            return False
+        scheme, _, token = header.partition(b" ")
+        ok_scheme = scheme.lower() == b"bearer"
+        # Always compare, so a wrong scheme costs the same time as a wrong key.
+        ok_token = hmac.compare_digest(_digest(token.strip()), self._digest)
+        return ok_scheme and ok_token
+
+    async def __call__(self, ex: Exchange) -> None:
+        """Let the request on, or answer 401 with the header to send."""
+        if self.allowed(ex.headers.get(b"authorization")):
+            ex.key_id = self._id
+            return
+        ex.answer(
+            401,
+            _UNAUTHORISED,
+            [_JSON, (b"www-authenticate", b'Bearer realm="modelscale"')],
+        )
+
+
+class DecodeStage:
+    """Find the model, read the body within the size cap, decode and validate it."""
+
+    name: ClassVar[str] = "decode"
+    endpoints: ClassVar[frozenset[Endpoint]] = frozenset({Endpoint.INFER})
+
+    def __init__(self, state: FrontState) -> None:
+        self.state = state
+
+    async def _read_body(self, ex: Exchange) -> bytes:
+        limit = self.state.max_body_bytes
+        declared = ex.content_length
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise body_too_large(limit, _LIMIT, size=int(declared), who="this server")
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        receive = ex.receive
+        while more:
+            message = await receive()
+            kind = message["type"]
+            if kind == "http.request":
+                chunk = message.get("body", b"")
+                more = message.get("more_body", False)
+                if chunk:
+                    size += len(chunk)
+                    if size > limit:
+                        raise body_too_large(limit, _LIMIT, who="this server")
+                    chunks.append(chunk)
+            elif kind == "http.disconnect":
+                raise ClientGone()
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    async def __call__(self, ex: Exchange) -> None:
+        """Set ``ex.entry``, ``ex.body``, ``ex.contract`` and ``ex.decoded``."""
+        registry = self.state.registry
+        assert ex.model is not None  # the front only sends inference paths here
+        contract = registry.find(ex.model, ex.version).contract
+        ex.entry, ex.contract = registry.models[ex.model], contract
+        ex.body = await self._read_body(ex)
+        decoded = decode_request(ex.body, ex.header_length, contract)
+        ex.decoded = decoded
+        if decoded.id is not None:
+            ex.request_id = decoded.id
+
+
+class RouteStage:
+    """Pick the version to run: the one in the path, else by the versions' weights."""
+
+    name: ClassVar[str] = "route"
+    endpoints: ClassVar[frozenset[Endpoint]] = frozenset({Endpoint.INFER})
+
+    def __init__(self, state: FrontState) -> None:
+        self.state = state
+
+    async def __call__(self, ex: Exchange) -> None:
+        """Set ``ex.runtime``; re-validate if that version's inputs differ from the decoded ones."""
+        assert ex.model is not None and ex.body is not None  # the decode stage ran
+        rt = self.state.registry.route(ex.model, ex.version)
+        ex.runtime = rt
+        contract = ex.contract
+        if (
+            contract is not None
+            and rt.contract is not contract
+            and rt.contract.input_key != contract.input_key
+        ):
+            ex.decoded = decode_request(ex.body, ex.header_length, rt.contract)
+            ex.contract = rt.contract
+
+
+class DispatchStage:
+    """Queue the request for a batch and wait for its share of the batch's outcome."""
+
+    name: ClassVar[str] = "dispatch"
+    endpoints: ClassVar[frozenset[Endpoint]] = frozenset({Endpoint.INFER})
+
+    async def __call__(self, ex: Exchange) -> None:
+        """Set ``ex.reply`` (ApiError on shedding, timeouts and model errors)."""
+        assert ex.runtime is not None and ex.decoded is not None  # route and decode ran
+        ex.reply = await ex.runtime.submit(ex.decoded)
+
+
+class AnswerStage:
+    """Encode the V2 reply."""
+
+    name: ClassVar[str] = "answer"
+    endpoints: ClassVar[frozenset[Endpoint]] = frozenset({Endpoint.INFER})
+
+    async def __call__(self, ex: Exchange) -> None:
+        """Set the 200 answer with the outputs the client asked for."""
+        rt, reply, req = ex.runtime, ex.reply, ex.decoded
+        assert rt is not None and reply is not None and req is not None  # dispatch ran
+        content, content_headers = encode_response(
+            model_name=rt.name,
+            model_version=rt.version,
+            request_id=req.id,
+            outputs=reply.outputs,
+            binary=req.binary_outputs,
+        )
+        headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in content_headers.items()]
+        ex.answer(200, content, headers)
+
+
+class ControlStage:
+    """Metadata, health, readiness and /metrics; 404 and 405 for what is not a route."""
+
+    name: ClassVar[str] = "control"
+    endpoints: ClassVar[frozenset[Endpoint]] = CONTROL_ENDPOINTS
+
+    def __init__(self, state: FrontState) -> None:
+        self.state = state
+
+    def _json(self, ex: Exchange, obj: object, status: int = 200) -> None:
+        ex.answer(status, orjson.dumps(obj), [_JSON])
+
+    async def __call__(self, ex: Exchange) -> None:
+        """Answer the request."""
+        state, ep = self.state, ex.endpoint
+        registry = state.registry
+        if ep is Endpoint.LIVE:
+            self._json(ex, {"live": True})
+        elif ep is Endpoint.READY:
+            ok = registry.ready and not state.draining
+            self._json(ex, {"ready": ok}, 200 if ok else 503)
+        elif ep is Endpoint.SERVER_METADATA:
+            ex.answer(200, state.server_metadata, [_JSON])
+        elif ep is Endpoint.METRICS:
+            ex.answer(200, state.metrics.render(), [(b"content-type", state.metrics_type)])
+        elif ep is Endpoint.MODEL_METADATA:
+            assert ex.model is not None  # the front parsed it
+            rt = registry.find(ex.model, ex.version)
+            self._json(ex, rt.contract.metadata(versions=registry.versions(ex.model)))
+        elif ep is Endpoint.MODEL_READY:
+            assert ex.model is not None  # the front parsed it
+            rt = registry.find(ex.model, ex.version)
+            ok = rt.ready and not state.draining
+            self._json(
+                ex, {"name": rt.name, "version": rt.version, "ready": ok}, 200 if ok else 503
+            )
+        elif ep is Endpoint.NOT_ALLOWED:
+            allowed = "POST" if ex.path.endswith("/infer") else "GET"
+            raise ApiError(
+                405,
+                f"{ex.method} is not allowed on {ex.path}; use {allowed}",
+                headers={"allow": allowed},
+            )
+        else:
+            hint = ""
+            if ex.path.endswith("/") and len(ex.path) > 1:
+                hint = f" (did you mean {ex.path.rstrip('/')}?)"
+            raise ApiError(404, f"no such endpoint {ex.path}{hint}; the V2 endpoints are under /v2")
+
+
+def builtin_stages(state: FrontState, *, api_key: str | None) -> list[Stage]:
+    """The built-in stages in order (auth only with a key)."""
+    stages: list[Stage] = [AuthStage(api_key)] if api_key is not None else []
+    stages += [
+        DecodeStage(state),
+        RouteStage(state),
+        DispatchStage(),
+        AnswerStage(),
+        ControlStage(state),
+    ]
+    return stages
