@@ -17,7 +17,7 @@ from modelscale.plan import (
     PlanResult,
     ServiceModel,
     chosen_option,
-    deployment_dict,
+    deployment_spec,
     emit,
     kubernetes_manifests,
     load_catalog,
@@ -47,9 +47,14 @@ def test_deploy_yaml_round_trips_and_validates(plan: PlanResult, tmp_path: pathl
     assert text.startswith("# deploy.yaml for modelscale serve")
     data = yaml.safe_load(text)
     opt = chosen_option(plan)
-    assert data == deployment_dict(
+    spec = deployment_spec(
         opt, model_name="mlp", model_path=plan.model["path"], p99_ms=40.0, target_rps=1500.0
     )
+    assert (
+        data["models"]
+        == spec.model_dump(mode="json", exclude={"models": {"mlp": {"autoscaling"}}})["models"]
+    )
+    assert data["backend"] == "local" and "ray" not in data
     m = data["models"]["mlp"]
     assert (m["replicas"], m["threads"]) == (opt.replicas, opt.threads)
     assert m["batching"]["max_batch"] == opt.max_batch
@@ -110,20 +115,32 @@ def test_ray_serve_config(plan: PlanResult, tmp_path: pathlib.Path) -> None:
     data = yaml.safe_load(emit(plan, "ray", tmp_path).read_text(encoding="utf-8"))
     assert data == ray_serve_config(plan)
     app = data["applications"][0]
-    dep = app["deployments"][0]
+    assert app["import_path"] == modelscale.config.RAY_IMPORT_PATH
+    # The application carries a deployment spec, the same schema as deploy.yaml.
+    spec = modelscale.config.DeploymentSpec.from_dict(app["args"]["deployment"])
     opt = chosen_option(plan)
-    assert dep["ray_actor_options"]["num_cpus"] == opt.threads
-    auto = dep["autoscaling_config"]  # two phases: from now to the last phase's replicas
-    assert auto["min_replicas"] == opt.machines * opt.replicas
+    model = spec.models["mlp"]
+    assert spec.backend == "ray" and model.threads == opt.threads
+    assert model.batching.max_batch == opt.max_batch  # batching runs in the front
+    assert model.batching.max_queue >= 2 * opt.max_batch * opt.replicas  # backpressure: 503
+    front, version = app["deployments"]
+    assert front["name"] == modelscale.config.RAY_FRONT
+    assert front["ray_actor_options"] == {"num_cpus": 0}
+    assert version["name"] == modelscale.config.ray_deployment_name("mlp", "1")
+    assert version["ray_actor_options"]["num_cpus"] == opt.threads
+    assert version["user_config"] == {"threads": opt.threads}
+    auto = version["autoscaling_config"]  # two phases: from now to the last phase's replicas
+    assert auto["min_replicas"] == opt.machines * opt.replicas == model.autoscaling.min_replicas
     assert auto["max_replicas"] > auto["min_replicas"]
-    assert auto["target_ongoing_requests"] >= 1
-    assert dep["user_config"]["max_batch_size"] == opt.max_batch
-    assert dep["max_queued_requests"] >= 2 * opt.max_batch * opt.replicas  # backpressure: 503
-    assert dep["backpressure_config"] == {"status_code": 503, "retry_after_s": 1}
+    assert 0 < auto["target_ongoing_requests"] <= 1.0
+    assert app["logging_config"] == {"enable_access_log": False}
     one_phase = dataclasses.replace(plan, phases=plan.phases[:1])
-    fixed = ray_serve_config(one_phase)["applications"][0]["deployments"][0]
+    fixed = ray_serve_config(one_phase)["applications"][0]["deployments"][1]
     assert fixed["num_replicas"] == opt.machines * opt.replicas
     assert "autoscaling_config" not in fixed
+    from ray.serve.schema import ServeDeploySchema
+
+    ServeDeploySchema.model_validate(data)  # Ray's own schema for `serve deploy` accepts it
 
 
 def test_nothing_to_emit(plan: PlanResult, tmp_path: pathlib.Path) -> None:

@@ -1,24 +1,15 @@
-"""A Ray Serve config emitted by ``plan`` runs under ``serve run`` and answers V2 clients over HTTP."""
+"""The Ray Serve config ``plan --emit ray`` writes runs under ``serve run`` and answers V2 clients."""
 
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import dataclasses
-import os
 import pathlib
-import signal
-import socket
-import subprocess
-import sys
 import threading
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 
 import numpy as np
-import psutil
 import pytest
 import yaml
 
@@ -34,16 +25,11 @@ from modelscale.plan import (
 )
 from modelscale.runtime.engine import Engine
 from tests.plan.conftest import linear_points
+from tests.serve.servers import free_port, serve_run, wait_ready
 
 pytestmark = [pytest.mark.ray, pytest.mark.e2e, pytest.mark.slow]
 pytest.importorskip("ray.serve", reason="needs the ray extra")
 tritonclient_http = pytest.importorskip("tritonclient.http")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
@@ -64,58 +50,11 @@ def ray_config(mlp_path: pathlib.Path, tmp_path: pathlib.Path) -> pathlib.Path:
     from ray.serve.schema import ServeDeploySchema
 
     ServeDeploySchema.model_validate(data)  # Ray's own schema for `serve deploy` accepts it
-    dep = data["applications"][0]["deployments"][0]
+    dep = data["applications"][0]["deployments"][1]  # the model's; [0] is the front
     assert dep["num_replicas"] * dep["ray_actor_options"]["num_cpus"] <= 2  # fits this machine
-    data["http_options"] = {"host": "127.0.0.1", "port": _free_port()}  # the test's only change
+    data["http_options"] = {"host": "127.0.0.1", "port": free_port()}  # the test's only change
     path.write_text(yaml.safe_dump(data), encoding="utf-8")
     return path
-
-
-@contextlib.contextmanager
-def _serve_run(config: pathlib.Path, log: pathlib.Path) -> Iterator[subprocess.Popen[bytes]]:
-    serve_cli = pathlib.Path(sys.executable).parent / "serve"
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_DEDUP_LOGS": "0"}
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [str(serve_cli), "run", str(config)],
-            cwd=config.parent, env=env, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
-    try:
-        yield proc
-    finally:
-        # Ray's own shutdown is not what this test checks, and it can take minutes on a loaded
-        # machine: ask once, then make sure nothing of this local cluster is left running (the
-        # processes serve run started, and only those: another Ray on this machine is left alone).
-        try:
-            tree = psutil.Process(proc.pid).children(recursive=True)
-        except psutil.NoSuchProcess:
-            tree = []
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        for child in tree:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                child.kill()
-        psutil.wait_procs(tree, timeout=30)
-
-
-def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: pathlib.Path) -> None:
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, log.read_text(errors="replace")[-4000:]
-        with (
-            contextlib.suppress(urllib.error.URLError, ConnectionError, TimeoutError),
-            urllib.request.urlopen(f"{url}/v2/models/mlp/ready", timeout=5) as r,
-        ):
-            if r.status == 200:
-                return
-        time.sleep(1.0)
-    pytest.fail("the Ray application was not ready in 180 s:\n" + log.read_text()[-4000:])
 
 
 def test_emitted_ray_config_serves_v2_clients(
@@ -125,8 +64,8 @@ def test_emitted_ray_config_serves_v2_clients(
     url = f"http://127.0.0.1:{port}"
     log = tmp_path / "serve.log"
     engine = Engine(mlp_path)
-    with _serve_run(ray_config, log) as proc:
-        _wait_ready(url, proc, log)
+    with serve_run(ray_config, log) as proc:
+        wait_ready(url, proc, log, "/v2/models/mlp/ready")
         local = threading.local()  # a tritonclient client is not to be shared between threads
 
         def connect() -> tritonclient_http.InferenceServerClient:
@@ -153,7 +92,7 @@ def test_emitted_ray_config_serves_v2_clients(
 
         infer(1, binary=False)
         infer(3, binary=True)
-        # Concurrent requests of different sizes are batched by Ray and split back correctly.
+        # Concurrent requests of mixed sizes are batched by the front and split back correctly.
         with concurrent.futures.ThreadPoolExecutor(8) as pool:
             list(pool.map(lambda i: infer(1 + i % 3, binary=i % 2 == 0), range(48)))
 

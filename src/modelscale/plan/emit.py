@@ -1,6 +1,8 @@
 """Deployment files from a plan: deploy.yaml for ``modelscale serve``, Kubernetes, Ray Serve.
 
-deploy.yaml follows ``modelscale.config.DeploymentSpec``::
+Every file is made from ``modelscale.config.DeploymentSpec`` objects, the one description of a
+deployment: deploy.yaml is one serialised, the Kubernetes ConfigMap holds one, and the Ray config
+carries one as its application's ``args.deployment``. deploy.yaml::
 
     models:
       <name>:
@@ -15,8 +17,9 @@ deploy.yaml follows ``modelscale.config.DeploymentSpec``::
 Kubernetes: a ConfigMap holding deploy.yaml, a Deployment (one pod per planned machine, CPU
 requests = limits = replicas x threads, memory from the profile), a Service and an autoscaling/v2
 HorizontalPodAutoscaler from the current phase's pod count to the last phase's. Ray Serve: a config
-file with one application whose deployment has ``num_replicas`` (one phase) or an
-``autoscaling_config`` (several), and ``ray_actor_options.num_cpus`` = threads per replica.
+file with one application (``DeploymentSpec.ray_config``): the V2 front as its ingress, which batches,
+and one deployment per model version with ``num_replicas`` (one phase) or ``autoscaling`` between the
+current phase's replicas and the last phase's (several), ``num_cpus`` = threads per replica.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from typing import Any, Literal
 
 import yaml
 
+from modelscale.config import RAY_IMPORT_PATH, DeploymentSpec
 from modelscale.errors import InvalidInput
 from modelscale.plan.results import PlanOption, PlanResult
 
@@ -37,7 +41,7 @@ __all__ = [
     "SERVE_COMMAND",
     "EmitKind",
     "chosen_option",
-    "deployment_dict",
+    "deployment_spec",
     "dump_yaml",
     "emit",
     "kubernetes_manifests",
@@ -48,9 +52,6 @@ EmitKind = Literal["deploy", "k8s", "ray"]
 
 SERVE_COMMAND = ("modelscale", "serve", "--config", "/etc/modelscale/deploy.yaml")
 """The container command of the Kubernetes Deployment."""
-
-RAY_IMPORT_PATH = "modelscale.serve.ray_app:build_app"
-"""The Ray Serve application builder the Ray config points at."""
 
 _CONTAINER_MODEL_DIR = "/models"
 _PORT = 8000
@@ -87,7 +88,7 @@ def _max_queue(option: PlanOption, p99_ms: float) -> int:
     return int(max(2 * option.max_batch * option.replicas, math.ceil(2.0 * window), 16))
 
 
-def deployment_dict(
+def deployment_spec(
     option: PlanOption,
     *,
     model_name: str,
@@ -97,29 +98,51 @@ def deployment_dict(
     host: str = "127.0.0.1",
     port: int = _PORT,
     store_url: str | None = None,
-) -> dict[str, Any]:
-    """deploy.yaml content for one machine of ``option`` (its share of ``target_rps``)."""
+    replicas: int | None = None,
+    autoscaling: tuple[int, int, float] | None = None,
+    backend: Literal["local", "ray"] = "local",
+    check_files: bool = True,
+) -> DeploymentSpec:
+    """The deployment of ``option``: one machine's share of ``target_rps`` (deploy.yaml), or the
+    whole cluster's replicas (``replicas``, ``autoscaling`` = (min, max, target batches in flight
+    per replica)) for the Ray backend. ``check_files=False`` for paths on other machines."""
     name = re.sub(r"[^A-Za-z0-9_.\-]+", "-", model_name).strip("-.") or "model"
-    return {
-        "models": {
-            name: {
-                "versions": {"1": {"path": str(model_path), "weight": 1.0}},
-                "batching": {
-                    "max_batch": int(option.max_batch),
-                    "max_wait_ms": float(option.max_wait_ms),
-                    "max_queue": _max_queue(option, p99_ms),
-                },
-                "replicas": int(option.replicas),
-                "threads": int(option.threads),
-                "slo": {
-                    "p99_ms": float(p99_ms),
-                    "target_rps": round(float(target_rps) / option.machines, 3),
-                },
-            }
+    share = target_rps if backend == "ray" else target_rps / option.machines
+    model: dict[str, Any] = {
+        "versions": {"1": {"path": str(model_path), "weight": 1.0}},
+        "batching": {
+            "max_batch": int(option.max_batch),
+            "max_wait_ms": float(option.max_wait_ms),
+            "max_queue": _max_queue(option, p99_ms),
         },
+        "replicas": int(replicas if replicas is not None else option.replicas),
+        "threads": int(option.threads),
+        "slo": {"p99_ms": float(p99_ms), "target_rps": round(float(share), 3)},
+    }
+    if autoscaling is not None:
+        low, high, target = autoscaling
+        model["autoscaling"] = {
+            "min_replicas": low,
+            "max_replicas": high,
+            "target_ongoing_batches": target,
+        }
+    data = {
+        "models": {name: model},
+        "backend": backend,
         "server": {"host": host, "port": int(port)},
         "store": {"url": store_url},
     }
+    return DeploymentSpec.from_dict(data, source="plan", check_files=check_files)
+
+
+def _deploy_yaml(spec: DeploymentSpec) -> dict[str, Any]:
+    """deploy.yaml's content: the spec's settings, without the Ray section a local server ignores."""
+    data = spec.model_dump(mode="json")
+    data.pop("ray", None)
+    for m in data["models"].values():
+        if m.get("autoscaling") is None:
+            m.pop("autoscaling", None)
+    return data
 
 
 def dump_yaml(docs: dict[str, Any] | Sequence[dict[str, Any]], *, header: str = "") -> str:
@@ -159,13 +182,14 @@ def kubernetes_manifests(
     opt = option or chosen_option(plan)
     name = _k8s_name(str(plan.model.get("name", "model")))
     model_file = pathlib.PurePath(str(plan.model.get("path", "model.onnx"))).name
-    spec = deployment_dict(
+    spec = deployment_spec(
         opt,
         model_name=str(plan.model.get("name", "model")),
         model_path=f"{_CONTAINER_MODEL_DIR}/{model_file}",
         p99_ms=plan.target["p99_ms"],
         target_rps=plan.target["rps"],
         host="0.0.0.0",
+        check_files=False,  # the path is the container's
     )
     per_replica = replica_bytes or int(plan.params.get("replica_bytes") or 0) or 256 * _MIB
     mem_mib = _BASE_MIB + math.ceil(opt.replicas * per_replica / _MIB)
@@ -200,7 +224,7 @@ def kubernetes_manifests(
             "apiVersion": "v1",
             "kind": "ConfigMap",
             "metadata": {"name": f"{name}-deploy", "labels": dict(labels)},
-            "data": {"deploy.yaml": dump_yaml(spec)},
+            "data": {"deploy.yaml": dump_yaml(_deploy_yaml(spec))},
         },
         {
             "apiVersion": "apps/v1",
@@ -254,54 +278,29 @@ def kubernetes_manifests(
 
 
 def ray_serve_config(plan: PlanResult, *, option: PlanOption | None = None) -> dict[str, Any]:
-    """A Ray Serve config file (``serve deploy``) for the plan."""
+    """A Ray Serve config (``serve run`` / ``serve deploy``) for the plan.
+
+    The whole target runs on one Ray cluster: the current phase's replicas, autoscaling up to the
+    last phase's when there are several phases. Ray's autoscaler keeps the batches in flight per
+    replica near the utilisation the plan runs the replicas at.
+    """
     opt = option or chosen_option(plan)
-    name = _k8s_name(str(plan.model.get("name", "model")))
     now_pods, most_pods = _phase_pods(plan, opt)
     now, most = now_pods * opt.replicas, most_pods * opt.replicas
-    per_replica_rps = plan.target["rps"] / now
-    mean_s = (opt.mean_at_target_ms or plan.target["p99_ms"] / 2.0) / 1000.0
-    # Little's law: requests in flight per replica = its rate x time in system.
-    ongoing = max(1, math.ceil(per_replica_rps * mean_s))
-    deployment: dict[str, Any] = {
-        "name": "Model",
-        "max_ongoing_requests": max(2 * ongoing, opt.max_batch, 5),
-        "ray_actor_options": {"num_cpus": opt.threads},
-        # As modelscale serve does: a request queued deeper than one p99 window of this machine's
-        # traffic would miss the bound anyway, so the proxy answers 503 with Retry-After at once.
-        "max_queued_requests": _max_queue(opt, plan.target["p99_ms"]),
-        "backpressure_config": {"status_code": 503, "retry_after_s": 1},
-        "user_config": {
-            "max_batch_size": opt.max_batch,
-            "batch_wait_timeout_s": opt.max_wait_ms / 1000.0,
-            "intra_op_threads": opt.threads,
-        },
-    }
-    if most > now:
-        deployment["autoscaling_config"] = {
-            "min_replicas": now,
-            "max_replicas": most,
-            "target_ongoing_requests": ongoing,
-        }
-    else:
-        deployment["num_replicas"] = now
-    return {
-        "proxy_location": "EveryNode",
-        "http_options": {"host": "0.0.0.0", "port": _PORT},
-        "applications": [
-            {
-                "name": name,
-                "route_prefix": "/",
-                "import_path": RAY_IMPORT_PATH,
-                "args": {
-                    "model_path": str(plan.model.get("path", "")),
-                    "name": str(plan.model.get("name") or "model"),  # the V2 model name
-                    "threads": opt.threads,
-                },
-                "deployments": [deployment],
-            }
-        ],
-    }
+    utilisation = plan.target["headroom"] * opt.max_rate_rps / max(opt.capacity_rps, 1e-9)
+    spec = deployment_spec(
+        opt,
+        model_name=str(plan.model.get("name", "model")),
+        model_path=str(plan.model.get("path", "")),
+        p99_ms=plan.target["p99_ms"],
+        target_rps=plan.target["rps"],
+        host="0.0.0.0",
+        replicas=now,
+        autoscaling=(now, most, round(min(max(utilisation, 0.3), 1.0), 2)) if most > now else None,
+        backend="ray",
+        check_files=False,  # the path is the cluster nodes'
+    )
+    return spec.ray_config(app_name=_k8s_name(str(plan.model.get("name", "model"))), port=_PORT)
 
 
 def emit(
@@ -322,13 +321,15 @@ def emit(
         ) from None
     opt = chosen_option(plan)
     if kind == "deploy":
-        data: Any = deployment_dict(
-            opt,
-            model_name=str(plan.model.get("name", "model")),
-            model_path=str(plan.model.get("path", "")),
-            p99_ms=plan.target["p99_ms"],
-            target_rps=plan.target["rps"],
-            store_url=store_url,
+        data: Any = _deploy_yaml(
+            deployment_spec(
+                opt,
+                model_name=str(plan.model.get("name", "model")),
+                model_path=str(plan.model.get("path", "")),
+                p99_ms=plan.target["p99_ms"],
+                target_rps=plan.target["rps"],
+                store_url=store_url,
+            )
         )
         path, what = out / "deploy.yaml", "deploy.yaml for modelscale serve (one machine)"
     elif kind == "k8s":
@@ -341,7 +342,13 @@ def emit(
         )
     elif kind == "ray":
         data = ray_serve_config(plan, option=opt)
-        path, what = out / "ray_serve.yaml", f"Ray Serve config (serve deploy; {RAY_IMPORT_PATH})"
+        path = out / "ray_serve.yaml"
+        what = (
+            f"Ray Serve config (serve run / serve deploy; {RAY_IMPORT_PATH}). The model file must "
+            "be at the same path on every node. Ray's proxy costs CPU per request: with "
+            "RAY_SERVE_ENABLE_HA_PROXY=1 set where Ray starts, HAProxy forwards requests to the "
+            "front directly (docs/serving.md)"
+        )
     else:
         raise InvalidInput(
             f"--emit must be deploy, k8s or ray. Got {kind!r} instead.", field="emit"
