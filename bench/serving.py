@@ -152,7 +152,9 @@ def modelscale_findmax(
     repeats: int,
     replicas: int = 2,
     threads: int = 1,
+    src: str | None = None,
 ) -> dict[str, Any]:
+    """Find-max of ``modelscale serve``; with ``src``, of the build in that source tree instead."""
     spec = DeploymentSpec.single(
         model,
         name="minilm",
@@ -162,7 +164,8 @@ def modelscale_findmax(
         max_wait_ms=wait_ms,
         max_queue=4096,
     )
-    with start_server(spec) as server:
+    env = {"PYTHONPATH": str(pathlib.Path(src) / "src")} if src else None
+    with start_server(spec, env=env) as server:
         r = run_load(
             server.url,
             model="minilm",
@@ -186,9 +189,10 @@ def modelscale_findmax(
     }
     vals = list(sizes.values())
     mean_batch = vals[1] / vals[0] if len(vals) == 2 and vals[0] else float("nan")
-    log(f"modelscale {replicas}x{threads} batch {max_batch}/{wait_ms} ms: {r.summary}")
+    name = "modelscale" if src is None else f"modelscale@{pathlib.Path(src).name}"
+    log(f"{name} {replicas}x{threads} batch {max_batch}/{wait_ms} ms: {r.summary} ({load_avg()})")
     return {
-        "server": "modelscale",
+        "server": name,
         "replicas_x_threads": f"{replicas} x {threads}",
         "max_batch": max_batch,
         "wait_ms": wait_ms,
@@ -398,6 +402,12 @@ def main() -> None:
         "--theirs", default="8:5,4:5", help="LitServe/Mosec max_batch:max_wait_ms list"
     )
     parser.add_argument("--compare-python", default=sys.executable)
+    parser.add_argument(
+        "--baseline-src",
+        default=None,
+        help="a checkout of another commit (git worktree add DIR COMMIT): its server runs "
+        "beside this one, alternating, for a regression check",
+    )
     parser.add_argument("--skip", default="", help="comma list of: loadgen,raw,ours,litserve,mosec")
     parser.add_argument("--out", default="bench/results/serving.json")
     parser.add_argument("--md", default="bench/results/serving.md")
@@ -429,10 +439,16 @@ def main() -> None:
     servers: list[dict[str, Any]] = []
     if "ours" not in skip:
         for mb, w, reps, thr in _configs(args.ours):
-            for _ in range(args.runs):
-                servers.append(
-                    modelscale_findmax(model, npz, mb, w, args.step, start, args.repeats, reps, thr)
-                )
+            for run in range(args.runs):
+                # Alternate which goes first: a machine that slows down over the run then
+                # penalises both builds alike.
+                builds = [None, args.baseline_src] if args.baseline_src else [None]
+                for src in builds if run % 2 == 0 else builds[::-1]:
+                    servers.append(
+                        modelscale_findmax(
+                            model, npz, mb, w, args.step, start, args.repeats, reps, thr, src
+                        )
+                    )
     for kind, module in (("litserve", "litserve"), ("mosec", "mosec")):
         if kind in skip:
             continue

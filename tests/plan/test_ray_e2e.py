@@ -52,7 +52,11 @@ def ray_config(mlp_path: pathlib.Path, tmp_path: pathlib.Path) -> pathlib.Path:
     ServeDeploySchema.model_validate(data)  # Ray's own schema for `serve deploy` accepts it
     dep = data["applications"][0]["deployments"][1]  # the model's; [0] is the front
     assert dep["num_replicas"] * dep["ray_actor_options"]["num_cpus"] <= 2  # fits this machine
-    data["http_options"] = {"host": "127.0.0.1", "port": free_port()}  # the test's only change
+    data["http_options"] = {"host": "127.0.0.1", "port": free_port()}
+    # The plan's 40 ms objective makes the front shed bursts it predicts would miss it, and on
+    # this 2-core box a Ray batch takes ~10 ms there and back: the bursts of 8 concurrent
+    # requests below would be shed. Shedding is tested on every backend in test_backends.py.
+    data["applications"][0]["args"]["deployment"]["models"]["mlp"].pop("slo")
     path.write_text(yaml.safe_dump(data), encoding="utf-8")
     return path
 

@@ -8,7 +8,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from modelscale.serve.backend import Batch, BatchLost, BatchOk, BatchOutcome
+from modelscale.serve.backend import (
+    BackendHealth,
+    BackendState,
+    Batch,
+    BatchLost,
+    BatchOk,
+    BatchOutcome,
+)
 from modelscale.serve.batcher import Batcher
 from modelscale.serve.codec import DecodedRequest
 from modelscale.serve.protocol import ApiError
@@ -35,6 +42,7 @@ class FakePool:
     """
 
     def __init__(self, replicas: int = 1, *, auto: bool = True) -> None:
+        self.replicas = replicas
         self.free = asyncio.Semaphore(replicas)
         self.auto = auto
         self.batches: list[list[int]] = []
@@ -47,6 +55,9 @@ class FakePool:
 
     def release(self, slot: Any) -> None:
         self.free.release()
+
+    def health(self) -> BackendHealth:
+        return BackendHealth(BackendState.READY, self.replicas, self.replicas)
 
     def run(self, slot: Any, batch: Batch) -> asyncio.Future[BatchOutcome]:
         self.batches.append(list(batch.row_counts))
@@ -262,6 +273,31 @@ def test_a_lost_batch_is_503_with_retry_after_for_each_request() -> None:
             await fut
         assert info.value.status == 503 and info.value.headers["retry-after"] == "1"
         assert "died" in info.value.message and "retry" in info.value.message
+        await b.close()
+
+    run(main())
+
+
+def test_a_failing_batch_loop_answers_its_queue_and_starts_again() -> None:
+    class Flaky(FakePool):
+        def __init__(self) -> None:
+            super().__init__()
+            self.broken = True
+
+        async def acquire(self) -> Any:
+            if self.broken:
+                self.broken = False
+                raise RuntimeError("a bug in a backend")
+            return await super().acquire()
+
+    async def main() -> None:
+        pool = Flaky()
+        b = await _started(pool, max_batch=1, max_wait_s=0.0)
+        with pytest.raises(ApiError) as info:
+            await asyncio.wait_for(b.submit(req(1)), 2.0)  # never left waiting
+        assert info.value.status == 500
+        reply = await asyncio.wait_for(b.submit(req(1)), 2.0)  # the loop runs again
+        assert reply.outputs["y"].shape == (1, 4)
         await b.close()
 
     run(main())

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from types import TracebackType
 
 from modelscale.config import DeploymentSpec
@@ -37,8 +38,12 @@ class ServerProcess:
         host: str = "127.0.0.1",
         port: int = 0,
         log_level: str = "warning",
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.spec = spec
+        self.env = dict(env) if env is not None else None
+        """Extra environment of the server process (e.g. PYTHONPATH of another build, to
+        compare two)."""
         self.host = host
         self.port = port
         self.log_level = log_level
@@ -75,7 +80,12 @@ class ServerProcess:
         ]
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
-                cmd, pass_fds=(sock.fileno(),), stdin=subprocess.DEVNULL, stdout=log, stderr=log
+                cmd,
+                pass_fds=(sock.fileno(),),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                env={**os.environ, **self.env} if self.env else None,
             )
         sock.close()
         return self
@@ -163,7 +173,12 @@ class ServerProcess:
 
 
 def start_server(
-    spec: DeploymentSpec, *, host: str = "127.0.0.1", port: int = 0, wait: bool = True
+    spec: DeploymentSpec,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    wait: bool = True,
+    env: Mapping[str, str] | None = None,
 ) -> ServerProcess:
     """Start ``spec`` in a background process; with ``wait``, return once it is ready.
 
@@ -173,7 +188,7 @@ def start_server(
         with start_server(spec) as server:
             result = run_load(server.url, model="digits", options=LoadOptions(rate=200))
     """
-    server = ServerProcess(spec, host=host, port=port).start()
+    server = ServerProcess(spec, host=host, port=port, env=env).start()
     if wait:
         try:
             server.wait_ready()

@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import enum
 import functools
+import logging
 import time
 from collections import deque
 from collections.abc import Callable, Hashable, Sequence
@@ -40,6 +41,8 @@ from modelscale.serve.backend import (
 )
 from modelscale.serve.codec import DecodedRequest
 from modelscale.serve.protocol import ApiError
+
+log = logging.getLogger("modelscale.serve")
 
 __all__ = [
     "BatchObserver",
@@ -407,10 +410,19 @@ class Batcher:
                 )
 
     def start(self) -> None:
-        """Start the batch loop as a task of the running loop."""
+        """Start the batch loop as a task of the running loop (restarted if it ever fails)."""
         self._task = asyncio.get_running_loop().create_task(
             self.run(), name=f"batcher {self.label}"
         )
+        self._task.add_done_callback(self._ended)
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        if self._closed or task.cancelled() or task.exception() is None:
+            return
+        # A bug here must not leave requests waiting forever: answer what is queued, go on.
+        log.error("the batch loop of %s failed", self.label, exc_info=task.exception())
+        self.fail_queued(ApiError(500, "internal server error; see the server log"))
+        self.start()
 
     def fail_queued(self, error: ApiError) -> None:
         """Answer every queued request with ``error`` (the model's replicas are all gone)."""

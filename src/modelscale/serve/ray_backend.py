@@ -407,11 +407,12 @@ class RayDeployments:
 
         if not ray.is_initialized():
             return
+        if self._started_ray:
+            # Everything here is this server's: stopping Ray stops the replicas with it, at
+            # once (deleting the applications first waits for each replica's graceful stop).
+            ray.shutdown()
+            return
         for app_name in self._apps:
             with contextlib.suppress(Exception):
-                serve.delete(app_name)
+                serve.delete(app_name, _blocking=False)  # the cluster stops them; no need to wait
         self._apps.clear()
-        if self._started_ray:
-            with contextlib.suppress(Exception):
-                serve.shutdown()
-            ray.shutdown()
