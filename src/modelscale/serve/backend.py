@@ -190,6 +190,9 @@ class Backend(Protocol):
     def health(self) -> BackendHealth:
         """The replicas' state now."""
 
+    def serving(self) -> bool:
+        """Whether a batch can be run now (asked for every request: cheap, no allocation)."""
+
     def stats(self) -> Sequence[ReplicaStats]:
         """Per-replica counters."""
 

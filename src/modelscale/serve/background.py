@@ -66,7 +66,9 @@ class ServerProcess:
         sock = bind_socket(self.host, self.port)
         self.port = sock.getsockname()[1]
         spec_path = pathlib.Path(self._dir.name) / "spec.json"
-        spec_path.write_text(json.dumps(self.spec.model_dump(mode="json")), encoding="utf-8")
+        # Defaults left out: the file then also suits a build that predates a newer key.
+        data = self.spec.model_dump(mode="json", exclude_defaults=True)
+        spec_path.write_text(json.dumps(data), encoding="utf-8")
         cmd = [
             sys.executable,
             "-m",

@@ -282,6 +282,14 @@ class LocalBackend:
             state = BackendState.DEGRADED if ready else BackendState.UNAVAILABLE
         return BackendHealth(state, ready, desired, self.restarts_total)
 
+    def serving(self) -> bool:
+        """Loaded once, not stopping, and a replica is up."""
+        if not self.loaded or self._closing:
+            return False
+        return any(
+            r.state is ReplicaState.IDLE or r.state is ReplicaState.BUSY for r in self.replicas
+        )
+
     def stats(self) -> list[ReplicaStats]:
         """Per replica: state, batches and rows served, restarts."""
         return [

@@ -237,6 +237,10 @@ class RayBackend:
             state = BackendState.DEGRADED
         return BackendHealth(state, self.running, self.desired)
 
+    def serving(self) -> bool:
+        """Started, not stopped, and Ray reports a replica running."""
+        return self._started and not self._stopped and self.running > 0
+
     def stats(self) -> list[ReplicaStats]:
         """Batches and rows per Ray replica that has answered."""
         return [

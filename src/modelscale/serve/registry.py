@@ -127,7 +127,7 @@ class VersionRuntime:
     @property
     def ready(self) -> bool:
         """Loaded once, and at least one replica is serving now."""
-        return self.backend.health().serving
+        return self.backend.serving()
 
     def submit(self, request: DecodedRequest) -> asyncio.Future[Reply]:
         """Queue a validated request (503 when not ready, full, or predicted to miss the SLO)."""
