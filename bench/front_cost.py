@@ -34,9 +34,7 @@ from modelscale.examples import build_example
 from modelscale.loadgen import LoadOptions, run_load
 from modelscale.model import InputChoice, ModelArtifact, make_inputs
 from modelscale.runtime import Engine, EngineOptions
-from modelscale.serve import start_server
-from modelscale.serve.codec import decode_request, encode_response
-from modelscale.serve.contract import ModelContract
+from modelscale.serve import ModelContract, decode_request, encode_response, start_server
 from modelscale.workflow import CpuMeter, batch_totals, inputs_file
 
 RATES = (150, 300, 1000, 3000)

@@ -13,7 +13,7 @@ from modelscale.cli.render import console, err_console, print_json
 from modelscale.config import DeploymentSpec, load_deployment
 from modelscale.errors import InvalidInput
 from modelscale.serve.runner import ServeResult, run_server
-from modelscale.store import open_store
+from modelscale.workflow import Recorder
 
 __all__ = ["ModelOptions", "build_spec", "render_spec", "serve_command"]
 
@@ -154,20 +154,6 @@ def render_spec(spec: DeploymentSpec) -> None:
     console.print(table)
 
 
-def _register(spec: DeploymentSpec) -> dict[str, str]:
-    from modelscale.model import ModelArtifact
-
-    kb = open_store(spec.store.url)
-    shas = {}
-    for name, m in spec.models.items():
-        for label, v in m.versions.items():
-            art = ModelArtifact.load(v.path, name=name)
-            kb.register_model(art.sha256, name=name, path=str(art.path), size_bytes=art.size_bytes)
-            shas[f"{name}:{label}"] = art.sha256
-    kb.close()
-    return shas
-
-
 @app.command("serve")
 def serve_command(
     model: pathlib.Path | None = typer.Argument(None, help="ONNX model file (or use -c)."),
@@ -237,8 +223,8 @@ def serve_command(
         backend=backend,
         ray_address=ray_address,
     )
-    if store:
-        _register(spec)
+    # Opened now: a bad knowledge base fails before anything is served.
+    recorder = Recorder.open(store, url=spec.store.url)
     if not as_json:
         render_spec(spec)
 
@@ -249,12 +235,7 @@ def serve_command(
         )
 
     result: ServeResult = run_server(spec, on_ready=ready, log_level=log_level)
-    run_id = None
-    if store:
-        kb = open_store(spec.store.url)
-        first = next(iter(result.model_versions.values()), None)
-        run_id = kb.record(result, model_version=first)
-        kb.close()
+    run_id = recorder.run_id(result)
     if as_json:
         print_json({"run_id": run_id, **result.to_dict()})
         return

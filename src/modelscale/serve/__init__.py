@@ -27,6 +27,8 @@ if TYPE_CHECKING:
         ReplicaStats,
     )
     from modelscale.serve.background import ServerProcess, start_server
+    from modelscale.serve.codec import DecodedRequest, decode_request, encode_response
+    from modelscale.serve.contract import ModelContract
     from modelscale.serve.front import Front, build_front
     from modelscale.serve.metrics import Metrics
     from modelscale.serve.pipeline import (
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
         Recorder,
         RequestRecord,
         Stage,
+        StageContext,
         StageFactory,
     )
     from modelscale.serve.registry import ModelRegistry
@@ -55,7 +58,12 @@ _EXPORTS = {
     "Recorder": "modelscale.serve.pipeline",
     "RequestRecord": "modelscale.serve.pipeline",
     "Stage": "modelscale.serve.pipeline",
+    "StageContext": "modelscale.serve.pipeline",
     "StageFactory": "modelscale.serve.pipeline",
+    "DecodedRequest": "modelscale.serve.codec",
+    "decode_request": "modelscale.serve.codec",
+    "encode_response": "modelscale.serve.codec",
+    "ModelContract": "modelscale.serve.contract",
     "ServerProcess": "modelscale.serve.background",
     "start_server": "modelscale.serve.background",
     "Metrics": "modelscale.serve.metrics",
@@ -71,10 +79,12 @@ __all__ = [
     "BackendState",
     "Batch",
     "BatchOutcome",
+    "DecodedRequest",
     "Endpoint",
     "Exchange",
     "Front",
     "Metrics",
+    "ModelContract",
     "ModelRegistry",
     "Recorder",
     "ReplicaSettings",
@@ -83,9 +93,12 @@ __all__ = [
     "ServeResult",
     "ServerProcess",
     "Stage",
+    "StageContext",
     "StageFactory",
     "bind_socket",
     "build_front",
+    "decode_request",
+    "encode_response",
     "run_server",
     "start_server",
 ]

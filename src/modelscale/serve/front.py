@@ -34,11 +34,13 @@ from modelscale.model.artifact import ModelArtifact
 from modelscale.serve.backend import Backend
 from modelscale.serve.metrics import CONTENT_TYPE, Metrics, MetricsRecorder
 from modelscale.serve.pipeline import (
+    DEFAULT_CAPACITY,
     Endpoint,
     Exchange,
     Pipeline,
     Recorder,
     RecordQueue,
+    StageContext,
     StageFactory,
     assemble,
 )
@@ -237,7 +239,8 @@ def build_front(
         api_key: Require ``Authorization: Bearer <key>`` on every route but the health probes.
         metrics: The Prometheus instruments (default: new ones with the spec's buckets).
         stages: Features' stages, each placed before or after a named stage.
-        recorders: Features' recorders, after the metrics recorder.
+        recorders: Features' recorders, after the metrics recorder (a recorder's ``capacity``
+            attribute, if it has one, bounds its queue; default 65,536 records).
         manage_registry: Start and stop the replicas with the ASGI lifespan.
         extensions: What GET /v2 lists.
     """
@@ -251,8 +254,10 @@ def build_front(
             {"name": "modelscale", "version": server_version(), "extensions": list(extensions)}
         ),
     )
-    queues = [RecordQueue(MetricsRecorder(metrics))] + [RecordQueue(r) for r in recorders]
+    queues = [RecordQueue(MetricsRecorder(metrics))] + [
+        RecordQueue(r, capacity=getattr(r, "capacity", DEFAULT_CAPACITY)) for r in recorders
+    ]
     metrics.watch_records(queues)
-    context = {"spec": spec, "registry": registry, "metrics": metrics}
+    context = StageContext(spec=spec, registry=registry, metrics=metrics)
     ordered = assemble(builtin_stages(state, api_key=api_key), stages, context=context)
     return Front(state, Pipeline(ordered, queues), manage_registry=manage_registry)

@@ -26,20 +26,26 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Protocol
+
+import orjson
 
 from modelscale.errors import InvalidInput
 from modelscale.serve.protocol import ApiError
 
 if TYPE_CHECKING:
+    from modelscale.config import DeploymentSpec
     from modelscale.serve.batcher import Reply
     from modelscale.serve.codec import DecodedRequest
     from modelscale.serve.contract import ModelContract
-    from modelscale.serve.registry import ModelEntry, VersionRuntime
+    from modelscale.serve.metrics import Metrics
+    from modelscale.serve.registry import ModelEntry, ModelRegistry, VersionRuntime
 
 __all__ = [
     "ALL_ENDPOINTS",
     "CONTROL_ENDPOINTS",
+    "DEFAULT_CAPACITY",
     "Endpoint",
     "Exchange",
     "Pipeline",
@@ -47,6 +53,7 @@ __all__ = [
     "Recorder",
     "RequestRecord",
     "Stage",
+    "StageContext",
     "StageFactory",
     "assemble",
 ]
@@ -151,8 +158,6 @@ class Exchange:
 
     def fail(self, exc: ApiError) -> None:
         """Answer with ``exc``'s status, message and headers."""
-        import orjson
-
         headers = [
             (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in exc.headers.items()
         ]
@@ -221,8 +226,6 @@ class RequestRecord(NamedTuple):
         model, version = (where.name, where.version) if where is not None else ("_unknown", "")
         error = None
         if ex.status >= 400:
-            import orjson
-
             with contextlib.suppress(orjson.JSONDecodeError, AttributeError, TypeError):
                 error = orjson.loads(ex.content).get("error")
         return cls(
@@ -257,10 +260,14 @@ class Recorder(Protocol):
         """Handle a batch of records (exceptions are logged and counted, never raised to clients)."""
 
 
+DEFAULT_CAPACITY = 65_536
+"""Records a recorder's queue holds before it drops (and counts) new ones."""
+
+
 class RecordQueue:
     """A recorder's bounded queue: offered records are drained in batches; a full queue drops."""
 
-    def __init__(self, recorder: Recorder, *, capacity: int = 65_536) -> None:
+    def __init__(self, recorder: Recorder, *, capacity: int = DEFAULT_CAPACITY) -> None:
         if capacity < 1:
             raise InvalidInput(
                 f"The 'capacity' of a record queue must be >= 1. Got {capacity!r} instead.",
@@ -351,14 +358,23 @@ class RecordQueue:
         self._closed = True
 
 
+@dataclass(frozen=True)
+class StageContext:
+    """What a feature's stage may need from the server it is built for."""
+
+    spec: DeploymentSpec
+    registry: ModelRegistry
+    metrics: Metrics
+
+
 class StageFactory(Protocol):
     """Builds a feature's stage for a server (None when the deployment does not use it)."""
 
     place: tuple[str, str]
     """("before" | "after", name of a built-in or earlier stage)."""
 
-    def __call__(self, context: Any) -> Stage | None:
-        """The stage for ``context`` (the server's registry and spec), or None."""
+    def __call__(self, context: StageContext) -> Stage | None:
+        """The stage for ``context``, or None."""
 
 
 class Pipeline:
@@ -403,7 +419,7 @@ class Pipeline:
 
 
 def assemble(
-    builtin: Sequence[Stage], extra: Sequence[StageFactory] = (), *, context: Any = None
+    builtin: Sequence[Stage], extra: Sequence[StageFactory], *, context: StageContext
 ) -> list[Stage]:
     """The built-in stages with each factory's stage placed before or after the stage it names."""
     stages = list(builtin)

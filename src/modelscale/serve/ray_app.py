@@ -158,7 +158,7 @@ def _app_name() -> str:
         from ray import serve
 
         return str(serve.get_replica_context().app_name)
-    except Exception:  # pragma: no cover - only outside Ray
+    except Exception:  # not inside a Ray replica
         return "default"
 
 

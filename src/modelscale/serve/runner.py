@@ -10,18 +10,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import pathlib
 import signal
 import socket
 import time
 from collections.abc import Callable, Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import uvicorn
 
 from modelscale.config import DeploymentSpec
 from modelscale.errors import InvalidInput, ServerError
-from modelscale.result import Result
+from modelscale.result import ModelVersionInfo, Result, RunLinks
 from modelscale.serve.auth import read_api_key
 from modelscale.serve.front import BackendFactory, build_front
 from modelscale.serve.metrics import Metrics
@@ -45,6 +46,22 @@ class ServeResult(Result):
     model_versions: dict[str, str]
     """'model:version' -> sha256."""
     params: dict[str, Any]
+    model_files: dict[str, str] = field(default_factory=dict)
+    """'model:version' -> the ONNX file it served."""
+
+    def links(self) -> RunLinks:
+        """Filed under the first version served; every version served is registered."""
+        models = []
+        for key, sha in self.model_versions.items():
+            path = self.model_files.get(key)
+            size = None
+            with contextlib.suppress(OSError):
+                size = pathlib.Path(path).stat().st_size if path else None
+            models.append(
+                ModelVersionInfo(sha, name=key.rsplit(":", 1)[0], path=path, size_bytes=size)
+            )
+        first = next(iter(self.model_versions.values()), None)
+        return RunLinks(first, models=tuple(models))
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -165,6 +182,9 @@ async def _serve(
         },
         model_versions={
             f"{rt.name}:{rt.version}": rt.artifact.sha256 for rt in registry.runtimes()
+        },
+        model_files={
+            f"{rt.name}:{rt.version}": str(rt.artifact.path) for rt in registry.runtimes()
         },
         params=spec.model_dump(mode="json"),
     )
