@@ -77,9 +77,9 @@ def cases(names: list[str], tmp: pathlib.Path) -> list[Case]:
     if "digits" in names:
         ex = build_example("digits")
         data = np.load(ex.eval_path)
-        names = [t.name for t in ModelArtifact.load(ex.model_path).signature.inputs]
+        inputs = [t.name for t in ModelArtifact.load(ex.model_path).signature.inputs]
         npz = tmp / "digits.npz"
-        np.savez(npz, **{n: data[n][:256] for n in names})
+        np.savez(npz, **{n: data[n][:256] for n in inputs})
         out.append(Case("digits", str(ex.model_path), npz, (), 50.0, 16, 2.0, 1500.0))
     if "minilm" in names:
         ex = build_example("minilm")
@@ -91,6 +91,10 @@ def cases(names: list[str], tmp: pathlib.Path) -> list[Case]:
             Case("minilm", str(ex.model_path), npz, ("sentence_embedding",), 100.0, 8, 2.0, 150.0)
         )
     return out
+
+
+DEPTH = 1
+"""ray.max_ongoing_batches (--depth)."""
 
 
 def spec_of(case: Case, kind: str) -> DeploymentSpec:
@@ -109,6 +113,7 @@ def spec_of(case: Case, kind: str) -> DeploymentSpec:
                 }
             },
             "backend": "ray" if kind == "ray" else "local",
+            "ray": {"max_ongoing_batches": DEPTH},
         }
     )
 
@@ -278,19 +283,23 @@ def find_max(url: str, case: Case, start: float, step: float) -> dict[str, Any]:
 
 
 def main() -> None:
+    global DEPTH
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--step", type=float, default=15.0, help="seconds per find-max probe")
     parser.add_argument("--cpu-seconds", type=float, default=15.0)
     parser.add_argument("--models", default="digits,minilm")
     parser.add_argument("--kinds", default=",".join(KINDS))
     parser.add_argument("--out", default="bench/results/ray_backend.json")
+    parser.add_argument("--depth", type=int, default=1, help="ray.max_ongoing_batches")
     args = parser.parse_args()
+    DEPTH = args.depth
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="bench-ray-"))
     report: dict[str, Any] = {
         "machine": machine_info().to_dict(),
         "started": time.strftime("%Y-%m-%d %H:%M:%S"),
         "load_avg_start": load_avg(),
         "step_s": args.step,
+        "max_ongoing_batches": args.depth,
         "results": [],
     }
     kinds = args.kinds.split(",")

@@ -153,6 +153,7 @@ def modelscale_findmax(
     replicas: int = 2,
     threads: int = 1,
     src: str | None = None,
+    tolerance: float = 0.05,
 ) -> dict[str, Any]:
     """Find-max of ``modelscale serve``; with ``src``, of the build in that source tree instead."""
     spec = DeploymentSpec.single(
@@ -177,7 +178,7 @@ def modelscale_findmax(
                 outputs=("sentence_embedding",),
                 p99_ms=P99_MS,
                 repeats=repeats,
-                tolerance=0.05,
+                tolerance=tolerance,
                 warmup_s=3,
             ),
         )
@@ -395,6 +396,10 @@ def main() -> None:
     parser.add_argument("--step", type=float, default=30.0, help="seconds per find-max probe")
     parser.add_argument("--repeats", type=int, default=1, help="windows per probe (all must pass)")
     parser.add_argument("--runs", type=int, default=1, help="find-max runs per server setting")
+    parser.add_argument(
+        "--tolerance", type=float, default=0.05, help="find-max bisects to this relative bracket"
+    )
+    parser.add_argument("--start", type=float, default=None, help="find-max start rate (req/s)")
     parser.add_argument("--raw-seconds", type=float, default=15.0)
     parser.add_argument("--loadgen-rates", default="5000,10000,20000")
     parser.add_argument("--ours", default="8:2,4:2", help="modelscale max_batch:max_wait_ms list")
@@ -435,7 +440,7 @@ def main() -> None:
     if "raw" not in skip:
         report["raw"] = raw_ort(model, str(npz), args.raw_seconds)
     raw_best = max((r["seq_per_s"] for r in report.get("raw", [])), default=250.0)
-    start = 0.6 * raw_best
+    start = args.start or 0.6 * raw_best
     servers: list[dict[str, Any]] = []
     if "ours" not in skip:
         for mb, w, reps, thr in _configs(args.ours):
@@ -446,7 +451,17 @@ def main() -> None:
                 for src in builds if run % 2 == 0 else builds[::-1]:
                     servers.append(
                         modelscale_findmax(
-                            model, npz, mb, w, args.step, start, args.repeats, reps, thr, src
+                            model,
+                            npz,
+                            mb,
+                            w,
+                            args.step,
+                            start,
+                            args.repeats,
+                            reps,
+                            thr,
+                            src,
+                            args.tolerance,
                         )
                     )
     for kind, module in (("litserve", "litserve"), ("mosec", "mosec")):

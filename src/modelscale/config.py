@@ -229,11 +229,13 @@ class RaySpec(_Strict):
         "local Ray on this machine",
     )
     max_ongoing_batches: int = Field(
-        default=2,
+        default=1,
         ge=1,
         le=64,
-        description="Batches sent to one replica before it answers: 2 hides the trip to the "
-        "replica behind the batch it is running",
+        description="Batches in flight per replica. 1: a batch waits in the front, still "
+        "filling, until a replica is free, so Ray is called as seldom as the load allows; 2 "
+        "hides the trip to the replica behind the batch it runs, at one more call per batch "
+        "when the replicas are busy",
     )
     front_replicas: int = Field(
         default=1, ge=1, le=1_000, description="Front (ingress) replicas of a Ray Serve application"
@@ -444,7 +446,10 @@ def _ray_deployments(spec: DeploymentSpec) -> list[dict[str, Any]]:
         for version in m.versions:
             dep: dict[str, Any] = {
                 "name": ray_deployment_name(name, version),
-                "max_ongoing_requests": spec.ray.max_ongoing_batches,
+                # The front sends at most max_ongoing_batches per replica. Ray's own limit sits
+                # well above that: a replica its router believes full is probed with an extra
+                # call before every batch, which on a small machine costs more than the batch.
+                "max_ongoing_requests": 4 * spec.ray.max_ongoing_batches,
                 "ray_actor_options": {"num_cpus": m.threads},
                 "user_config": {"threads": m.threads},
             }

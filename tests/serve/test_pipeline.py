@@ -15,16 +15,9 @@ from starlette.testclient import TestClient
 from modelscale.config import DeploymentSpec
 from modelscale.errors import InvalidInput
 from modelscale.serve.front import build_front
-from modelscale.serve.pipeline import (
-    Endpoint,
-    Exchange,
-    RecordQueue,
-    RequestRecord,
-    Stage,
-    StageContext,
-    assemble,
-)
+from modelscale.serve.pipeline import Endpoint, Exchange, Stage, StageContext, assemble
 from modelscale.serve.protocol import ApiError
+from modelscale.serve.records import RecordQueue, RequestRecord
 from modelscale.serve.stages import AnswerStage, DispatchStage
 from tests.serve.conftest import infer_body
 

@@ -34,12 +34,11 @@ if TYPE_CHECKING:
     from modelscale.serve.pipeline import (
         Endpoint,
         Exchange,
-        Recorder,
-        RequestRecord,
         Stage,
         StageContext,
         StageFactory,
     )
+    from modelscale.serve.records import Recorder, RequestRecord
     from modelscale.serve.registry import ModelRegistry
     from modelscale.serve.runner import ServeResult, bind_socket, run_server
 
@@ -55,8 +54,8 @@ _EXPORTS = {
     "build_front": "modelscale.serve.front",
     "Endpoint": "modelscale.serve.pipeline",
     "Exchange": "modelscale.serve.pipeline",
-    "Recorder": "modelscale.serve.pipeline",
-    "RequestRecord": "modelscale.serve.pipeline",
+    "Recorder": "modelscale.serve.records",
+    "RequestRecord": "modelscale.serve.records",
     "Stage": "modelscale.serve.pipeline",
     "StageContext": "modelscale.serve.pipeline",
     "StageFactory": "modelscale.serve.pipeline",

@@ -34,17 +34,15 @@ from modelscale.model.artifact import ModelArtifact
 from modelscale.serve.backend import Backend
 from modelscale.serve.metrics import CONTENT_TYPE, Metrics, MetricsRecorder
 from modelscale.serve.pipeline import (
-    DEFAULT_CAPACITY,
     Endpoint,
     Exchange,
     Pipeline,
-    Recorder,
-    RecordQueue,
     StageContext,
     StageFactory,
     assemble,
 )
 from modelscale.serve.protocol import EXTENSIONS, server_version
+from modelscale.serve.records import DEFAULT_CAPACITY, Recorder, RecordQueue
 from modelscale.serve.registry import ModelRegistry
 from modelscale.serve.stages import ClientGone, builtin_stages
 

@@ -21,7 +21,7 @@ from modelscale.config import DEFAULT_LATENCY_BUCKETS_MS
 from modelscale.serve.backend import BackendHealth
 
 if TYPE_CHECKING:
-    from modelscale.serve.pipeline import RecordQueue, RequestRecord
+    from modelscale.serve.records import RecordQueue, RequestRecord
 
 __all__ = ["BATCH_BUCKETS", "CONTENT_TYPE", "GaugeSource", "Metrics", "MetricsRecorder"]
 
