@@ -10,6 +10,9 @@ another on this machine:
                   request to the front, which is the application's ingress deployment
     ray-haproxy   the same config with RAY_SERVE_ENABLE_HA_PROXY=1 where Ray starts: HAProxy
                   forwards requests to the front replica's own HTTP server (no Python proxy)
+    ray-before    (with --baseline-src DIR, a checkout of an earlier commit) that build's Ray
+                  application under serve run: Ray's proxy handing each request to a model
+                  replica that batched with @serve.batch, as its plan --emit ray configured it
 
 For each: the highest rate with p99 <= the bound and < 1% errors (open-loop Poisson, find-max,
 bisected to 5%), then one window at a fixed rate (half the local maximum) in which the CPU time of
@@ -130,6 +133,41 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes] | None, timeout: float =
     raise RuntimeError("the server was never ready")
 
 
+BASELINE_SRC: str | None = None
+"""--baseline-src: the build 'ray-before' runs."""
+
+
+def _before_config(case: Case, port: int) -> dict[str, Any]:
+    """The Ray config the earlier build's plan --emit ray wrote for this configuration."""
+    return {
+        "proxy_location": "EveryNode",
+        "http_options": {"host": "127.0.0.1", "port": port},
+        "applications": [
+            {
+                "name": case.name,
+                "route_prefix": "/",
+                "import_path": "modelscale.serve.ray_app:build_app",
+                "args": {"model_path": case.model, "name": case.name, "threads": 1},
+                "deployments": [
+                    {
+                        "name": "Model",
+                        "num_replicas": 2,
+                        "max_ongoing_requests": 2 * case.max_batch,
+                        "ray_actor_options": {"num_cpus": 1},
+                        "max_queued_requests": 4096,
+                        "backpressure_config": {"status_code": 503, "retry_after_s": 1},
+                        "user_config": {
+                            "max_batch_size": case.max_batch,
+                            "batch_wait_timeout_s": case.wait_ms / 1000.0,
+                            "intra_op_threads": 1,
+                        },
+                    }
+                ],
+            }
+        ],
+    }
+
+
 @contextlib.contextmanager
 def served(case: Case, kind: str, tmp: pathlib.Path) -> Iterator[str]:
     """The URL of ``case`` served the ``kind`` way; everything started is stopped after."""
@@ -147,12 +185,18 @@ def served(case: Case, kind: str, tmp: pathlib.Path) -> Iterator[str]:
         return
     port = 8000 + os.getpid() % 1000
     config = tmp / f"{case.name}-{kind}.yaml"
-    config.write_text(
-        yaml.safe_dump(spec.ray_config(app_name=case.name, host="127.0.0.1", port=port))
-    )
+    if kind == "ray-before":
+        if BASELINE_SRC is None:
+            raise RuntimeError("ray-before needs --baseline-src")
+        data = _before_config(case, port)
+    else:
+        data = spec.ray_config(app_name=case.name, host="127.0.0.1", port=port)
+    config.write_text(yaml.safe_dump(data))
     env = {**os.environ, **RAY_ENV}
     if kind == "ray-haproxy":
         env["RAY_SERVE_ENABLE_HA_PROXY"] = "1"
+    if kind == "ray-before":
+        env["PYTHONPATH"] = str(pathlib.Path(str(BASELINE_SRC)) / "src")
     serve_cli = pathlib.Path(sys.executable).parent / "serve"
     with (tmp / f"{case.name}-{kind}.log").open("wb") as out:
         proc = subprocess.Popen(
@@ -245,7 +289,10 @@ def cpu_window(url: str, case: Case, rate: float, seconds: float) -> dict[str, A
 
 
 def _batches(url: str, model: str) -> dict[str, float]:
-    text = urllib.request.urlopen(url + "/metrics").read().decode()
+    try:
+        text = urllib.request.urlopen(url + "/metrics").read().decode()
+    except OSError:  # a server without /metrics (the earlier Ray application)
+        return {"mean_batch": float("nan"), "roundtrip_ms": float("nan")}
     vals: dict[str, float] = {}
     for line in text.splitlines():
         for key in ("batch_size_sum", "batch_size_count", "batch_roundtrip_seconds_sum"):
@@ -283,7 +330,7 @@ def find_max(url: str, case: Case, start: float, step: float) -> dict[str, Any]:
 
 
 def main() -> None:
-    global DEPTH
+    global DEPTH, BASELINE_SRC
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--step", type=float, default=15.0, help="seconds per find-max probe")
     parser.add_argument("--cpu-seconds", type=float, default=15.0)
@@ -291,8 +338,13 @@ def main() -> None:
     parser.add_argument("--kinds", default=",".join(KINDS))
     parser.add_argument("--out", default="bench/results/ray_backend.json")
     parser.add_argument("--depth", type=int, default=1, help="ray.max_ongoing_batches")
+    parser.add_argument("--baseline-src", default=None, help="the build 'ray-before' runs")
+    parser.add_argument(
+        "--local-max", type=float, default=None, help="skip 'local': its max rate, measured before"
+    )
     args = parser.parse_args()
     DEPTH = args.depth
+    BASELINE_SRC = args.baseline_src
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="bench-ray-"))
     report: dict[str, Any] = {
         "machine": machine_info().to_dict(),
@@ -304,7 +356,7 @@ def main() -> None:
     }
     kinds = args.kinds.split(",")
     for case in cases(args.models.split(","), tmp):
-        local_max: float | None = None
+        local_max: float | None = args.local_max
         for kind in kinds:
             log(f"{case.name} {kind}: starting ({load_avg()})")
             start = case.start_rps if local_max is None else max(20.0, 0.3 * local_max)
