@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
 
 import typer
 from rich import box
@@ -12,6 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from modelscale.cli.app import app
+from modelscale.cli.options import parse_batch_axes
 from modelscale.cli.render import ProgressBar, console, err_console, print_json
 from modelscale.compress import (
     DEFAULT_MEASURE,
@@ -59,6 +65,12 @@ def compress_command(
         "(default: ./NAME-compressed, NAME being --name or the file stem).",
     ),
     output: str | None = typer.Option(None, "--output", help="Model output to evaluate."),
+    batch_axis: list[str] | None = typer.Option(
+        None,
+        "--batch-axis",
+        help="Batch axis of an input whose rows are not along axis 0, INPUT=AXIS (e.g. state=1), "
+        "or INPUT=none if it is the same for every row; 0-d inputs always are. Repeatable.",
+    ),
     labels_key: str = typer.Option("labels", "--labels-key", help="Key of the labels in --eval."),
     threads: int | None = typer.Option(
         None, "--threads", "-t", help="Intra-op threads (default: all usable cores)."
@@ -94,6 +106,7 @@ def compress_command(
         calibration=calibration,
         batch=batch,
         output=output,
+        batch_axes=parse_batch_axes("--batch-axis", batch_axis),
         labels_key=labels_key,
         threads=threads,
         candidates=names,
@@ -105,7 +118,7 @@ def compress_command(
     recorder = Recorder.open(store)  # a bad database fails before minutes of work
     out_dir = out if out is not None else pathlib.Path(f"{artifact.name}-compressed")
     bar = ProgressBar()
-    with bar.showing("starting"):
+    with _terminate_as_exit(), bar.showing("starting"):
         result = compress(
             artifact,
             eval_path,
@@ -132,6 +145,24 @@ def compress_command(
                 f"New model version {result.chosen_sha256[:12]} (parent "
                 f"{result.model['sha256'][:12]})."
             )
+
+
+@contextmanager
+def _terminate_as_exit() -> Iterator[None]:
+    """SIGTERM (kill, systemd, a container stop) ends the search as Ctrl-C does: the candidates'
+    work folder is removed on the way out, not left in the temporary folder."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 _WIDE = 132
@@ -175,7 +206,8 @@ def render_compress(result: CompressResult) -> None:
         label = f"{t.name}{' *' if t.pareto else ''}"
         style = "bold green" if t.name == result.chosen else None
         if not t.ok:
-            table.add_row(label, *["-"] * 6, "[red]error[/]", style=style)
+            verdict = "[yellow]skipped[/]" if t.status == "skipped" else "[red]error[/]"
+            table.add_row(label, *["-"] * 6, verdict, style=style)
             continue
         change = "-" if t is original else f"{t.change:+.3f} [{t.ci_low:+.3f},{t.ci_high:+.3f}]"
         table.add_row(
@@ -196,7 +228,9 @@ def render_compress(result: CompressResult) -> None:
         # Ten columns do not fit 80; a pipe or a log gets whole cells rather than truncated ones.
         Console(file=console.file, width=max(console.width, _WIDE), highlight=False).print(table)
     for t in result.trials:
-        if not t.ok:
+        if t.status == "skipped":
+            console.print(f"[yellow]{escape(t.name)} skipped:[/] {escape(t.error or '')}")
+        elif not t.ok:
             console.print(f"[red]{escape(t.name)} failed:[/] {escape(t.error or '')}")
     for note in result.notes:
         console.print(f"[yellow]note:[/] {escape(note)}")

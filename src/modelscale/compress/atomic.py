@@ -2,7 +2,8 @@
 
 Each file is written to a temporary name in the destination folder and moved into place with
 ``os.replace``, so Ctrl-C, a full disk or a crash leaves either the old file or the new one,
-never half of one.
+never half of one. The file gets the permissions a plain ``open`` would give it (0666 less the
+umask), not the owner-only ones of a temporary file.
 """
 
 from __future__ import annotations
@@ -37,11 +38,25 @@ def writable_dir(path: pathlib.Path, *, option: str = "out") -> pathlib.Path:
     return path
 
 
+def _umask() -> int:
+    try:  # Linux says it without changing it (other threads may be creating files)
+        for line in pathlib.Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # elsewhere the only way to read it is to set it, and back
+    os.umask(mask)
+    return mask
+
+
 def _atomic(dest: pathlib.Path, write: Callable[[IO[bytes]], None]) -> pathlib.Path:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
     tmp = pathlib.Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as f:
+            # mkstemp makes the file 0600; the output is for whoever may read the folder.
+            os.chmod(f.fileno(), 0o666 & ~_umask())
             write(f)
             f.flush()
             os.fsync(f.fileno())

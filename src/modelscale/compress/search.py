@@ -8,15 +8,12 @@ back to it.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
 import pathlib
-import shutil
-import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -27,6 +24,7 @@ from modelscale.compress.options import CompressOptions
 from modelscale.compress.prepare import plan_search
 from modelscale.compress.results import CompressResult, mark_pareto
 from modelscale.compress.runner import Search
+from modelscale.compress.workdir import work_dir
 from modelscale.model.artifact import ModelArtifact
 from modelscale.progress import OnProgress
 
@@ -34,18 +32,6 @@ __all__ = ["SUMMARY_FILE", "compress"]
 
 SUMMARY_FILE = "compress_summary.json"
 """The JSON summary written beside the chosen model."""
-
-
-@contextlib.contextmanager
-def _work_dir(keep: pathlib.Path | None) -> Iterator[pathlib.Path]:
-    if keep is not None:
-        yield writable_dir(keep, option="keep_candidates")
-        return
-    tmp = pathlib.Path(tempfile.mkdtemp(prefix="modelscale-compress-"))
-    try:
-        yield tmp
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def compress(
@@ -78,7 +64,7 @@ def compress(
     out, keep_candidates, prune = o.out, o.keep_candidates, o.prune
     out_dir = writable_dir(pathlib.Path(out)) if out is not None else None
     keep = pathlib.Path(keep_candidates) if keep_candidates is not None else None
-    with _work_dir(keep) as work:
+    with work_dir(keep) as work:
         search = Search(plan, work, on_progress, prune)
         search.run()
         trials = mark_pareto(search.trials)
