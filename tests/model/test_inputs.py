@@ -15,6 +15,7 @@ from modelscale.model import (
     make_inputs,
 )
 from modelscale.model.inputs import DEFAULT_INT_HIGH, resolve_shapes
+from tests.exported_models import save_minus_one_batch, save_stateful
 from tests.onnx_models import save_conv, save_seq_model
 
 
@@ -133,3 +134,74 @@ def test_npz_inputs(seq_path: pathlib.Path, tmp_path: pathlib.Path) -> None:
         load_npz(not_npz, sig)
     with pytest.raises(InvalidInput, match="does not exist"):
         load_npz(tmp_path / "absent.npz", sig)
+
+
+def test_minus_one_batch_follows_the_batch_and_shape(tmp_path: pathlib.Path) -> None:
+    """A batch axis written as -1 is dynamic: --shape x=1,3,48,192 is accepted, batch sets axis 0."""
+    sig = ModelArtifact.load(save_minus_one_batch(tmp_path / "m.onnx")).signature
+    assert default_batches(sig) == (1, 2, 4, 8)
+    choice = InputChoice(shapes={"x": (1, 3, 48, 192)})
+    check_choice(sig, choice)
+    assert resolve_shapes(sig, batch=3, choice=choice) == {"x": (3, 3, 48, 192)}
+
+
+def test_a_dim_called_question_mark_is_refused_with_advice(tmp_path: pathlib.Path) -> None:
+    """Two unnamed dims are two dims: '?=48' must not set height and width at once."""
+    sig = ModelArtifact.load(save_minus_one_batch(tmp_path / "m.onnx")).signature
+    with pytest.raises(
+        InvalidInput,
+        match=r"'dims' cannot set '\?': unnamed dims are separate dims, each set per input and "
+        r"axis\. Give whole input shapes in 'shapes' .*unnamed dims are at x axes 2, 3\.",
+    ) as err:
+        check_choice(sig, InputChoice(dims={"?": 48}))
+    assert err.value.field == "dims"
+
+
+def test_state_with_batch_on_axis_1(tmp_path: pathlib.Path) -> None:
+    art = ModelArtifact.load(save_stateful(tmp_path / "s.onnx"))
+    with pytest.raises(
+        InvalidInput,
+        match=r"Input 'state' has a fixed batch size of 2 \(axis 0\); expected 'batch' 2\. Got 3 "
+        r"instead\. If its batch axis is axis 1 \(batch\), say so with 'batch_axes' state=1\.",
+    ):
+        resolve_shapes(art.signature, batch=3, choice=InputChoice())
+    sig = art.with_batch_axes({"state": 1}).signature
+    assert default_batches(sig) == (1, 2, 4, 8)  # the 2 of state is not a fixed batch
+    feeds = make_inputs(sig, batch=3, choice=InputChoice(int_ranges={"sr": (0, 1)}))
+    assert feeds["x"].shape == (3, 16) and feeds["state"].shape == (2, 3, 8)
+    assert feeds["sr"].shape == () and feeds["sr"] in (0, 1)  # a scalar is never batched
+
+
+def test_a_batch_name_on_another_axis_takes_the_batch(tmp_path: pathlib.Path) -> None:
+    """With state's batch axis left at 0 but fixed, its 'batch' axis still takes the batch."""
+    sig = ModelArtifact.load(save_stateful(tmp_path / "s.onnx")).signature
+    assert resolve_shapes(sig, batch=2, choice=InputChoice())["state"] == (2, 2, 8)
+
+
+def test_npz_with_a_scalar_and_a_batch_axis_1(tmp_path: pathlib.Path) -> None:
+    sig = (
+        ModelArtifact.load(save_stateful(tmp_path / "s.onnx"))
+        .with_batch_axes({"state": 1})
+        .signature
+    )
+    path = tmp_path / "in.npz"
+    np.savez(
+        path,
+        x=np.ones((3, 16), np.float32),
+        state=np.arange(2 * 3 * 8, dtype=np.float32).reshape(2, 3, 8),
+        sr=np.array(1),
+    )
+    data = load_npz(path, sig)
+    assert data["sr"].shape == () and data["sr"].dtype == np.int64
+    feeds = make_inputs(sig, batch=4, choice=InputChoice(data=data))
+    assert feeds["state"].shape == (2, 4, 8) and feeds["sr"].shape == ()
+    np.testing.assert_array_equal(feeds["state"][:, 3], data["state"][:, 0])  # rows repeat
+    assert resolve_shapes(sig, batch=4, choice=InputChoice(data=data))["state"] == (2, 4, 8)
+    wrong = tmp_path / "wrong.npz"
+    np.savez(wrong, x=np.ones((3, 16), np.float32), state=data["state"], sr=np.array([1]))
+    with pytest.raises(InvalidInput, match=r"array 'sr' has 1 dims.*expects 0 \(a 0-d array"):
+        load_npz(wrong, sig)
+    empty = tmp_path / "empty.npz"
+    np.savez(empty, x=np.ones((0, 16), np.float32), state=np.ones((2, 0, 8), np.float32), sr=1)
+    with pytest.raises(InvalidInput, match=r"array 'x' has no rows"):
+        load_npz(empty, sig)

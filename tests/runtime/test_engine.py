@@ -9,6 +9,7 @@ import pytest
 from modelscale.errors import InvalidInput, ModelLoadError, RuntimeFailure
 from modelscale.model import ModelArtifact
 from modelscale.runtime import Engine, EngineOptions
+from tests.exported_models import save_minus_one_batch, save_stateful
 from tests.onnx_models import save_onnx_ml_classifier, save_unloadable
 
 
@@ -82,3 +83,28 @@ def test_onnx_ml_model_runs(tmp_path: pathlib.Path) -> None:
     label, probs = engine.run({"x": np.ones((2, 4), np.float32)})
     assert label.shape == (2,)
     assert isinstance(probs, list) and set(probs[0]) == {0, 1, 2}
+
+
+def test_a_minus_one_batch_runs_at_any_batch(tmp_path: pathlib.Path) -> None:
+    engine = Engine(save_minus_one_batch(tmp_path / "m.onnx"))
+    (y,) = engine.run({"x": np.ones((3, 3, 5, 7), np.float32)})
+    assert y.shape == (3, 4)
+
+
+def test_an_error_naming_an_integer_input_suggests_a_range(tmp_path: pathlib.Path) -> None:
+    engine = Engine(save_stateful(tmp_path / "s.onnx"))
+    feeds = {
+        "x": np.ones((2, 16), np.float32),
+        "state": np.zeros((2, 2, 8), np.float32),
+        "sr": np.array(57, np.int64),  # the table it indexes has two entries
+    }
+    with pytest.raises(RuntimeFailure) as err:
+        engine.run(feeds)
+    message = str(err.value)
+    assert "\n" not in message
+    assert message.endswith(
+        "(The error names integer input 'sr': if the model accepts only some values of it, give "
+        "their range with 'int_ranges' sr=LO,HI.)"
+    )
+    (y, _) = engine.run({**feeds, "sr": np.array(1, np.int64)})
+    assert y.shape == (2, 4)

@@ -20,6 +20,7 @@ FLAGS: Mapping[str, str] = {
     "dims": "--dim",
     "shapes": "--shape",
     "int_ranges": "--int-range",
+    "batch_axes": "--batch-axis",
     "max_time_s": "--max-time",
     "max_fallback_steps": "--fallback-steps",
     "eval": "--eval",

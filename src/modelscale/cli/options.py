@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from modelscale.errors import InvalidInput
 
-__all__ = ["parse_int_list", "parse_named_ints", "parse_named_range"]
+__all__ = ["parse_batch_axes", "parse_int_list", "parse_named_ints", "parse_named_range"]
 
 
 def parse_int_list(option: str, text: str | None, *, minimum: int = 1) -> list[int] | None:
@@ -62,4 +62,20 @@ def parse_named_range(option: str, items: Sequence[str] | None) -> dict[str, tup
                 field=option.lstrip("-"),
             )
         out[name] = (values[0], values[1])
+    return out
+
+
+def parse_batch_axes(option: str, items: Sequence[str] | None) -> dict[str, int | None]:
+    """['state=1', 'sr=none'] -> {'state': 1, 'sr': None}: an axis >= 0, or none for no batch axis."""
+    out: dict[str, int | None] = {}
+    for item in items or ():
+        name, _, rest = item.partition("=")
+        value = rest.strip().lower()
+        if not name.strip() or not (value == "none" or value.isdigit()):
+            raise InvalidInput(
+                f"{option} expects INPUT=AXIS (an axis number >= 0, or none for an input that is "
+                f"not batched), e.g. {option} state=1. Got {item!r}.",
+                field=option.lstrip("-"),
+            )
+        out[name.strip()] = None if value == "none" else int(value)
     return out

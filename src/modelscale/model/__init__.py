@@ -12,6 +12,7 @@ from modelscale.model.inputs import (
     make_inputs,
     resolve_shapes,
 )
+from modelscale.model.rows import count_rows, row_axis, take_rows
 from modelscale.model.signature import Dim, Signature, TensorSpec
 from modelscale.model.torch_export import export_torch, import_torch
 
@@ -23,6 +24,7 @@ __all__ = [
     "TensorSpec",
     "batch_dim_names",
     "check_choice",
+    "count_rows",
     "default_batches",
     "export_torch",
     "file_sha256",
@@ -30,4 +32,6 @@ __all__ = [
     "load_npz",
     "make_inputs",
     "resolve_shapes",
+    "row_axis",
+    "take_rows",
 ]

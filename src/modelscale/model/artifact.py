@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import pathlib
 from collections.abc import Mapping, Sequence
@@ -115,6 +116,15 @@ class ModelArtifact:
             dynamic_axes=dynamic_axes,
         )
         return cls.load(out, name=name)
+
+    def with_batch_axes(self, axes: Mapping[str, int | None] | None) -> ModelArtifact:
+        """This model with the batch axis of some inputs set (see ``Signature.with_batch_axes``).
+
+        The file and its sha256 are unchanged: a batch axis is how the model is fed, not part of it.
+        """
+        if not axes:
+            return self
+        return dataclasses.replace(self, signature=self.signature.with_batch_axes(axes))
 
     @property
     def short_id(self) -> str:

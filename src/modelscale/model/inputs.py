@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from modelscale.errors import InvalidInput
-from modelscale.model.signature import Signature, TensorSpec
+from modelscale.model.rows import row_axis
+from modelscale.model.signature import UNNAMED_DIM_PARAMS, Signature, TensorSpec
 
 __all__ = [
     "DEFAULT_INT_HIGH",
@@ -40,13 +41,26 @@ class InputChoice:
 
 
 def batch_dim_names(signature: Signature) -> set[str]:
-    """Symbolic names used on axis 0 of any input: these follow the batch size."""
-    return {s.shape[0] for s in signature.inputs if s.shape and isinstance(s.shape[0], str)}
+    """Symbolic names used on the batch axis of any input: these follow the batch size."""
+    names = set()
+    for s in signature.inputs:
+        axis = s.batch_axis
+        if s.shape and axis is not None and axis < len(s.shape) and isinstance(s.shape[axis], str):
+            names.add(str(s.shape[axis]))
+    return names
 
 
 def _fixed_batch(signature: Signature) -> int | None:
-    fixed = {s.shape[0] for s in signature.inputs if s.shape and isinstance(s.shape[0], int)}
-    dynamic = any(s.shape and not isinstance(s.shape[0], int) for s in signature.inputs)
+    fixed: set[int] = set()
+    dynamic = False
+    for s in signature.inputs:
+        if s.batch_axis is None:
+            continue  # not batched: says nothing about the batch size
+        d = s.shape[s.batch_axis] if s.shape and s.batch_axis < len(s.shape) else None
+        if isinstance(d, int):
+            fixed.add(d)
+        else:
+            dynamic = True
     return fixed.pop() if len(fixed) == 1 and not dynamic else None
 
 
@@ -56,12 +70,29 @@ def default_batches(signature: Signature) -> tuple[int, ...]:
     return (fixed,) if fixed is not None else (1, 2, 4, 8)
 
 
+def _unnamed_axes(signature: Signature) -> str:
+    """'x axes 2, 3; y axis 1': where the model's unnamed dynamic dims are (batch axes aside)."""
+    parts = []
+    for s in signature.inputs:
+        axes = [str(i) for i, d in enumerate(s.shape or ()) if d is None and i != s.batch_axis]
+        if axes:
+            parts.append(f"{s.name} axis{'es' if len(axes) > 1 else ''} {', '.join(axes)}")
+    return "; ".join(parts) or "none"
+
+
 def check_choice(signature: Signature, choice: InputChoice) -> None:
     """Reject dims, shapes and ranges that name nothing in the model, with the names that exist."""
     names = signature.input_names
     batch_dims = batch_dim_names(signature)
     symbolic = [d for d in signature.symbolic_dims() if d not in batch_dims]
     for dim, value in choice.dims.items():
+        if dim in UNNAMED_DIM_PARAMS:
+            raise InvalidInput(
+                f"'dims' cannot set {dim!r}: unnamed dims are separate dims, each set per input and "
+                f"axis. Give whole input shapes in 'shapes' (INPUT=D0,D1,...) instead; the model's "
+                f"unnamed dims are at {_unnamed_axes(signature)}.",
+                field="dims",
+            )
         if dim in batch_dims:
             raise InvalidInput(
                 f"'dims' names the batch axis ({dim}); give the batch size instead.",
@@ -106,9 +137,40 @@ def check_choice(signature: Signature, choice: InputChoice) -> None:
             )
 
 
+def _fixed_batch_error(
+    spec: TensorSpec, axis: int, size: int, batch: int, batch_names: set[str], mixed: bool
+) -> InvalidInput:
+    shape = spec.shape or ()
+    others = [
+        i for i, d in enumerate(shape) if i != axis and isinstance(d, str) and d in batch_names
+    ]
+    hint = ""
+    if others:  # e.g. state[2, batch, 128]: the batch is plainly on another axis
+        hint = (
+            f" If its batch axis is axis {others[0]} ({shape[others[0]]}), say so with "
+            f"'batch_axes' {spec.name}={others[0]}."
+        )
+    elif mixed:  # other inputs have a dynamic batch: this one is likely not batched on axis 0
+        hint = (
+            f" If another axis is its batch axis, say which with 'batch_axes' {spec.name}=AXIS "
+            f"({spec.name}=none if it has none)."
+        )
+    return InvalidInput(
+        f"Input {spec.name!r} has a fixed batch size of {size} (axis {axis}); expected 'batch' "
+        f"{size}. Got {batch} instead.{hint}",
+        field="batch",
+    )
+
+
 def _resolve_one(
-    spec: TensorSpec, batch: int | None, dims: Mapping[str, int], user: tuple[int, ...] | None
+    spec: TensorSpec,
+    batch: int | None,
+    dims: Mapping[str, int],
+    user: tuple[int, ...] | None,
+    batch_names: set[str],
+    mixed: bool,
 ) -> tuple[int, ...]:
+    b_axis = spec.batch_axis if batch is not None else None
     if spec.shape is None:
         if user is None:
             raise InvalidInput(
@@ -131,23 +193,21 @@ def _resolve_one(
                     f"{want}.",
                     field="shapes",
                 )
-        if batch is not None and not isinstance(spec.shape[0], int):
-            return (batch, *user[1:])
+        if b_axis is not None and batch is not None and not isinstance(spec.shape[b_axis], int):
+            return (*user[:b_axis], batch, *user[b_axis + 1 :])
         return user
     out: list[int] = []
     for axis, d in enumerate(spec.shape):
         if isinstance(d, int) and d > 0:
-            if axis == 0 and batch is not None and d != batch:
-                raise InvalidInput(
-                    f"Input {spec.name!r} has a fixed batch size of {d} (axis 0); "
-                    f"expected 'batch' {d}. Got {batch} instead.",
-                    field="batch",
-                )
+            if axis == b_axis and batch is not None and d != batch:
+                raise _fixed_batch_error(spec, axis, d, batch, batch_names, mixed)
             out.append(d)
-        elif axis == 0 and batch is not None:
+        elif axis == b_axis and batch is not None:
             out.append(batch)
         elif isinstance(d, str) and d in dims:
             out.append(int(dims[d]))
+        elif isinstance(d, str) and d in batch_names and batch is not None:
+            out.append(batch)  # the batch dim's name on another axis means the same size
         else:
             label = f"symbolic dim {d!r}" if isinstance(d, str) else "an unnamed dynamic dim"
             hint = f"'dims' ({d}=N) or " if isinstance(d, str) else ""
@@ -162,14 +222,26 @@ def _resolve_one(
 def resolve_shapes(
     signature: Signature, *, batch: int | None, choice: InputChoice
 ) -> dict[str, tuple[int, ...]]:
-    """Concrete shape of every input at ``batch`` given the user's dims and shapes."""
+    """Concrete shape of every input at ``batch`` given the user's dims and shapes.
+
+    ``batch`` sets each input's batch axis (``TensorSpec.batch_axis``) and every axis named like
+    a batch axis; inputs without a batch axis (0-d ones) keep their shape.
+    """
     shapes: dict[str, tuple[int, ...]] = {}
+    batch_names = batch_dim_names(signature)
+    mixed = _fixed_batch(signature) is None
     for spec in signature.inputs:
         if choice.data is not None and spec.name in choice.data:
             arr = choice.data[spec.name]
-            shapes[spec.name] = (batch or arr.shape[0], *arr.shape[1:])
+            axis = row_axis(spec.name, arr, signature.batch_axes)
+            shape = tuple(int(d) for d in arr.shape)
+            if batch is not None and axis is not None:
+                shape = (*shape[:axis], batch, *shape[axis + 1 :])
+            shapes[spec.name] = shape
             continue
-        shapes[spec.name] = _resolve_one(spec, batch, choice.dims, choice.shapes.get(spec.name))
+        shapes[spec.name] = _resolve_one(
+            spec, batch, choice.dims, choice.shapes.get(spec.name), batch_names, mixed
+        )
     return shapes
 
 
@@ -203,13 +275,11 @@ def _synthetic(
     return rng.standard_normal(shape).astype(dtype)
 
 
-def _take_batch(arr: np.ndarray, batch: int | None) -> np.ndarray:
-    if batch is None or arr.ndim == 0:
+def _take_batch(arr: np.ndarray, batch: int | None, axis: int | None) -> np.ndarray:
+    """The first ``batch`` rows along ``axis``, repeating the rows when there are fewer."""
+    if batch is None or axis is None:
         return arr
-    if arr.shape[0] >= batch:
-        return arr[:batch]
-    reps = -(-batch // arr.shape[0])
-    return np.concatenate([arr] * reps, axis=0)[:batch]
+    return np.take(arr, np.arange(batch) % arr.shape[axis], axis=axis)
 
 
 def make_inputs(
@@ -221,7 +291,9 @@ def make_inputs(
     feeds: dict[str, np.ndarray] = {}
     for spec in signature.inputs:
         if choice.data is not None and spec.name in choice.data:
-            feeds[spec.name] = np.ascontiguousarray(_take_batch(choice.data[spec.name], batch))
+            arr = choice.data[spec.name]
+            axis = row_axis(spec.name, arr, signature.batch_axes)
+            feeds[spec.name] = np.ascontiguousarray(_take_batch(arr, batch, axis))
         else:
             feeds[spec.name] = _synthetic(
                 spec, shapes[spec.name], rng, choice.int_ranges.get(spec.name)
@@ -255,13 +327,14 @@ def load_npz(path: str | pathlib.Path, signature: Signature) -> dict[str, np.nda
             )
         arr = arrays[spec.name]
         if spec.shape is not None and arr.ndim != len(spec.shape):
+            scalar = " (a 0-d array, e.g. numpy.array(16000))" if not spec.shape else ""
             raise InvalidInput(
                 f"{p}: array {spec.name!r} has {arr.ndim} dims, shape {list(arr.shape)}, but the "
-                f"model expects {len(spec.shape)}: {spec.shape_str()}.",
+                f"model expects {len(spec.shape)}{scalar}: {spec.shape_str()}.",
                 field="inputs",
             )
         for axis, want in enumerate(spec.shape or ()):
-            if axis > 0 and isinstance(want, int) and arr.shape[axis] != want:
+            if axis != spec.batch_axis and isinstance(want, int) and arr.shape[axis] != want:
                 raise InvalidInput(
                     f"{p}: array {spec.name!r} axis {axis} is {arr.shape[axis]}; the model "
                     f"expects {want} ({spec.shape_str()}).",
@@ -275,7 +348,12 @@ def load_npz(path: str | pathlib.Path, signature: Signature) -> dict[str, np.nda
                     field="inputs",
                 )
             arr = arr.astype(want_dtype)
-        if arr.ndim == 0 or arr.shape[0] == 0:
-            raise InvalidInput(f"{p}: array {spec.name!r} is empty.", field="inputs")
+        axis = spec.batch_axis if arr.ndim else None
+        if axis is not None and axis < arr.ndim and arr.shape[axis] == 0:
+            raise InvalidInput(
+                f"{p}: array {spec.name!r} has no rows (its batch axis {axis} is empty, shape "
+                f"{list(arr.shape)}).",
+                field="inputs",
+            )
         out[spec.name] = arr
     return out

@@ -7,6 +7,7 @@ means the same in another: threads, providers and graph optimisation are always 
 from __future__ import annotations
 
 import pathlib
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -124,6 +125,9 @@ class Engine:
             raise ModelLoadError(f"ONNX Runtime cannot load {label}: {first}", path=label) from exc
         self.input_names = tuple(i.name for i in self.session.get_inputs())
         self.output_names = tuple(o.name for o in self.session.get_outputs())
+        self._int_inputs = tuple(
+            i.name for i in self.session.get_inputs() if re.fullmatch(r"tensor\(u?int\d+\)", i.type)
+        )
 
     @property
     def providers(self) -> list[str]:
@@ -154,4 +158,17 @@ class Engine:
             return self.session.run(list(output_names) if output_names else None, dict(feeds))
         except Exception as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise RuntimeFailure(f"ONNX Runtime failed to run the model: {first}") from exc
+            raise RuntimeFailure(
+                f"ONNX Runtime failed to run the model: {first}{self._int_hint(str(exc))}"
+            ) from exc
+
+    def _int_hint(self, message: str) -> str:
+        """Advice when the error names an integer input: models check such values (a sample rate,
+        a token id), and synthetic ones are drawn from a default range that may not fit."""
+        for name in self._int_inputs:
+            if re.search(rf"(?<![\w.]){re.escape(name)}(?![\w.])", message):
+                return (
+                    f" (The error names integer input {name!r}: if the model accepts only some "
+                    f"values of it, give their range with 'int_ranges' {name}=LO,HI.)"
+                )
+        return ""
