@@ -2,10 +2,14 @@ from __future__ import annotations
 
 import pathlib
 
+import onnx
 import pytest
+from onnx import TensorProto, helper
+from typer.testing import Result
 
 from modelscale.store import open_store
 from tests.cli.helpers import invoke, invoke_json
+from tests.exported_models import save_minus_one_batch, save_stateful
 from tests.onnx_models import save_unloadable
 
 FAST = ("--max-time", "0.3", "--threads", "1")
@@ -180,3 +184,62 @@ def test_debug_shows_the_traceback(tmp_path: pathlib.Path) -> None:
     assert result.exit_code != 0
     assert result.exception is not None
     assert "does not exist" in str(result.exception)
+
+
+def _one_line_error(result: Result) -> str:
+    assert result.exit_code == 2, result.output
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output
+    return str(result.stderr)
+
+
+def test_exported_model_dims(tmp_path: pathlib.Path) -> None:
+    """-1 batch with --shape is accepted; --dim ?= is refused with advice to use --shape."""
+    path = str(save_minus_one_batch(tmp_path / "m.onnx"))
+    data = invoke_json("profile", path, "--batch", "1,2", "--shape", "x=1,3,48,192", *FAST)
+    assert {tuple(p["input_shapes"]["x"]) for p in data["points"]} == {
+        (1, 3, 48, 192),
+        (2, 3, 48, 192),
+    }
+    err = _one_line_error(invoke("profile", path, "--dim", "?=48", *FAST))
+    assert "--dim cannot set '?': unnamed dims are separate dims" in err
+    assert "Give whole input shapes in --shape (INPUT=D0,D1,...)" in err
+    assert "x axes 2, 3" in err
+
+
+def test_batch_axis_and_scalar_inputs(tmp_path: pathlib.Path) -> None:
+    path = str(save_stateful(tmp_path / "s.onnx"))
+    err = _one_line_error(invoke("profile", path, "--batch", "1,2", *FAST))
+    assert "If its batch axis is axis 1 (batch), say so with --batch-axis state=1." in err
+    err = _one_line_error(invoke("profile", path, "--batch-axis", "state=1", *FAST))
+    assert err.rstrip().endswith("give their range with --int-range sr=LO,HI.)")
+    result = invoke(
+        "profile", path, "--batch", "1,2", "--batch-axis", "state=1", "--int-range", "sr=0,1",
+        *FAST,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "sr=scalar" in result.stdout and "sr=\n" not in result.stdout
+    for bad, message in [
+        ("state=x", "--batch-axis expects INPUT=AXIS"),
+        ("state=5", "--batch-axis of state must be an axis in [0, 2]"),
+        ("sr=0", "it is a 0-d tensor (a scalar): it has no batch axis"),
+    ]:
+        assert message in _one_line_error(invoke("profile", path, "--batch-axis", bad, *FAST))
+
+
+def test_flop_units_and_long_dim_names(tmp_path: pathlib.Path) -> None:
+    """'4 FLOP (0 MAC)', spaced; a long dim name becomes a short header explained below."""
+    long = "unk__2934_sequence_length"
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])],
+        "relu",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", long])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", long])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path = tmp_path / "relu.onnx"
+    onnx.save(model, str(path))
+    result = invoke("profile", str(path), "--batch", "1", "--dim", f"{long}=4,8", *FAST)
+    assert result.exit_code == 0, result.output
+    assert "4 FLOP (0 MAC)" in result.stdout
+    assert f"d1 = {long}" in result.stdout

@@ -6,7 +6,7 @@ import pathlib
 import numpy as np
 import pytest
 
-from modelscale.errors import InvalidInput
+from modelscale.errors import InvalidInput, RuntimeFailure
 from modelscale.model import ModelArtifact
 from modelscale.profile import (
     MeasureOptions,
@@ -16,6 +16,7 @@ from modelscale.profile import (
     profile_model,
 )
 from modelscale.store import Store
+from tests.exported_models import save_minus_one_batch, save_stateful
 
 FAST = MeasureOptions(warmup_runs=2, warmup_s=0.0, min_runs=10, min_time_s=0.05, max_time_s=0.5)
 
@@ -129,3 +130,46 @@ def test_accepts_a_loaded_artifact(mlp_path: pathlib.Path) -> None:
     )
     assert r.model["name"] == "custom"
     assert r.points[0].peak_rss_bytes is None  # only isolated workers measure RSS
+
+
+def test_a_minus_one_batch_is_swept(tmp_path: pathlib.Path) -> None:
+    """x[-1, 3, ?, ?]: the shape's 1 on axis 0 is no conflict; each batch sets it."""
+    r = profile_model(
+        save_minus_one_batch(tmp_path / "m.onnx"),
+        options=ProfileOptions(
+            batches=[1, 3],
+            threads=[1],
+            shapes={"x": [1, 3, 12, 20]},
+            measure=FAST,
+            isolate=False,
+        ),
+    )
+    assert {tuple(p.input_shapes["x"]) for p in r.points} == {(1, 3, 12, 20), (3, 3, 12, 20)}
+
+
+def test_state_batch_axis_and_a_scalar_input(tmp_path: pathlib.Path) -> None:
+    path = save_stateful(tmp_path / "s.onnx")
+    options = ProfileOptions(
+        batches=[1, 4],
+        threads=[1],
+        batch_axes={"state": 1},
+        int_ranges={"sr": (0, 1)},
+        measure=FAST,
+    )
+    r = profile_model(path, options=options)  # in a worker process, as by default
+    shapes = {p.batch: p.input_shapes for p in r.points}
+    assert shapes[4] == {"x": [4, 16], "state": [2, 4, 8], "sr": []}
+    assert r.params["batch_axes"] == {"x": 0, "state": 1, "sr": None}
+    assert r.model["signature"]["inputs"][1]["batch_axis"] == 1
+    json.dumps(r.to_dict())
+
+
+def test_a_model_that_rejects_a_synthetic_integer_says_to_give_a_range(
+    tmp_path: pathlib.Path,
+) -> None:
+    path = save_stateful(tmp_path / "s.onnx")
+    with pytest.raises(RuntimeFailure, match=r"give their range with 'int_ranges' sr=LO,HI\.\)$"):
+        profile_model(
+            path,
+            options=ProfileOptions(batches=[1], threads=[1], batch_axes={"state": 1}, measure=FAST),
+        )

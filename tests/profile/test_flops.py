@@ -10,6 +10,7 @@ from onnx import TensorProto, helper
 from modelscale.model import InputChoice, ModelArtifact, make_inputs
 from modelscale.profile import count_flops
 from modelscale.profile.flops import node_flops
+from tests.exported_models import save_subgraph_weights
 
 
 def _flops(path: pathlib.Path, batch: int, **dims: int):
@@ -83,3 +84,88 @@ def test_uncounted_ops_are_listed(tmp_path: pathlib.Path) -> None:
     art = ModelArtifact.load(p)
     f = count_flops(art, {"a": np.ones((2, 3), np.float32), "b": np.ones((3, 4), np.float32)})
     assert f.uncounted_ops == {"Einsum": 1}
+
+
+def test_subgraphs_count_the_taken_branch_and_every_iteration(tmp_path: pathlib.Path) -> None:
+    art = ModelArtifact.load(save_subgraph_weights(tmp_path / "sub.onnx"))
+    f = count_flops(art, {"x": np.ones((5, 4), np.float32)})
+    # the taken If branch (5x4 @ 4x8), three Loop iterations (5x8 @ 8x8), the last MatMul
+    assert f.macs == 5 * 4 * 8 + 3 * 5 * 8 * 8 + 5 * 8 * 2
+    assert f.flops_by_op["MatMul"] == 2 * f.macs
+    assert f.uncounted_ops == {}
+
+
+def test_a_while_loop_without_scan_outputs_is_uncounted_not_guessed(tmp_path: pathlib.Path) -> None:
+    body = helper.make_graph(
+        [
+            helper.make_node("Less", ["i", "three"], ["cond_out"]),
+            helper.make_node("Add", ["h_in", "h_in"], ["h_out"]),
+        ],
+        "body",
+        [
+            helper.make_tensor_value_info("i", TensorProto.INT64, []),
+            helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("h_in", TensorProto.FLOAT, [2]),
+        ],
+        [
+            helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("h_out", TensorProto.FLOAT, [2]),
+        ],
+        [onnx.numpy_helper.from_array(np.array(3, np.int64), "three")],
+    )
+    graph = helper.make_graph(
+        [helper.make_node("Loop", ["", "go", "x"], ["y"], body=body)],
+        "while",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])],
+        [onnx.numpy_helper.from_array(np.array(True), "go")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    p = tmp_path / "while.onnx"
+    onnx.save(model, str(p))
+    f = count_flops(ModelArtifact.load(p), {"x": np.ones(2, np.float32)})
+    assert f.uncounted_ops == {"Loop": 1} and f.flops == 0
+
+
+def test_scan_counts_its_body_once_per_step(tmp_path: pathlib.Path) -> None:
+    """x[T, 1, 4] scanned: each step does x_t @ w (4x8, held in the body) + state."""
+    w = onnx.numpy_helper.from_array(np.ones((4, 8), np.float32), "w")
+    body = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["x_t", "w"], ["p"]),
+            helper.make_node("Add", ["p", "s_in"], ["s_out"]),
+            helper.make_node("Identity", ["s_out"], ["y_t"]),
+        ],
+        "step",
+        [
+            helper.make_tensor_value_info("s_in", TensorProto.FLOAT, [1, 8]),
+            helper.make_tensor_value_info("x_t", TensorProto.FLOAT, [1, 4]),
+        ],
+        [
+            helper.make_tensor_value_info("s_out", TensorProto.FLOAT, [1, 8]),
+            helper.make_tensor_value_info("y_t", TensorProto.FLOAT, [1, 8]),
+        ],
+        [w],
+    )
+    graph = helper.make_graph(
+        [helper.make_node("Scan", ["s0", "x"], ["s", "y"], body=body, num_scan_inputs=1)],
+        "scan",
+        [
+            helper.make_tensor_value_info("s0", TensorProto.FLOAT, [1, 8]),
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, ["T", 1, 4]),
+        ],
+        [
+            helper.make_tensor_value_info("s", TensorProto.FLOAT, [1, 8]),
+            helper.make_tensor_value_info("y", TensorProto.FLOAT, ["T", 1, 8]),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    p = tmp_path / "scan.onnx"
+    onnx.save(model, str(p))
+    art = ModelArtifact.load(p)
+    feeds = {"s0": np.zeros((1, 8), np.float32), "x": np.ones((6, 1, 4), np.float32)}
+    f = count_flops(art, feeds)
+    assert f.macs == 6 * 4 * 8
+    assert f.flops_by_op == {"MatMul": 2 * 6 * 32, "Add": 6 * 8, "Identity": 0}

@@ -8,6 +8,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from modelscale.model import ModelArtifact
 from modelscale.profile import static_profile
+from tests.exported_models import save_subgraph_weights
 
 
 def test_mlp(mlp_path: pathlib.Path) -> None:
@@ -47,3 +48,11 @@ def test_index_buffers_and_scalars_are_not_parameters(tmp_path: pathlib.Path) ->
     assert s.parameters == 16 + 3  # w and the Constant node's vector
     assert s.bytes_by_dtype == {"int64": 512, "float": 4 + 12, "float16": 32}
     assert s.op_histogram == {"Constant": 1, "MatMul": 1}
+
+
+def test_weights_inside_if_and_loop_subgraphs_count_per_tensor(tmp_path: pathlib.Path) -> None:
+    """Both If branches hold a tensor named w: two tensors, both counted; the Loop body's too."""
+    s = static_profile(ModelArtifact.load(save_subgraph_weights(tmp_path / "sub.onnx")))
+    assert s.parameters == 4 * 8 + 4 * 8 + 8 * 8 + 8 * 2
+    assert s.parameter_tensors == 4
+    assert s.op_histogram["MatMul"] == 4  # two branches, the loop body, the main graph

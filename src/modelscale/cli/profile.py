@@ -8,7 +8,12 @@ import typer
 from rich.table import Table
 
 from modelscale.cli.app import app
-from modelscale.cli.options import parse_int_list, parse_named_ints, parse_named_range
+from modelscale.cli.options import (
+    parse_batch_axes,
+    parse_int_list,
+    parse_named_ints,
+    parse_named_range,
+)
 from modelscale.cli.render import (
     ProgressBar,
     console,
@@ -44,6 +49,12 @@ def profile_command(
     int_range: list[str] | None = typer.Option(
         None, "--int-range", help="Inclusive range for an integer input, NAME=LOW,HIGH; repeatable."
     ),
+    batch_axis: list[str] | None = typer.Option(
+        None,
+        "--batch-axis",
+        help="Batch axis of an input whose batch axis is not 0, INPUT=AXIS (e.g. state=1), or "
+        "INPUT=none if it is not batched; 0-d inputs never are. Repeatable.",
+    ),
     inputs: pathlib.Path | None = typer.Option(
         None, "--inputs", help="Real inputs: an .npz whose keys are input names."
     ),
@@ -73,6 +84,7 @@ def profile_command(
     shapes = parse_named_ints("--shape", shape)
     ranges = parse_named_range("--int-range", int_range)
     options = ProfileOptions(
+        batch_axes=parse_batch_axes("--batch-axis", batch_axis),
         batches=batches,
         threads=thread_list,
         dims=dims,
@@ -124,18 +136,23 @@ def render_profile(result: ProfileResult) -> None:
         f"{s.nodes} · " + ", ".join(f"{k} {v}" for k, v in list(s.op_histogram.items())[:8]),
     )
     for f in result.flops:
-        shapes = " ".join(f"{k}={'x'.join(map(str, v))}" for k, v in f.input_shapes.items())
-        head.add_row(f"FLOPs @ {shapes}", f"{fmt_count(f.flops)}FLOP ({fmt_count(f.macs)}MAC)")
+        shapes = " ".join(f"{k}={_shape_text(v)}" for k, v in f.input_shapes.items())
+        head.add_row(f"FLOPs @ {shapes}", f"{_si(f.flops, 'FLOP')} ({_si(f.macs, 'MAC')})")
     for t, rss in result.session_rss_bytes.items():
         head.add_row(f"session peak RSS ({t} thr)", fmt_bytes(rss))
     console.print(head)
 
-    table = Table(title="latency and throughput (* = time cap hit before the CI target)")
     dim_names = sorted({k for p in result.points for k in p.dims})
+    headers = _dim_headers(dim_names)
+    legend = [f"{h} = {d}" for d, h in headers.items() if h != d]
+    table = Table(
+        title="latency and throughput (* = time cap hit before the CI target)",
+        caption="; ".join(legend) or None,
+    )
     for col in (
         "batch",
         "thr",
-        *dim_names,
+        *headers.values(),
         "p50 ms",
         "p99 ms",
         "±CI",
@@ -166,3 +183,26 @@ def render_profile(result: ProfileResult) -> None:
     for note in result.notes:
         console.print(f"[yellow]note:[/] {note}")
     console.print(result.summary)
+
+
+_DIM_HEADER_MAX = 10
+
+
+def _dim_headers(names: list[str]) -> dict[str, str]:
+    """Column header per dim: the name, or d1, d2, ... for names too long for a narrow column
+    (exported models name dims like 'unk__2934_sequence_length'), explained in the caption."""
+    return {
+        name: name if len(name) <= _DIM_HEADER_MAX else f"d{i}"
+        for i, name in enumerate(names, start=1)
+    }
+
+
+def _shape_text(shape: list[int]) -> str:
+    """'1x3x224x224'; 'scalar' for a 0-d input."""
+    return "x".join(map(str, shape)) if shape else "scalar"
+
+
+def _si(n: float, unit: str) -> str:
+    """'1 FLOP', '22.71 MFLOP': the prefix joins the unit, a bare number is spaced from it."""
+    text = fmt_count(n)
+    return f"{text}{unit}" if text[-1:].isalpha() else f"{text} {unit}"

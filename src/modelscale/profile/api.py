@@ -95,6 +95,8 @@ class ProfileOptions:
         dims: Values of symbolic dims (e.g. ``{"seq": [32, 128]}``); several values are swept.
         shapes: Whole shapes per input, for unnamed dynamic dims.
         int_ranges: Inclusive value ranges for integer inputs (token ids).
+        batch_axes: The batch axis of inputs whose batch axis is not axis 0 (``{"state": 1}``),
+            or None for an input that is not batched. 0-d inputs are never batched.
         inputs: Real inputs: an .npz path or a mapping of input name to array.
         provider: ONNX Runtime execution provider.
         graph_optimization: ORT graph optimisation level.
@@ -111,6 +113,7 @@ class ProfileOptions:
     dims: Mapping[str, Sequence[int]] = field(default_factory=dict)
     shapes: Mapping[str, Sequence[int]] = field(default_factory=dict)
     int_ranges: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+    batch_axes: Mapping[str, int | None] = field(default_factory=dict)
     inputs: str | pathlib.Path | Mapping[str, np.ndarray] | None = None
     provider: str = "CPUExecutionProvider"
     graph_optimization: GraphOptimization = "all"
@@ -174,6 +177,7 @@ def profile_model(
     """
     o = options or ProfileOptions()
     artifact = model if isinstance(model, ModelArtifact) else ModelArtifact.load(model)
+    artifact = artifact.with_batch_axes(o.batch_axes)
     sig = artifact.signature
     measure = o.measure
     batch_list = _int_list("batches", o.batches) or default_batches(sig)
@@ -275,6 +279,7 @@ def profile_model(
             "dims": {k: list(v) for k, v in dims.items()},
             "shapes": {k: list(v) for k, v in choice.shapes.items()},
             "int_ranges": {k: list(v) for k, v in choice.int_ranges.items()},
+            "batch_axes": sig.batch_axes,
             "inputs": str(inputs)
             if isinstance(inputs, str | pathlib.Path)
             else ("arrays" if inputs else None),

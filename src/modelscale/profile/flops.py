@@ -7,6 +7,21 @@ as it often does on exported transformers). The ops that dominate real models ar
 normalisation and pooling ops roughly (a fixed cost per element, documented below); anything else is
 listed as uncounted. No maintained library does this for arbitrary ONNX graphs at run-time shapes,
 hence this module.
+
+Subgraphs count too, at the values the run gave them:
+
+- ``If``: the branch taken at the given inputs (its condition is a value of the run). Only when the
+  condition is unknown, the costlier branch.
+- ``Loop``: one iteration of the body, run on the loop's initial values, times the number of
+  iterations: the length of the loop's scan outputs when it has some, else the trip count ``M``
+  of a loop without a condition. A loop whose iteration count cannot be known that way (a while
+  loop without scan outputs) is listed as uncounted rather than guessed.
+- ``Scan``: one iteration of the body, on the first slice of each scan input, times the scan
+  length.
+
+An iteration's shapes are the first iteration's: a body whose shapes grow from one iteration to
+the next is counted at its first. Ops inside subgraphs are added to ``flops_by_op`` under their own
+op type; a subgraph that cannot be run on its own lists its control op as uncounted.
 """
 
 from __future__ import annotations
@@ -19,8 +34,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnx
 
+from modelscale.errors import ModelscaleError
 from modelscale.model.artifact import ModelArtifact
-from modelscale.runtime import Engine, EngineOptions
+from modelscale.profile.graphrun import Scope, run_exposed, run_subgraph, subgraphs
 
 __all__ = ["FlopCount", "count_flops", "node_flops"]
 
@@ -249,64 +265,132 @@ def node_flops(
     return None
 
 
-def _exposed_model(proto: onnx.ModelProto) -> onnx.ModelProto:
-    """A copy whose graph outputs are every node output of the top-level graph."""
-    exposed = onnx.ModelProto()
-    exposed.CopyFrom(proto)
-    have = {o.name for o in exposed.graph.output}
-    for node in exposed.graph.node:
-        for name in node.output:
-            if name and name not in have:
-                exposed.graph.output.append(onnx.ValueInfoProto(name=name))
-                have.add(name)
-    return exposed
+_CONTROL_OPS = {"If", "Loop", "Scan"}
 
 
-def _initializer_shapes(proto: onnx.ModelProto) -> dict[str, Shape]:
-    shapes = {t.name: tuple(int(d) for d in t.dims) for t in proto.graph.initializer}
-    for node in proto.graph.node:
-        if node.op_type == "Constant":
-            value = _attr(node, "value", None)
-            if isinstance(value, onnx.TensorProto):
-                shapes[node.output[0]] = tuple(int(d) for d in value.dims)
-    return shapes
+@dataclass
+class _Tally:
+    by_op: Counter[str] = field(default_factory=Counter)
+    uncounted: Counter[str] = field(default_factory=Counter)
+    macs: int = 0
+
+    @property
+    def flops(self) -> int:
+        return int(sum(self.by_op.values()))
+
+    def merge(self, other: _Tally) -> None:
+        self.by_op.update(other.by_op)
+        self.uncounted.update(other.uncounted)
+        self.macs += other.macs
+
+
+def _count_graph(
+    model: onnx.ModelProto, graph: onnx.GraphProto, scope: Scope, tally: _Tally, times: int
+) -> None:
+    for node in graph.node:
+        if node.op_type in _CONTROL_OPS and node.domain in ("", "ai.onnx"):
+            if not _count_control(model, node, scope, tally, times):
+                tally.uncounted[node.op_type] += 1
+            continue
+        counted = node_flops(
+            node,
+            [scope.shape(n) if n else None for n in node.input],
+            [scope.shape(n) if n else None for n in node.output],
+        )
+        if counted is None:
+            tally.uncounted[node.op_type] += 1
+            continue
+        flops, macs = counted
+        tally.by_op[node.op_type] += flops * times
+        tally.macs += macs * times
+
+
+def _count_body(
+    model: onnx.ModelProto,
+    graph: onnx.GraphProto,
+    values: list[object],
+    scope: Scope,
+    tally: _Tally,
+    times: int,
+) -> bool:
+    """Run subgraph ``graph`` once with formal inputs ``values`` and count it ``times`` times."""
+    if len(values) != len(graph.input):
+        return False
+    inputs = {vi.name: v for vi, v in zip(graph.input, values, strict=True)}
+    try:
+        run = run_subgraph(model, graph, inputs, scope)  # type: ignore[arg-type]
+    except ModelscaleError:
+        return False
+    if run is None:
+        return False
+    _count_graph(model, graph, Scope.of(graph, run, scope), tally, times)
+    return True
+
+
+def _count_control(
+    model: onnx.ModelProto, node: onnx.NodeProto, scope: Scope, tally: _Tally, times: int
+) -> bool:
+    """Count an If, Loop or Scan node's subgraph by the rules in the module docstring."""
+    graphs = dict(subgraphs(node))
+    if node.op_type == "If":
+        cond = scope.get(node.input[0])
+        if isinstance(cond, np.ndarray) and cond.size == 1:
+            taken = graphs["then_branch" if bool(cond.reshape(-1)[0]) else "else_branch"]
+            return _count_body(model, taken, [], scope, tally, times)
+        costliest: _Tally | None = None
+        for branch in graphs.values():
+            t = _Tally()
+            if _count_body(model, branch, [], scope, t, times) and (
+                costliest is None or t.flops > costliest.flops
+            ):
+                costliest = t
+        if costliest is not None:
+            tally.merge(costliest)
+        return costliest is not None
+    if node.op_type == "Loop":
+        carried = list(node.input[2:])
+        scan_outputs = node.output[len(carried) :]
+        has_cond = len(node.input) > 1 and bool(node.input[1])
+        trip = scope.get(node.input[0]) if node.input and node.input[0] else None
+        scanned_shape = scope.shape(scan_outputs[0]) if scan_outputs else None
+        if scanned_shape:
+            iterations = int(scanned_shape[0])
+        elif not has_cond and isinstance(trip, np.ndarray) and trip.size == 1:
+            iterations = int(trip.reshape(-1)[0])
+        else:
+            return False
+        if iterations <= 0:
+            return True
+        cond = scope.get(node.input[1]) if has_cond else np.array(True)
+        first = [np.array(0, dtype=np.int64), cond, *(scope.get(n) for n in carried)]
+        return _count_body(model, graphs["body"], first, scope, tally, times * iterations)
+    # Scan (opset 9+): initial states, then the scanned inputs.
+    n_scan = int(_attr(node, "num_scan_inputs", 0))  # type: ignore[call-overload]
+    n_state = len(node.input) - n_scan
+    scanned = [scope.get(n) for n in node.input[n_state:]]
+    if n_scan < 1 or not all(isinstance(v, np.ndarray) and v.ndim for v in scanned):
+        return False
+    axes = list(_attr(node, "scan_input_axes", None) or [0] * n_scan)  # type: ignore[call-overload]
+    arrays = [np.asarray(v) for v in scanned]
+    axes = [a % v.ndim for a, v in zip(axes, arrays, strict=True)]
+    iterations = arrays[0].shape[axes[0]]
+    if iterations <= 0:
+        return True
+    states = [scope.get(n) for n in node.input[:n_state]]
+    slices = [np.take(v, 0, axis=a) for v, a in zip(arrays, axes, strict=True)]
+    return _count_body(model, graphs["body"], [*states, *slices], scope, tally, times * iterations)
 
 
 def count_flops(artifact: ModelArtifact, feeds: Mapping[str, np.ndarray]) -> FlopCount:
-    """Count FLOPs and MACs of ``artifact`` when run on ``feeds``."""
+    """Count FLOPs and MACs of ``artifact`` when run on ``feeds`` (subgraphs included, see above)."""
     proto = artifact.proto()
-    exposed = _exposed_model(proto)
-    engine = Engine(
-        exposed.SerializeToString(),
-        EngineOptions(intra_op_threads=1, graph_optimization="disable"),
-    )
-    outputs = engine.run(feeds)
-    shapes: dict[str, Shape] = _initializer_shapes(proto)
-    shapes.update({k: tuple(v.shape) for k, v in feeds.items()})
-    for name, value in zip(engine.output_names, outputs, strict=True):
-        if isinstance(value, np.ndarray):
-            shapes[name] = tuple(value.shape)
-
-    flops_by_op: Counter[str] = Counter()
-    uncounted: Counter[str] = Counter()
-    total_flops = total_macs = 0
-    for node in proto.graph.node:
-        counted = node_flops(
-            node,
-            [shapes.get(n) if n else None for n in node.input],
-            [shapes.get(n) if n else None for n in node.output],
-        )
-        if counted is None:
-            uncounted[node.op_type] += 1
-            continue
-        flops, macs = counted
-        flops_by_op[node.op_type] += flops
-        total_flops += flops
-        total_macs += macs
+    scope = Scope.of(proto.graph, run_exposed(proto, feeds))
+    tally = _Tally()
+    _count_graph(proto, proto.graph, scope, tally, 1)
     return FlopCount(
         input_shapes={k: list(v.shape) for k, v in feeds.items()},
-        flops=total_flops,
-        macs=total_macs,
-        flops_by_op=dict(flops_by_op.most_common()),
-        uncounted_ops=dict(uncounted),
+        flops=tally.flops,
+        macs=tally.macs,
+        flops_by_op=dict(tally.by_op.most_common()),
+        uncounted_ops=dict(tally.uncounted),
     )

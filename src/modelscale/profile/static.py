@@ -34,8 +34,13 @@ class StaticProfile:
     """Parameters, bytes by dtype, file size, op histogram and weight memory at several precisions."""
 
     parameters: int
-    """Elements of weight tensors: float or 8/4-bit integer initializers with more than one element
-    (scalars are folded constants such as 1/sqrt(d), not learned weights)."""
+    """Elements of weight tensors: float or 8/4-bit integer initializers and Constant tensors with
+    more than one element (scalars are folded constants such as 1/sqrt(d), not learned weights),
+    in the main graph and in every subgraph (``If`` branches, ``Loop`` and ``Scan`` bodies).
+
+    Each tensor stored in the model counts once, where it is stored: a weight of the main graph
+    that several branches read is one tensor, while two branches that each hold a tensor of the
+    same name hold two tensors (ONNX scopes names per graph), and both count."""
     parameter_tensors: int
     bytes_by_dtype: dict[str, int]
     initializer_bytes: int
@@ -48,7 +53,7 @@ class StaticProfile:
 
 
 def _tensors(graph: onnx.GraphProto) -> list[onnx.TensorProto]:
-    """Initializers and Constant-node tensors of a graph and its subgraphs."""
+    """Initializers and Constant-node tensors of a graph and its subgraphs: each stored tensor once."""
     out = list(graph.initializer)
     for node in graph.node:
         for attr in node.attribute:
@@ -92,11 +97,9 @@ def static_profile(artifact: ModelArtifact) -> StaticProfile:
     proto = artifact.proto()
     params = param_tensors = 0
     by_dtype: Counter[str] = Counter()
-    seen: set[str] = set()
+    # Not deduplicated by name: names are scoped per graph, so equal names in two subgraphs are
+    # two tensors, and a graph cannot hold two tensors of one name.
     for t in _tensors(proto.graph):
-        if t.name and t.name in seen:
-            continue
-        seen.add(t.name)
         dtype = onnx.TensorProto.DataType.Name(t.data_type).lower()
         by_dtype[dtype] += _nbytes(t)
         numel = math.prod(t.dims)

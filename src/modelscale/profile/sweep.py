@@ -211,6 +211,9 @@ def measure_jobs(
     engine = Engine(model_path, engine_options)
     for job in jobs:
         feeds = make_inputs(signature, batch=job.batch, choice=_with_dims(choice, job.dims))
+        # One checked run first: a model that rejects these inputs fails with one clear line (and
+        # advice), not with ONNX Runtime's raw exception from inside the timing loop.
+        engine.run(feeds)
         if isolated:
             _reset_peak_rss()  # the session stays; the peak of earlier, smaller points goes
         lat, capped, seconds = measure_latency(engine.bind(feeds), opts)
