@@ -7,14 +7,20 @@ import onnx
 import pytest
 
 from modelscale.compress.candidates import (
+    MIN_OPSET,
+    NOTHING_TO_QUANTIZE,
+    _Reader,
     _to_bf16_bits,
     build_candidate,
     default_specs,
+    onnx_opset,
     prepare_base,
     quantized_nodes,
+    upgrade_opset,
 )
 from modelscale.examples import ExampleBuild
 from tests.compress.conftest import run_plain
+from tests.exported_models import save_conv_only, save_minus_one_batch
 
 
 def test_bf16_rounding_known_answers() -> None:
@@ -57,3 +63,52 @@ def test_excluded_nodes_stay_float(outlier_mlp: pathlib.Path, tmp_path: pathlib.
         spec, base=base, dest=dest, calibration=None, cache_dir=tmp_path, exclude=["first"]
     )
     assert quantized_nodes(onnx.load(str(base)), onnx.load(str(dest))) == ["second"]
+
+
+def test_calibration_batches_are_all_full_and_follow_batch_axes() -> None:
+    """Histogram calibration stacks batches: a short last batch broke it."""
+    inputs = {
+        "x": np.arange(20, dtype=np.float32).reshape(10, 2),
+        "state": np.zeros((2, 10, 3), np.float32),
+        "sr": np.array(1),
+    }
+    batches = list(_Reader(inputs, 4, {"x": 0, "state": 1, "sr": None}))
+    assert [b["x"].shape for b in batches] == [(4, 2)] * 3
+    assert [b["state"].shape for b in batches] == [(2, 4, 3)] * 3
+    assert all(b["sr"].shape == () for b in batches)
+    assert batches[-1]["x"][:, 0].tolist() == [16, 18, 0, 2]  # topped up from the start
+
+
+def test_dynamic_int8_of_a_conv_only_model_is_a_no_op(tmp_path: pathlib.Path) -> None:
+    base = tmp_path / "base.onnx"
+    prepare_base(save_conv_only(tmp_path / "c.onnx"), base)
+    spec = default_specs(reduce_range=False)[1]
+    dest = tmp_path / "q.onnx"
+    got = build_candidate(spec, base=base, dest=dest, calibration=None, cache_dir=tmp_path)
+    assert got == NOTHING_TO_QUANTIZE == "no-op: nothing to quantize"
+
+
+@pytest.mark.parametrize("opset", [11, 12])
+def test_opset_11_and_12_models_are_upgraded_for_static_int8_and_bf16(
+    opset: int, tmp_path: pathlib.Path
+) -> None:
+    source = save_minus_one_batch(tmp_path / "old.onnx", opset=opset)
+    base = tmp_path / "base.onnx"
+    prepare_base(source, base)
+    assert onnx_opset(base) == opset
+    upgraded = tmp_path / "base13.onnx"
+    upgrade_opset(base, upgraded, MIN_OPSET["static"])
+    assert onnx_opset(upgraded) == 13
+    x = np.random.default_rng(0).standard_normal((20, 3, 6, 6)).astype(np.float32)
+    for spec in default_specs(reduce_range=False):
+        if spec.method not in MIN_OPSET:
+            continue
+        dest = tmp_path / f"{spec.name}.onnx"
+        assert (
+            build_candidate(
+                spec, base=upgraded, dest=dest, calibration={"x": x[:16]}, cache_dir=tmp_path
+            )
+            is None
+        )
+        got = run_plain(dest, {"x": x}, "y")
+        assert got.shape == (20, 4)

@@ -15,6 +15,7 @@ from modelscale.compress.data import (
 from modelscale.compress.metrics import METRICS
 from modelscale.errors import InvalidInput
 from modelscale.model import ModelArtifact
+from tests.exported_models import save_stateful
 
 
 def test_loads_inputs_and_labels(mlp_path: pathlib.Path, tmp_path: pathlib.Path) -> None:
@@ -59,3 +60,36 @@ def test_split_is_disjoint_and_keeps_duplicates_together() -> None:
     check_disjoint(ev, cal)
     with pytest.raises(InvalidInput, match="shares 1 example"):
         check_disjoint(ev, EvalSet(inputs={"x": ev.inputs["x"][:1]}, source="c.npz"))
+
+
+def _stateful_eval(tmp_path: pathlib.Path, rows: int = 6) -> tuple[pathlib.Path, ModelArtifact]:
+    art = ModelArtifact.load(save_stateful(tmp_path / "s.onnx")).with_batch_axes({"state": 1})
+    path = tmp_path / "eval.npz"
+    rng = np.random.default_rng(0)
+    np.savez(
+        path,
+        x=rng.standard_normal((rows, 16)).astype(np.float32),
+        state=rng.standard_normal((2, rows, 8)).astype(np.float32),
+        sr=np.array(1),
+    )
+    return path, art
+
+
+def test_a_scalar_input_and_a_batch_axis_1_in_an_eval_set(tmp_path: pathlib.Path) -> None:
+    path, art = _stateful_eval(tmp_path)
+    ev = load_eval_set(path, art.signature)
+    assert ev.rows == 6 and ev.inputs["sr"].shape == ()
+    assert ev.batch_axes == {"x": 0, "state": 1, "sr": None}
+    part = ev.take(np.array([5, 0]))
+    assert part.inputs["state"].shape == (2, 2, 8) and part.inputs["sr"].shape == ()
+    np.testing.assert_array_equal(part.inputs["state"][:, 0], ev.inputs["state"][:, 5])
+    held, calib = split_for_calibration(ev, seed=0)
+    assert held.rows + calib.rows == 6 and held.rows and calib.rows
+    check_disjoint(held, calib)
+    mapped = load_eval_set(
+        {"x": ev.inputs["x"], "state": ev.inputs["state"], "sr": 1}, art.signature
+    )
+    assert mapped.rows == 6
+    uneven = {"x": ev.inputs["x"], "state": ev.inputs["state"][:, :5], "sr": 1}
+    with pytest.raises(InvalidInput, match=r"different numbers of rows \(x: 6, state: 5\)"):
+        load_eval_set(uneven, art.signature)

@@ -12,6 +12,7 @@ from modelscale.compress import candidates as cands
 from modelscale.errors import InvalidInput
 from modelscale.examples import ExampleBuild
 from tests.compress.conftest import fast, run_plain
+from tests.exported_models import save_conv_only, save_minus_one_batch, save_stateful
 
 
 def _digits_eval(digits: ExampleBuild) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -204,4 +205,113 @@ def test_bad_options_fail_before_any_work(digits: ExampleBuild, kwargs, message)
     with pytest.raises(InvalidInput, match=message):
         compress(
             digits.model_path, digits.eval_path, options=CompressOptions(**{**fast(), **kwargs})
+        )
+
+
+def _images(tmp_path: pathlib.Path, rows: int = 40) -> pathlib.Path:
+    path = tmp_path / "images.npz"
+    x = np.random.default_rng(0).standard_normal((rows, 3, 10, 12)).astype(np.float32)
+    np.savez(path, x=x)
+    return path
+
+
+def test_a_minus_one_batch_model_compresses(tmp_path: pathlib.Path) -> None:
+    """It crashed with "need at least one array to concatenate"; static calibration with a short
+    last batch failed with "setting an array element with a sequence"."""
+    result = compress(
+        save_minus_one_batch(tmp_path / "m.onnx"),
+        _images(tmp_path, rows=42),  # 21 calibration rows: batches of 16 and 5 before
+        options=CompressOptions(
+            candidates=["int8-dynamic", "int8-static-minmax", "int8-static-pct"], **fast()
+        ),
+    )
+    assert all(t.ok for t in result.trials), [(t.name, t.error) for t in result.trials]
+
+
+@pytest.mark.parametrize("opset", [11, 12])
+def test_old_opsets_are_upgraded_for_the_candidates_that_need_it(
+    opset: int, tmp_path: pathlib.Path
+) -> None:
+    result = compress(
+        save_minus_one_batch(tmp_path / "old.onnx", opset=opset),
+        _images(tmp_path),
+        options=CompressOptions(
+            candidates=["int8-dynamic", "int8-static-minmax", "bf16-weights"], **fast()
+        ),
+    )
+    assert all(t.ok for t in result.trials), [(t.name, t.error) for t in result.trials]
+    assert (
+        f"Upgraded the model from opset {opset} to 13 (onnx's version converter) for "
+        "int8-static-minmax, bf16-weights, which need it." in result.notes
+    )
+
+
+def test_a_failed_opset_upgrade_skips_the_candidate_with_a_reason(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def cannot(source: pathlib.Path, dest: pathlib.Path, version: int) -> None:
+        raise RuntimeError("no adapter for Upsample\nmore")
+
+    monkeypatch.setattr(cands, "upgrade_opset", cannot)
+    result = compress(
+        save_minus_one_batch(tmp_path / "old.onnx", opset=11),
+        _images(tmp_path),
+        options=CompressOptions(candidates=["int8-dynamic", "bf16-weights"], **fast()),
+    )
+    bf16 = result.trial("bf16-weights")
+    assert bf16.status == "skipped" and not bf16.passed
+    assert bf16.error == (
+        "needs opset 13, the model has opset 11, and onnx's version converter could not upgrade "
+        "it (RuntimeError: no adapter for Upsample)"
+    )
+    assert result.trial("int8-dynamic").ok
+    assert bf16.summary.startswith("bf16-weights: skipped (needs opset 13")
+
+
+def test_dynamic_int8_with_nothing_to_quantize_is_a_no_op_never_registered(
+    tmp_path: pathlib.Path,
+) -> None:
+    path = tmp_path / "conv.npz"
+    np.savez(path, x=np.random.default_rng(0).standard_normal((24, 3, 8, 8)).astype(np.float32))
+    result = compress(
+        save_conv_only(tmp_path / "c.onnx"),
+        path,
+        options=CompressOptions(candidates=["int8-dynamic"], max_drop=1.0, **fast()),
+    )
+    t = result.trial("int8-dynamic")
+    assert t.status == "skipped" and t.error == "no-op: nothing to quantize"
+    assert t.sha256 is None and result.chosen == "original"
+    assert "int8-dynamic: skipped (no-op: nothing to quantize)" in t.summary
+    links = result.links()
+    assert links.derived == ()
+    assert [c.status for c in links.children] == ["ok", "skipped"]
+
+
+def test_a_state_with_batch_axis_1_and_a_scalar_input(tmp_path: pathlib.Path) -> None:
+    rows = 40
+    rng = np.random.default_rng(0)
+    path = tmp_path / "stream.npz"
+    np.savez(
+        path,
+        x=rng.standard_normal((rows, 16)).astype(np.float32),
+        state=rng.standard_normal((2, rows, 8)).astype(np.float32),
+        sr=np.array(1),
+    )
+    result = compress(
+        save_stateful(tmp_path / "s.onnx"),
+        path,
+        options=CompressOptions(
+            batch_axes={"state": 1},
+            output="state_out",
+            candidates=["int8-dynamic", "int8-static-pct"],
+            **fast(),
+        ),
+    )
+    assert all(t.ok for t in result.trials), [(t.name, t.error) for t in result.trials]
+    assert result.params["batch_axes"] == {"x": 0, "state": 1, "sr": None}
+    with pytest.raises(InvalidInput, match="'batch_axes' of state must be an axis in"):
+        compress(
+            save_stateful(tmp_path / "s.onnx"),
+            path,
+            options=CompressOptions(batch_axes={"state": 7}, **fast()),
         )

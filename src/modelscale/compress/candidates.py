@@ -21,16 +21,23 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
+from modelscale.model.rows import count_rows, take_rows
+
 __all__ = [
     "DYNAMIC_OP_TYPES",
+    "MIN_OPSET",
+    "NOTHING_TO_QUANTIZE",
     "CandidateSpec",
     "Method",
     "build_candidate",
     "default_specs",
     "name_nodes_file",
+    "onnx_opset",
     "prepare_base",
+    "quantization_ops",
     "quantized_nodes",
     "quiet",
+    "upgrade_opset",
 ]
 
 Method = Literal["original", "optimized", "dynamic", "static", "fp16", "bf16", "pruned"]
@@ -38,6 +45,31 @@ Method = Literal["original", "optimized", "dynamic", "static", "fp16", "bf16", "
 DYNAMIC_OP_TYPES = ("MatMul", "Gemm", "Gather")
 """MatMul/Gemm weights, plus embedding tables (Gather on a weight), which are half of a small
 transformer's bytes. Conv is left out: ConvInteger is often slower than float on CPU."""
+
+MIN_OPSET: Mapping[str, int] = {"static": 13, "bf16": 13}
+"""The default-domain opset a method's output needs: QDQ with per-channel weights needs the
+``axis`` of DequantizeLinear, and a BF16 weight needs Cast to and from bfloat16 (both opset 13).
+An older model is upgraded with onnx's version converter first, or the candidate is skipped."""
+
+NOTHING_TO_QUANTIZE = "no-op: nothing to quantize"
+"""Why a quantization candidate that quantized no node is skipped (a model of convolutions only
+gives int8-dynamic nothing to do): it would be the unquantized model under an INT8 name."""
+
+_QUANT_OPS = frozenset(
+    {
+        "QuantizeLinear",
+        "DequantizeLinear",
+        "DynamicQuantizeLinear",
+        "MatMulInteger",
+        "ConvInteger",
+        "DynamicQuantizeMatMul",
+        "MatMulIntegerToFloat",
+        "QGemm",
+        "QAttention",
+        "DynamicQuantizeLSTM",
+        "QEmbedLayerNormalization",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -150,12 +182,23 @@ def prepare_base(source: pathlib.Path, dest: pathlib.Path) -> str | None:
 
 
 class _Reader:
-    """CalibrationDataReader over in-memory rows, ``chunk`` rows per batch."""
+    """CalibrationDataReader over in-memory rows, ``chunk`` rows per batch along each batch axis.
 
-    def __init__(self, inputs: Mapping[str, np.ndarray], chunk: int) -> None:
-        rows = len(next(iter(inputs.values())))
+    Every batch has exactly ``chunk`` rows: the last one is filled up with rows from the start.
+    Histogram calibration stacks each tensor's values across batches, which fails on a smaller
+    last batch ("setting an array element with a sequence"), and a model with a fixed batch size
+    takes no other.
+    """
+
+    def __init__(
+        self,
+        inputs: Mapping[str, np.ndarray],
+        chunk: int,
+        axes: Mapping[str, int | None] | None = None,
+    ) -> None:
+        rows = count_rows(inputs, axes)
         self._batches = iter(
-            [{k: v[i : i + chunk] for k, v in inputs.items()} for i in range(0, rows, chunk)]
+            [take_rows(inputs, np.arange(i, i + chunk) % rows, axes) for i in range(0, rows, chunk)]
         )
 
     def get_next(self) -> dict[str, np.ndarray] | None:
@@ -191,6 +234,7 @@ def _static(
     exclude: Sequence[str],
     calibration: Mapping[str, np.ndarray],
     cache: pathlib.Path,
+    reader: Mapping[str, Any],
 ) -> None:
     from onnxruntime.quantization import (
         CalibrationMethod,
@@ -207,7 +251,7 @@ def _static(
     quantize_static(
         str(base),
         str(dest),
-        _Reader(calibration, 16),
+        _Reader(calibration, **reader),
         quant_format=QuantFormat.QDQ,
         per_channel=bool(opts.get("per_channel")),
         reduce_range=bool(opts.get("reduce_range")),
@@ -274,8 +318,14 @@ def build_candidate(
     calibration: Mapping[str, np.ndarray] | None,
     cache_dir: pathlib.Path,
     exclude: Sequence[str] = (),
-) -> None:
-    """Write the candidate ``spec`` built from ``base`` to ``dest``."""
+    batch_axes: Mapping[str, int | None] | None = None,
+    calibration_batch: int = 16,
+) -> str | None:
+    """Write the candidate ``spec`` built from ``base`` to ``dest``.
+
+    Returns why the candidate should be skipped (``NOTHING_TO_QUANTIZE``), or None.
+    ``calibration_batch`` rows (along ``batch_axes``) go into each calibration run.
+    """
     with quiet():
         if spec.method == "dynamic":
             _dynamic(base, dest, spec.options, exclude)
@@ -283,13 +333,41 @@ def build_candidate(
             if calibration is None:
                 raise ValueError("static quantization needs calibration data")
             cache = cache_dir / f"{spec.options.get('calibrate', 'minmax')}.calib.json"
-            _static(base, dest, spec.options, exclude, calibration, cache)
+            reader = {"chunk": calibration_batch, "axes": batch_axes}
+            _static(base, dest, spec.options, exclude, calibration, cache, reader)
         elif spec.method == "fp16":
             _fp16(base, dest)
         elif spec.method == "bf16":
             _bf16_weights(base, dest)
         else:
             raise ValueError(f"no builder for method {spec.method!r}")
+    if spec.method in ("dynamic", "static"):
+        before = quantization_ops(onnx.load(str(base), load_external_data=False))
+        if quantization_ops(onnx.load(str(dest), load_external_data=False)) <= before:
+            return NOTHING_TO_QUANTIZE
+    return None
+
+
+def quantization_ops(model: onnx.ModelProto) -> int:
+    """How many nodes of ``model``'s main graph quantize, dequantize or compute on integers."""
+    return sum(
+        1 for n in model.graph.node if n.op_type in _QUANT_OPS or n.op_type.startswith("QLinear")
+    )
+
+
+def onnx_opset(path: pathlib.Path) -> int:
+    """The default-domain (ai.onnx) opset a model imports."""
+    model = onnx.load(str(path), load_external_data=False)
+    return next((int(o.version) for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+
+
+def upgrade_opset(source: pathlib.Path, dest: pathlib.Path, version: int) -> None:
+    """Write ``source`` converted to default-domain opset ``version`` (onnx's version converter)."""
+    from onnx import version_converter
+
+    model = version_converter.convert_version(onnx.load(str(source)), version)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(dest))
 
 
 def quantized_nodes(base: onnx.ModelProto, quantized: onnx.ModelProto) -> list[str]:

@@ -30,7 +30,8 @@ def choose(trials: Sequence[Trial], metric: str) -> tuple[Trial, str]:
     tied = [t for t in passing if (t.items_per_s or 0.0) >= top * (1 - TIE_MARGIN)]
     best = min(tied, key=lambda t: (t.size_bytes or 0, -(t.items_per_s or 0.0)))
     failed_tol = [t for t in trials[1:] if t.ok and not t.passed]
-    broken = [t for t in trials[1:] if not t.ok]
+    broken = [t for t in trials[1:] if t.status == "failed"]
+    skipped = [t for t in trials[1:] if t.status == "skipped"]
     if best is original:
         others = [t for t in passing if t is not original]
         if others:
@@ -40,7 +41,8 @@ def choose(trials: Sequence[Trial], metric: str) -> tuple[Trial, str]:
             )
         else:
             why = f"no candidate stayed within the tolerance on {metric}"
-        extra = f" ({len(failed_tol)} outside tolerance, {len(broken)} failed to build or run)"
+        extra = f" ({len(failed_tol)} outside tolerance, {len(broken)} failed to build or run"
+        extra += f", {len(skipped)} skipped)" if skipped else ")"
         return best, f"Kept the original: {why}{extra}."
     speedup = (best.items_per_s or 0) / (original.items_per_s or 1)
     size = (best.size_bytes or 0) / max(original.size_bytes or 1, 1)
@@ -55,7 +57,7 @@ def choose(trials: Sequence[Trial], metric: str) -> tuple[Trial, str]:
 def describe_trial(trial: Trial, original: Trial, metric: str) -> str:
     """One line: size, throughput, metric change with CI, pass or fail."""
     if not trial.ok:
-        return f"{trial.name}: failed ({trial.error})"
+        return f"{trial.name}: {trial.status} ({trial.error})"
     size = f"{(trial.size_bytes or 0) / 1e6:.2f} MB"
     tput = trial.items_per_s or 0.0
     line = f"{trial.name}: {size}, {tput:,.0f} items/s at batch {trial.batch}"

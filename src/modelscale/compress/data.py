@@ -12,13 +12,14 @@ import os
 import pathlib
 import zipfile
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from modelscale.compress.metrics import Metric
 from modelscale.errors import InvalidInput
 from modelscale.model.inputs import load_npz
+from modelscale.model.rows import count_rows, row_axis, take_rows
 from modelscale.model.signature import Signature
 
 __all__ = [
@@ -39,23 +40,29 @@ MIN_EVAL_ROWS = 8
 
 @dataclass(frozen=True)
 class EvalSet:
-    """Inputs by model input name (same number of rows each) and optional labels."""
+    """Inputs by model input name (same number of rows each) and optional labels.
+
+    Rows run along each input's batch axis: ``batch_axes`` names it for inputs where it is not
+    axis 0, or None for an input that is the same for every row (a 0-d sample rate, always).
+    """
 
     inputs: Mapping[str, np.ndarray]
     labels: np.ndarray | None = None
     source: str = "<arrays>"
+    batch_axes: Mapping[str, int | None] = field(default_factory=dict)
 
     @property
     def rows(self) -> int:
         """Number of examples."""
-        return len(next(iter(self.inputs.values())))
+        return count_rows(self.inputs, self.batch_axes)
 
-    def take(self, index: np.ndarray, *, source: str | None = None) -> EvalSet:
+    def take(self, index: np.ndarray | slice, *, source: str | None = None) -> EvalSet:
         """The rows at ``index``, in that order."""
         return EvalSet(
-            inputs={k: v[index] for k, v in self.inputs.items()},
+            inputs=take_rows(self.inputs, index, self.batch_axes),
             labels=None if self.labels is None else self.labels[index],
             source=source or self.source,
+            batch_axes=self.batch_axes,
         )
 
 
@@ -73,8 +80,14 @@ def _read_npz(path: pathlib.Path, what: str) -> dict[str, np.ndarray]:
         ) from exc
 
 
-def _check_rows(inputs: Mapping[str, np.ndarray], where: str) -> int:
-    counts = {k: len(v) for k, v in inputs.items()}
+def _check_rows(
+    inputs: Mapping[str, np.ndarray], axes: Mapping[str, int | None], where: str
+) -> int:
+    counts = {}
+    for k, v in inputs.items():
+        axis = row_axis(k, v, axes)
+        if axis is not None:
+            counts[k] = v.shape[axis]
     if len(set(counts.values())) > 1:
         listed = ", ".join(f"{k}: {n}" for k, n in counts.items())
         raise InvalidInput(
@@ -82,7 +95,7 @@ def _check_rows(inputs: Mapping[str, np.ndarray], where: str) -> int:
             "row per example in every array.",
             field="eval",
         )
-    return next(iter(counts.values()))
+    return next(iter(counts.values()), 1)
 
 
 def load_eval_set(
@@ -112,7 +125,8 @@ def load_eval_set(
         arrays, label = _read_npz(path, what), str(path)
         # load_npz holds the model-facing checks (missing inputs, ranks, fixed dims, dtypes).
         inputs = load_npz(path, signature)
-    rows = _check_rows(inputs, label)
+    axes = signature.batch_axes
+    rows = _check_rows(inputs, axes, label)
     labels = arrays.get(labels_key)
     if labels is not None and len(labels) != rows:
         raise InvalidInput(
@@ -120,7 +134,7 @@ def load_eval_set(
             "one label per example.",
             field=labels_key,
         )
-    return EvalSet(inputs=inputs, labels=labels, source=label)
+    return EvalSet(inputs=inputs, labels=labels, source=label, batch_axes=axes)
 
 
 def _checked_mapping(
@@ -141,8 +155,13 @@ def _checked_mapping(
                 f"{spec.shape_str()}.",
                 field="eval",
             )
-        if arr.ndim == 0 or len(arr) == 0:
-            raise InvalidInput(f"{label}: array {spec.name!r} is empty.", field="eval")
+        axis = row_axis(spec.name, arr, {spec.name: spec.batch_axis})
+        if axis is not None and arr.shape[axis] == 0:
+            raise InvalidInput(
+                f"{label}: array {spec.name!r} has no rows (its batch axis {axis} is empty, "
+                f"shape {list(arr.shape)}).",
+                field="eval",
+            )
         out[spec.name] = arr.astype(spec.dtype) if spec.dtype else arr
     return out
 
@@ -184,22 +203,30 @@ def check_labels(metric: Metric, labels: np.ndarray, output: np.ndarray, *, key:
         )
 
 
-def row_hashes(inputs: Mapping[str, np.ndarray]) -> np.ndarray:
-    """One digest per row over every input array, to find identical examples."""
-    rows = len(next(iter(inputs.values())))
+def row_hashes(
+    inputs: Mapping[str, np.ndarray], axes: Mapping[str, int | None] | None = None
+) -> np.ndarray:
+    """One digest per row over every batched input array, to find identical examples."""
+    rows = count_rows(inputs, axes)
+    batched = {}
+    for name in sorted(inputs):
+        axis = row_axis(name, inputs[name], axes)
+        if axis is not None:
+            batched[name] = np.moveaxis(inputs[name], axis, 0)
     out = np.empty(rows, dtype=object)
-    names = sorted(inputs)
     for i in range(rows):
         h = hashlib.blake2b(digest_size=16)
-        for name in names:
-            h.update(np.ascontiguousarray(inputs[name][i]).tobytes())
+        for arr in batched.values():
+            h.update(np.ascontiguousarray(arr[i]).tobytes())
         out[i] = h.digest()
     return out
 
 
 def check_disjoint(eval_set: EvalSet, calibration: EvalSet) -> None:
     """Refuse a calibration set that shares rows with the eval set."""
-    shared = set(row_hashes(eval_set.inputs)) & set(row_hashes(calibration.inputs))
+    shared = set(row_hashes(eval_set.inputs, eval_set.batch_axes)) & set(
+        row_hashes(calibration.inputs, calibration.batch_axes)
+    )
     if shared:
         raise InvalidInput(
             f"The calibration set {calibration.source} shares {len(shared)} example(s) with the "
@@ -214,7 +241,7 @@ def split_for_calibration(
     eval_set: EvalSet, *, fraction: float = 0.5, seed: int = 0
 ) -> tuple[EvalSet, EvalSet]:
     """Split into (eval, calibration) at random; identical rows go to the same side."""
-    hashes = row_hashes(eval_set.inputs)
+    hashes = row_hashes(eval_set.inputs, eval_set.batch_axes)
     unique = sorted(set(hashes))
     order = np.random.default_rng(seed).permutation(len(unique))
     calib_keys = {unique[i] for i in order[: round(len(unique) * fraction)]}

@@ -13,12 +13,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from modelscale.model.inputs import InputChoice, default_batches, make_inputs
+from modelscale.errors import InvalidInput
+from modelscale.model.inputs import InputChoice, batch_dim_names, default_batches, make_inputs
+from modelscale.model.rows import count_rows, take_rows
 from modelscale.model.signature import Signature
 from modelscale.profile import MeasureOptions, measure_latency, percentiles
 from modelscale.runtime import Engine, EngineOptions
 
-__all__ = ["Latency", "measure_rounds", "predict"]
+__all__ = ["Latency", "measure_rounds", "output_batch_axis", "predict"]
 
 
 @dataclass(frozen=True)
@@ -42,8 +44,24 @@ class Latency:
 
 def _fixed_batch(signature: Signature) -> int | None:
     batches = default_batches(signature)
-    fixed = all(s.shape and isinstance(s.shape[0], int) for s in signature.inputs)
+    sizes = [
+        s.shape[s.batch_axis] if s.shape else None
+        for s in signature.inputs
+        if s.batch_axis is not None
+    ]
+    fixed = bool(sizes) and all(isinstance(d, int) for d in sizes)
     return batches[0] if fixed and len(batches) == 1 else None
+
+
+def output_batch_axis(signature: Signature, output: str) -> int:
+    """The axis of ``output`` that runs along the batch: the one named like an input's batch axis
+    (a state output ``[layers, batch, hidden]``), else 0."""
+    names = batch_dim_names(signature)
+    spec = next((o for o in signature.outputs if o.name == output), None)
+    for axis, d in enumerate((spec.shape if spec is not None else None) or ()):
+        if isinstance(d, str) and d in names:
+            return axis
+    return 0
 
 
 def predict(
@@ -56,22 +74,32 @@ def predict(
 ) -> np.ndarray:
     """One output of the model over every row of ``inputs``, run ``chunk`` rows at a time.
 
-    A model with a fixed batch size is fed exactly that many rows per run; the last run is padded
-    by repeating rows, and the padding's outputs are dropped.
+    Rows are taken along each input's batch axis (inputs without one go whole into every run), and
+    the output's rows come back first (axis 0), whichever axis the model puts them on. A model with
+    a fixed batch size is fed exactly that many rows per run; the last run is padded by repeating
+    rows, and the padding's outputs are dropped.
     """
-    rows = len(next(iter(inputs.values())))
+    axes = signature.batch_axes
+    rows = count_rows(inputs, axes)
     fixed = _fixed_batch(signature)
     step = fixed or chunk
+    out_axis = output_batch_axis(signature, output)
     parts = []
     for start in range(0, rows, step):
-        feeds = {k: v[start : start + step] for k, v in inputs.items()}
-        got = len(next(iter(feeds.values())))
+        got = min(step, rows - start)
+        index = np.arange(start, start + got)
         if fixed and got < fixed:
-            feeds = {
-                k: np.concatenate([v, v[np.arange(fixed - got) % got]]) for k, v in feeds.items()
-            }
+            index = np.concatenate([index, start + np.arange(fixed - got) % got])
+        feeds = take_rows(inputs, index, axes)
         (out,) = engine.run(feeds, [output])
-        parts.append(np.asarray(out)[:got])
+        arr = np.asarray(out)
+        if arr.ndim == 0:
+            raise InvalidInput(
+                f"Output {output!r} is a 0-d tensor: it has no rows to evaluate. Choose an output "
+                "with a batch axis in 'output'.",
+                field="output",
+            )
+        parts.append(np.moveaxis(arr, out_axis, 0)[:got] if out_axis < arr.ndim else arr[:got])
     return np.concatenate(parts)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -56,6 +56,8 @@ class CompressOptions:
         batch: The batch size that throughput is measured and compared at (and batch 1).
         out: Folder to write the chosen model and ``compress_summary.json`` into.
         output: The model output to evaluate (default: the first).
+        batch_axes: The batch axis of inputs whose batch axis is not axis 0 (``{"state": 1}``),
+            or None for an input that is the same for every row. 0-d inputs never have one.
         labels_key: The key of the labels in the eval set.
         threads: Intra-op threads for every measurement (default: all usable cores).
         candidates: Names of candidates to try (default: all of ``default_specs``).
@@ -78,6 +80,7 @@ class CompressOptions:
     batch: int = 8
     out: str | os.PathLike[str] | None = None
     output: str | None = None
+    batch_axes: Mapping[str, int | None] = field(default_factory=dict)
     labels_key: str = "labels"
     threads: int | None = None
     candidates: Sequence[str] | None = None

@@ -26,6 +26,7 @@ from modelscale.compress.trials import Judge, Tolerance
 from modelscale.errors import InvalidInput
 from modelscale.machine import machine_info
 from modelscale.model.artifact import ModelArtifact
+from modelscale.model.rows import count_rows, take_rows
 from modelscale.profile import MeasureOptions
 from modelscale.runtime import Engine, EngineOptions
 
@@ -96,8 +97,9 @@ def plan_search(
 
     art = (
         artifact if isinstance(artifact, ModelArtifact) else ModelArtifact.load(os.fspath(artifact))
-    )
+    ).with_batch_axes(o.batch_axes)
     sig = art.signature
+    axes = sig.batch_axes
     out_name = output or sig.outputs[0].name
     if out_name not in sig.output_names:
         raise InvalidInput(
@@ -139,7 +141,7 @@ def plan_search(
         )
     engine_options = EngineOptions(intra_op_threads=threads)
     # Two rows are enough to learn the output's shape and check labels before any real work.
-    probe_rows = {k: v[:2] for k, v in evals.inputs.items()}
+    probe_rows = take_rows(evals.inputs, slice(0, 2), axes)
     probe = predict(Engine(art, engine_options), probe_rows, out_name, signature=sig)
     probe = np.broadcast_to(probe[:1], (evals.rows, *probe.shape[1:]))
     name = metric if isinstance(metric, str) else None
@@ -162,7 +164,7 @@ def plan_search(
     calib_inputs = None
     if calib_set is not None:
         rows = min(calib_set.rows, max_calibration_rows)
-        calib_inputs = {k: v[:rows] for k, v in calib_set.inputs.items()}
+        calib_inputs = take_rows(calib_set.inputs, slice(0, rows), axes)
     sensitivity_source = calib_inputs if calib_inputs is not None else evals.inputs
     judge = Judge(
         signature=sig,
@@ -194,6 +196,7 @@ def plan_search(
         "seed": seed,
         "eval": full.source,
         "calibration": calib_set.source if calib_set else None,
+        "batch_axes": axes,
     }
     if metric is None:
         notes.append(f"Metric: {chosen_metric.name} (chosen from the data; set it with --metric).")
@@ -203,10 +206,10 @@ def plan_search(
         specs=specs,
         batch=batch,
         calibration_inputs=calib_inputs,
-        sensitivity_inputs={k: v[:_SENSITIVITY_ROWS] for k, v in sensitivity_source.items()},
+        sensitivity_inputs=take_rows(sensitivity_source, slice(0, _SENSITIVITY_ROWS), axes),
         eval_rows=evals.rows,
         eval_source=evals.source,
-        calibration_rows=None if calib_inputs is None else len(next(iter(calib_inputs.values()))),
+        calibration_rows=None if calib_inputs is None else count_rows(calib_inputs, axes),
         calibration_source=calib_set.source if calib_set else None,
         max_fallback_steps=max_fallback_steps,
         params=params,

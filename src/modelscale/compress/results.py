@@ -19,7 +19,9 @@ class Trial(Result):
 
     Attributes:
         name: Candidate name, e.g. ``int8-dynamic-pc``; ``original`` is the model as given.
-        status: ``ok``, or ``failed`` when it could not be built or run (see ``error``).
+        status: ``ok``; ``failed`` when it could not be built or run, or ``skipped`` when it was
+            not tried (an opset the method needs and the model cannot be upgraded to) or would
+            change nothing (``no-op: nothing to quantize``); ``error`` says why in one line.
         metric: The metric on the eval set.
         change: ``metric - original metric``; ``ci_low``/``ci_high`` bound it (paired bootstrap).
         drop: How much worse than the original (positive is worse), in the tolerance's units.
@@ -129,7 +131,7 @@ class CompressResult(Result):
         chosen model, unless it is the original, a new version whose parent is the original."""
         model = self.model
         trials = tuple(
-            ChildRun(t.name, t, status="ok" if t.ok else "failed", note=t.description)
+            ChildRun(t.name, t, status=t.status, note=t.description)
             for t in self.trials
         )
         derived: tuple[ModelVersionInfo, ...] = ()

@@ -23,9 +23,14 @@ from modelscale.compress.results import Trial
 from modelscale.compress.trials import first_line
 from modelscale.errors import RuntimeFailure
 from modelscale.model.artifact import ModelArtifact
+from modelscale.model.inputs import default_batches
 from modelscale.progress import OnProgress, report
 
 __all__ = ["Search"]
+
+
+_CALIBRATION_BATCH = 16
+"""Rows per calibration run, unless the model takes a fixed batch size."""
 
 
 def _copy(source: pathlib.Path, dest: pathlib.Path) -> None:
@@ -48,6 +53,10 @@ class Search:
         self.on_progress = on_progress
         self.trials: list[Trial] = []
         self.paths: dict[str, pathlib.Path] = {}
+        self.bases: dict[str, pathlib.Path] = {}
+        """The model each quantized candidate was built from (an opset upgrade of the base, where
+        the method needs one): the fallback compares nodes against it."""
+        self._upgraded: dict[int, pathlib.Path | str] = {}
         self.done = 0
         # Each candidate is one step to build and evaluate, and one step to time.
         self.total = 2 * (1 + len(plan.specs) + (len(prune.ratios) if prune else 0))
@@ -63,12 +72,14 @@ class Search:
         error: str,
         excluded: Sequence[str],
         seconds: float,
+        *,
+        status: str = "failed",
     ) -> Trial:
         return Trial(
             name=spec.name,
             method=spec.method,
             description=spec.description,
-            status="failed",
+            status=status,
             error=error,
             size_bytes=None,
             sha256=None,
@@ -89,24 +100,41 @@ class Search:
             params=params,
         )
 
+    def skip(self, spec: cands.CandidateSpec, reason: str) -> Trial:
+        """Record ``spec`` as skipped for ``reason`` (one line), without building it."""
+        self._tick(f"{spec.name}: skipped")
+        params = {"method": spec.method, **spec.options}
+        trial = self._failed(spec, params, reason, (), 0.0, status="skipped")
+        self.trials.append(trial)
+        self._tick(f"{spec.name}: skipped", 2)  # never timed either
+        return trial
+
     def trial(
         self,
         spec: cands.CandidateSpec,
-        build: Callable[[pathlib.Path], None] | None,
+        build: Callable[[pathlib.Path], str | None] | None,
         *,
         excluded: Sequence[str] = (),
         extra: Mapping[str, Any] | None = None,
     ) -> Trial:
-        """Build (unless ``build`` is None: the original) and evaluate one candidate."""
+        """Build (unless ``build`` is None: the original) and evaluate one candidate.
+
+        ``build`` writes the candidate to the path it is given and returns None, or a reason to
+        skip the candidate (then it is neither evaluated nor kept).
+        """
         self._tick(f"{spec.name}: building")
         path = self.plan.artifact.path if build is None else self.work / f"{spec.name}.onnx"
         params = {"method": spec.method, **spec.options, **(extra or {})}
         started = time.perf_counter()
         built = 0.0
         try:
-            if build is not None:
-                build(path)
+            skip = build(path) if build is not None else None
             built = time.perf_counter() - started
+            if skip is not None:
+                trial = self._failed(spec, params, skip, excluded, built, status="skipped")
+                self.trials.append(trial)
+                self._tick(f"{spec.name}: skipped", 2)  # never timed either
+                return trial
             art = ModelArtifact.load(path, name=spec.name)
             self._tick(f"{spec.name}: evaluating")
             scores = self.plan.judge.evaluate(path, original=build is None)
@@ -207,8 +235,21 @@ class Search:
         for spec in plan.specs:
             if spec.method == "optimized":
                 self.trial(spec, functools.partial(_copy, base))
-            else:
-                self.trial(spec, self._builder(spec, base, ()))
+                continue
+            source = self._base_for(spec, base)
+            if isinstance(source, str):
+                self.skip(spec, source)
+                continue
+            self.bases[spec.name] = source
+            self.trial(spec, self._builder(spec, source, ()))
+        upgraded = [s.name for s in plan.specs if self.bases.get(s.name, base) != base]
+        if upgraded:
+            have = cands.onnx_opset(base)
+            want = max(cands.MIN_OPSET[s.method] for s in plan.specs if s.name in upgraded)
+            plan.notes.append(
+                f"Upgraded the model from opset {have} to {want} (onnx's version converter) for "
+                f"{', '.join(upgraded)}, which need it."
+            )
         for ratio in self.prune.ratios if self.prune else ():
             spec = cands.CandidateSpec(
                 f"pruned-{ratio:.0%}",
@@ -237,17 +278,42 @@ class Search:
             **p.export_kwargs,
         )
 
+    def _base_for(self, spec: cands.CandidateSpec, base: pathlib.Path) -> pathlib.Path | str:
+        """The model to build ``spec`` from: ``base``, or ``base`` upgraded to the opset the
+        method needs; or a one-line reason to skip the candidate when the upgrade fails."""
+        need = cands.MIN_OPSET.get(spec.method)
+        have = cands.onnx_opset(base)
+        if need is None or have >= need:
+            return base
+        if need not in self._upgraded:
+            dest = self.work / f"base-opset{need}.onnx"
+            try:
+                cands.upgrade_opset(base, dest, need)
+                self._upgraded[need] = dest
+            except Exception as exc:  # the converter raises many types; the reason is reported
+                self._upgraded[need] = (
+                    f"needs opset {need}, the model has opset {have}, and onnx's version "
+                    f"converter could not upgrade it ({first_line(exc)})"
+                )
+        return self._upgraded[need]
+
     def _builder(
         self, spec: cands.CandidateSpec, base: pathlib.Path, exclude: Sequence[str]
-    ) -> Callable[[pathlib.Path], None]:
-        def build(dest: pathlib.Path) -> None:
-            cands.build_candidate(
+    ) -> Callable[[pathlib.Path], str | None]:
+        sig = self.plan.artifact.signature
+        fixed = default_batches(sig)
+        chunk = fixed[0] if len(fixed) == 1 else _CALIBRATION_BATCH
+
+        def build(dest: pathlib.Path) -> str | None:
+            return cands.build_candidate(
                 spec,
                 base=base,
                 dest=dest,
                 calibration=self.plan.calibration_inputs,
                 cache_dir=self.work,
                 exclude=exclude,
+                batch_axes=sig.batch_axes,
+                calibration_batch=chunk,
             )
 
         return build
@@ -265,6 +331,7 @@ class Search:
         # The smallest drop needs the fewest nodes back in float to reach the tolerance.
         start = min(quantized, key=lambda t: (t.drop if t.drop is not None else np.inf, t.name))
         spec = next(s for s in plan.specs if s.name == start.name)
+        base = self.bases.get(start.name, base)
         try:
             nodes = cands.quantized_nodes(
                 onnx.load(str(base)), onnx.load(str(self.paths[start.name]))
