@@ -12,6 +12,7 @@ import modelscale.cli.plan  # noqa: F401  (registers the command until cli/__ini
 from modelscale.model import ModelArtifact
 from modelscale.store import open_store
 from tests.cli.helpers import invoke
+from tests.exported_models import save_stateful
 from tests.plan.conftest import CATALOG_HEADER, linear_points, profile_result
 
 FAST = ["--p99-ms", "40"]
@@ -135,3 +136,25 @@ def test_a_dim_without_value_names_plans_own_option(seq_path: pathlib.Path) -> N
     assert result.exit_code == 2, result.output
     assert "with no value" in result.stderr and "plan takes --dim only" in result.stderr
     assert result.stderr.strip().count("\n") == 0
+
+
+def test_a_stateful_model_is_planned_as_the_advice_says(tmp_path: pathlib.Path) -> None:
+    """state[2, batch, 8] and a 0-d sr: each error's advice, followed, leads to a plan."""
+    path = str(save_stateful(tmp_path / "s.onnx"))
+    local = ["--rps", "10", *FAST, "--machine", "local", "--max-time", "0.05"]
+    result = invoke("plan", path, *local)
+    assert result.exit_code == 2 and "say so with --batch-axis state=1." in result.stderr
+    result = invoke("plan", path, *local, "--batch-axis", "state=1")
+    assert result.exit_code == 2 and result.stderr.strip().count("\n") == 0
+    assert "Plan takes integer ranges from a stored profile" in result.stderr
+    assert "`modelscale profile MODEL --int-range NAME=LO,HI`" in result.stderr
+    profiled = invoke(
+        "profile", path, "--batch", "1", "--threads", "1", "--max-time", "0.05",
+        "--batch-axis", "state=1", "--int-range", "sr=0,1",
+    )  # fmt: skip
+    assert profiled.exit_code == 0, profiled.output
+    result = invoke("plan", path, *local, "--batch-axis", "state=1", "--json")
+    assert result.exit_code == 0, result.output
+    plan = json.loads(result.stdout)
+    assert plan["model"]["inputs_from_run"] == 1
+    assert plan["model"]["batch_axes"] == {"x": 0, "state": 1, "sr": None}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import pathlib
 
 import pytest
@@ -9,10 +10,19 @@ import pytest
 from modelscale.errors import InvalidInput
 from modelscale.machine import machine_info
 from modelscale.model import ModelArtifact
-from modelscale.plan.profiles import measure_profile, resolve_model, stored_profile
+from modelscale.plan.profiles import (
+    measure_profile,
+    resolve_model,
+    stored_inputs,
+    stored_profile,
+)
+from modelscale.profile import MeasureOptions, ProfileOptions, profile_model
 from modelscale.store import open_store
 from modelscale.workflow import Recorder
+from tests.exported_models import save_minus_one_batch, save_stateful
 from tests.plan.conftest import linear_points, profile_result
+
+FAST = MeasureOptions(warmup_runs=1, warmup_s=0.0, min_runs=3, min_time_s=0.01, max_time_s=0.05)
 
 
 def test_stored_profile_of_this_machine(mlp_path: pathlib.Path) -> None:
@@ -65,3 +75,43 @@ def test_resolve_model(mlp_path: pathlib.Path, tmp_path: pathlib.Path) -> None:
     kb.register_model("f" * 64, name="gone", path=str(tmp_path / "gone.onnx"))
     with pytest.raises(InvalidInput, match=r"file .* is gone"):
         resolve_model("gone", store=kb)
+
+
+def test_stored_profiles_are_matched_by_batch_axes(tmp_path: pathlib.Path) -> None:
+    kb = open_store()
+    art = ModelArtifact.load(save_stateful(tmp_path / "s.onnx"))
+    default = profile_result(linear_points())  # recorded before batch axes were: the defaults
+    kb.record(default, model_version=art.sha256)
+    assert stored_profile(art, kb) is not None
+    moved = art.with_batch_axes({"state": 1})
+    assert stored_profile(moved, kb) is None  # it fed state along another axis
+    axes = dataclasses.replace(
+        default, params={**default.params, "batch_axes": moved.signature.batch_axes}
+    )
+    run_id = kb.record(axes, model_version=art.sha256)
+    found = stored_profile(moved, kb)
+    assert found is not None and found.run_ids == (run_id,)
+
+
+def test_a_later_profile_takes_a_stored_profiles_input_shapes(tmp_path: pathlib.Path) -> None:
+    """What plan's advice promises: profile once with --shape, and plan can profile the model."""
+    kb = open_store()
+    art = ModelArtifact.load(save_minus_one_batch(tmp_path / "m.onnx"))
+    kb.register_model(art.sha256, name="m", path=str(art.path))
+    assert stored_inputs(art, kb) is None
+    with pytest.raises(InvalidInput, match="axis 2 is an unnamed dynamic dim"):
+        measure_profile(art, batches=(1, 2), threads=(1,), max_time_s=0.05)
+    shaped = profile_model(
+        art,
+        options=ProfileOptions(
+            batches=[1], threads=[1], shapes={"x": [1, 3, 10, 14]}, measure=FAST, isolate=False
+        ),
+    )  # with spinning on: its points do not serve the plan, its shapes do
+    run_id = Recorder(kb).run_id(shaped)
+    assert stored_profile(art, kb) is None
+    found = stored_inputs(art, kb)
+    assert found is not None and found.run_id == run_id
+    assert found.shapes == {"x": (1, 3, 10, 14)}
+    prof = measure_profile(art, batches=(1, 2), threads=(1,), max_time_s=0.05, inputs=found)
+    assert prof.service.measured_batches == (1, 2)
+    assert f"with the inputs of profile run {run_id}" in prof.service.source

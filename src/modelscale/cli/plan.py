@@ -11,7 +11,7 @@ from rich import box
 from rich.table import Table
 
 from modelscale.cli.app import app
-from modelscale.cli.options import parse_named_ints
+from modelscale.cli.options import parse_batch_axes, parse_named_ints
 from modelscale.cli.render import ProgressBar, console, err_console, print_json
 from modelscale.errors import InvalidInput
 from modelscale.plan import (
@@ -81,6 +81,12 @@ def plan_command(
     ),
     dim: list[str] | None = typer.Option(
         None, "--dim", help="Symbolic dim value the model runs at, NAME=V (e.g. seq=32)."
+    ),
+    batch_axis: list[str] | None = typer.Option(
+        None,
+        "--batch-axis",
+        help="Batch axis of an input whose batch axis is not 0, INPUT=AXIS (e.g. state=1), or "
+        "INPUT=none if it is not batched; 0-d inputs never are. Repeatable.",
     ),
     core_factor: float = typer.Option(
         1.0, "--core-factor", help="Per-core speed of catalog machines relative to this one."
@@ -158,6 +164,7 @@ def plan_command(
     if kinds and out is None:
         raise InvalidInput("--emit needs --out DIR: the folder to write the files to.", field="out")
     dims = {k: v[0] for k, v in parse_named_ints("--dim", dim).items()}
+    batch_axes = parse_batch_axes("--batch-axis", batch_axis)
     if max_time <= 0:
         raise InvalidInput(f"--max-time must be > 0 seconds. Got {max_time!r}.", field="max-time")
     options = PlanOptions(
@@ -175,7 +182,7 @@ def plan_command(
     )
     kb = open_store()  # stored profiles are read either way; --no-store only stops writes
     recorder = Recorder(kb if store else None)
-    artifact = resolve_model(model, store=kb)
+    artifact = resolve_model(model, store=kb).with_batch_axes(batch_axes)
     if validate is not None:  # a wrong URL or server fails before any profiling
         check_server(validate, artifact, api_key=v_options.api_key)
     bar = ProgressBar()
@@ -185,6 +192,7 @@ def plan_command(
             rps=rps,
             p99_ms=p99_ms,
             dims=dims,
+            batch_axes=batch_axes,
             catalog=catalog,
             options=options,
             store=kb,

@@ -11,12 +11,17 @@ import dataclasses
 import pathlib
 from collections.abc import Mapping
 
-from modelscale.errors import InvalidInput
+from modelscale.errors import InvalidInput, RuntimeFailure
 from modelscale.model.artifact import ModelArtifact
 from modelscale.plan.calibration import measured_overheads
 from modelscale.plan.catalog import Catalog, load_catalog
 from modelscale.plan.planner import PlanOptions, check_targets, plan_capacity
-from modelscale.plan.profiles import measure_profile, resolve_model, stored_profile
+from modelscale.plan.profiles import (
+    measure_profile,
+    resolve_model,
+    stored_inputs,
+    stored_profile,
+)
 from modelscale.plan.results import PlanResult
 from modelscale.plan.service import ServiceModel
 from modelscale.progress import OnProgress
@@ -25,6 +30,11 @@ from modelscale.store import Store
 
 __all__ = ["plan_model"]
 
+_FROM_STORED = (
+    "plan then profiles the model with that stored profile's inputs, or uses its measurements "
+    "if it was taken with --no-spinning on this machine."
+)
+
 
 def plan_model(
     model: ModelArtifact | str | pathlib.Path,
@@ -32,6 +42,7 @@ def plan_model(
     rps: float,
     p99_ms: float,
     dims: Mapping[str, int] | None = None,
+    batch_axes: Mapping[str, int | None] | None = None,
     catalog: Catalog | str | pathlib.Path | None = None,
     options: PlanOptions | None = None,
     store: Store | None = None,
@@ -48,6 +59,9 @@ def plan_model(
         rps: Target rate now (requests/s).
         p99_ms: p99 latency bound (ms).
         dims: Symbolic dim values the model runs at (e.g. ``{"seq": 32}``).
+        batch_axes: The batch axis of inputs whose batch axis is not axis 0 (``{"state": 1}``),
+            or None for an input that is not batched; 0-d inputs never are. Stored profiles are
+            used only when they were taken with the same batch axes.
         catalog: Instance catalog (a Catalog or CSV path; None: the bundled one).
         options: Headroom, phases, core factor, machine restriction, overheads, batch policies.
         store: Knowledge base to read stored profiles from (None: always measure).
@@ -74,6 +88,7 @@ def plan_model(
     if cat is not None and opts.machine not in (None, "local"):
         cat.find(opts.machine)
     artifact = model if isinstance(model, ModelArtifact) else resolve_model(model, store=store)
+    artifact = artifact.with_batch_axes(batch_axes)
     if calibrate and store is not None:
         found = measured_overheads(store, artifact.sha256, opts.overheads)
         if found is not None:
@@ -84,7 +99,9 @@ def plan_model(
                 overheads_source=f"front CPU and hand-over measured by validation run {run_id}",
             )
     profile = stored_profile(artifact, store, dims=dims) if store is not None else None
+    inputs = None
     if profile is None:
+        inputs = stored_inputs(artifact, store, dims=dims) if store is not None else None
         try:
             profile = measure_profile(
                 artifact,
@@ -92,16 +109,24 @@ def plan_model(
                 dims=dims,
                 max_time_s=max_time_s,
                 on_progress=on_progress,
+                inputs=inputs,
             )
         except InvalidInput as exc:
-            if exc.field not in ("dims", "shapes"):
+            if exc.field not in ("dims", "shapes") or inputs is not None:
                 raise
             # The shape errors speak profile's options; plan names symbolic dims only.
             raise InvalidInput(
                 f"{exc} (plan takes 'dims' only: for shapes it cannot name, profile the model with "
                 "its input shapes first, e.g. `modelscale profile MODEL --shape INPUT=D0,D1,...`; "
-                "plan then uses the stored profile.)",
+                f"{_FROM_STORED})",
                 field=exc.field,
+            ) from None
+        except RuntimeFailure as exc:
+            if "'int_ranges'" not in str(exc) or inputs is not None:
+                raise
+            raise RuntimeFailure(
+                f"{exc} Plan takes integer ranges from a stored profile: profile the model first, "
+                f"e.g. `modelscale profile MODEL --int-range NAME=LO,HI`; {_FROM_STORED}"
             ) from None
     plan = plan_capacity(
         profile.service,
@@ -114,6 +139,8 @@ def plan_model(
             "sha256": artifact.sha256,
             "path": str(artifact.path),
             "dims": dict(dims or {}),
+            "batch_axes": artifact.signature.batch_axes,
+            "inputs_from_run": inputs.run_id if inputs is not None else None,
             "profile_run_ids": list(profile.run_ids),
             "profiled_now": profile.measured_now,
         },

@@ -1,10 +1,13 @@
 """Where the performance model's points come from: the knowledge base first, a measurement otherwise.
 
 A stored profile run is used when it profiled the same model file (sha256) with the CPU provider on
-this machine (same CPU model and usable cores) at the same symbolic dims (e.g. ``seq=32``), with
-ONNX Runtime's thread spinning off as ``serve``'s replicas run it (``profile --no-spinning``).
-Without one, the model is profiled now over batch sizes and thread counts and the profile is
-recorded, so the next plan reuses it.
+this machine (same CPU model and usable cores) at the same symbolic dims (e.g. ``seq=32``) and batch
+axes, with ONNX Runtime's thread spinning off as ``serve``'s replicas run it (``profile
+--no-spinning``). Without one, the model is profiled now over batch sizes and thread counts and the
+profile is recorded, so the next plan reuses it. That profile takes its inputs (whole shapes for
+unnamed dims, integer ranges, an inputs file) from the newest stored profile of the model at those
+dims and batch axes, from any machine and with spinning on or off: ``plan`` names symbolic dims
+only, so a model with unnamed dims is planned after one ``modelscale profile MODEL --shape ...``.
 
 Why spinning matters: a profile taken with spinning on (ORT's default, the fastest alone) was
 1.12-1.30x faster than the same model inside a replica here, most with 2 threads, where every
@@ -16,7 +19,8 @@ from __future__ import annotations
 
 import pathlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from modelscale.errors import InvalidInput
 from modelscale.machine import machine_info
@@ -34,8 +38,10 @@ from modelscale.store import Store
 __all__ = [
     "DEFAULT_BATCHES",
     "ModelProfile",
+    "StoredInputs",
     "measure_profile",
     "resolve_model",
+    "stored_inputs",
     "stored_profile",
 ]
 
@@ -96,6 +102,52 @@ def _replica_bytes(artifact: ModelArtifact, session_rss: Mapping[str, int] | Non
     return artifact.size_bytes * _RSS_PER_WEIGHT_BYTE + _PROCESS_BYTES
 
 
+def _same_batch_axes(artifact: ModelArtifact, params: Mapping[str, Any]) -> bool:
+    """Whether a stored profile fed the model's inputs along ``artifact``'s batch axes."""
+    stored = params.get("batch_axes")
+    if stored is None:  # profiled before batch axes were recorded: the defaults
+        stored = {s.name: None if s.shape == () else 0 for s in artifact.signature.inputs}
+    return dict(stored) == artifact.signature.batch_axes
+
+
+@dataclass(frozen=True)
+class StoredInputs:
+    """How a stored profile fed the model: what ``plan`` cannot say with dims alone."""
+
+    run_id: int
+    shapes: Mapping[str, Sequence[int]] = field(default_factory=dict)
+    int_ranges: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+    inputs: str | None = None
+
+
+def stored_inputs(
+    artifact: ModelArtifact, store: Store, *, dims: Mapping[str, int] | None = None
+) -> StoredInputs | None:
+    """The inputs of the newest stored profile of ``artifact`` at ``dims`` and its batch axes.
+
+    Any machine, spinning on or off: the shapes are the model's, not the machine's. None when
+    no such profile gave whole shapes, integer ranges or an inputs file that still exists.
+    """
+    for run in store.runs(model=artifact.sha256, kind="profile"):  # newest first
+        params = run.params or {}
+        if run.model_version != artifact.sha256 or run.status != "ok":
+            continue
+        if not _same_batch_axes(artifact, params):
+            continue
+        if not points_from_profile(run.results.get("points") or [], dims=dims):
+            continue
+        path = params.get("inputs")
+        found = StoredInputs(
+            run_id=run.id,
+            shapes={k: tuple(v) for k, v in (params.get("shapes") or {}).items()},
+            int_ranges={k: (v[0], v[1]) for k, v in (params.get("int_ranges") or {}).items()},
+            inputs=path if path and path != "arrays" and pathlib.Path(path).is_file() else None,
+        )
+        if found.shapes or found.int_ranges or found.inputs:
+            return found
+    return None
+
+
 def stored_profile(
     artifact: ModelArtifact, store: Store, *, dims: Mapping[str, int] | None = None
 ) -> ModelProfile | None:
@@ -106,6 +158,8 @@ def stored_profile(
     rss: dict[str, int] = {}
     for run in store.runs(model=artifact.sha256, kind="profile"):  # newest first
         if run.model_version != artifact.sha256 or run.status != "ok":
+            continue
+        if not _same_batch_axes(artifact, run.params or {}):
             continue
         m = run.machine or {}
         if m.get("cpu_model") != here.cpu_model or m.get("usable_cores") != here.usable_cores:
@@ -141,11 +195,13 @@ def measure_profile(
     threads: Sequence[int] | None = None,
     max_time_s: float = 5.0,
     on_progress: OnProgress | None = None,
+    inputs: StoredInputs | None = None,
 ) -> ModelProfile:
     """Profile ``artifact`` here now, as the replicas run it, and fit the performance model.
 
     ``record`` stores the profile (the next plan then finds it); progress events are the
-    profile's, their stage prefixed with 'profiling: '.
+    profile's, their stage prefixed with 'profiling: '. ``inputs`` feeds the model as a stored
+    profile did (``stored_inputs``); the batch axes are ``artifact``'s.
     """
     from modelscale.profile import MeasureOptions, ProfileOptions, profile_model
 
@@ -158,6 +214,9 @@ def measure_profile(
         batches=tuple(batches),
         threads=tuple(threads) if threads else tuple(sorted({1, cores})),
         dims={k: [v] for k, v in (dims or {}).items()},
+        shapes=dict(inputs.shapes) if inputs else {},
+        int_ranges=dict(inputs.int_ranges) if inputs else {},
+        inputs=inputs.inputs if inputs else None,
         allow_spinning=False,  # as the replicas run it
         measure=MeasureOptions(max_time_s=max_time_s),
     )
@@ -166,5 +225,7 @@ def measure_profile(
     run_ids: tuple[int, ...] = () if run_id is None else (run_id,)
     pts = points_from_profile(result.points, dims=dims)
     where = f"profile run {run_ids[0]}, measured now" if run_ids else "profile measured now"
+    if inputs is not None:
+        where += f" with the inputs of profile run {inputs.run_id}"
     service = fit_service_model(pts, source=where)
     return ModelProfile(service, run_ids, True, _replica_bytes(artifact, result.session_rss_bytes))
