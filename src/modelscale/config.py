@@ -164,6 +164,13 @@ class ModelSpec(_Strict):
     autoscaling: AutoscalingSpec | None = Field(
         default=None, description="Ray backend only: replicas between a minimum and a maximum"
     )
+    watchdog_s: float | None = Field(
+        default=None,
+        gt=0,
+        le=3_600,
+        description="A replica that has not answered a batch or an idle check within this long is "
+        "replaced; default: derived from the service time it measures (at least 5 s)",
+    )
 
     @field_validator("versions")
     @classmethod
@@ -184,6 +191,29 @@ class ServerSpec(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     max_body_mb: float = Field(default=64.0, gt=0, description="Larger request bodies get 413")
+    body_memory_mb: float = Field(
+        default=256.0,
+        gt=0,
+        description="Large request bodies (over 1 MiB) being read or decoded at once, at most; "
+        "beyond, 503 with Retry-After",
+    )
+    max_header_kb: float = Field(
+        default=64.0,
+        gt=0,
+        le=1024 * 1024,
+        description="The request line and headers together; larger heads get 431",
+    )
+    header_timeout_s: float = Field(
+        default=10.0, gt=0, description="From a request's first byte to its last header; then 408"
+    )
+    body_timeout_s: float = Field(
+        default=30.0, gt=0, description="The longest pause between two pieces of a body; then 408"
+    )
+    idle_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="A connection with no request in progress is closed after this long",
+    )
     drain_timeout_s: float = Field(
         default=30.0, gt=0, description="On SIGTERM, how long in-flight requests may finish"
     )

@@ -27,7 +27,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from modelscale.config import DeploymentSpec
 from tests.serve.servers import Served, served_by
-from tests.serve.test_validation_corpus import CORPUS, _encode, seq_inputs, x_input
+from tests.serve.test_validation_corpus import (
+    CORPUS,
+    _encode,
+    save_broadcast_model,
+    seq_inputs,
+    x_input,
+)
 
 tritonclient_http = pytest.importorskip("tritonclient.http")
 
@@ -58,16 +64,18 @@ def served(
     tmp = tmp_path_factory.mktemp(request.param)
     key_file = tmp / "key.txt"
     key_file.write_text(KEY + "\n", encoding="utf-8")
+    bcast = save_broadcast_model(tmp / "bcast.onnx")
     spec = DeploymentSpec.from_dict(
         {
             "models": {
                 "mlp": {"versions": {"1": {"path": str(mlp_path)}}, "batching": {"max_batch": 4}},
                 "seq": {"versions": {"1": {"path": str(seq_path)}}, "batching": {"max_batch": 4}},
                 "slow": {"versions": {"1": {"path": str(slow_path)}}, "batching": SLOW},
+                "bcast": {"versions": {"1": {"path": str(bcast)}}, "batching": {"max_batch": 4}},
             },
             "auth": {"api_key_file": str(key_file)},
-            # Three single-threaded replicas on a 2-core machine: Ray is told it has 4 CPUs.
-            "ray": {"num_cpus": 4},
+            # Four single-threaded replicas on a 2-core machine: Ray is told it has 5 CPUs.
+            "ray": {"num_cpus": 5},
         }
     )
     with served_by(request.param, spec, tmp, key=KEY) as server:
@@ -265,7 +273,7 @@ def test_metrics_count_what_clients_got(served: Served) -> None:
     assert count(after, "200") == count(before, "200") + 3
     assert count(after, "400") == count(before, "400") + 1
     ready = {s.labels["model"]: s.value for s in after["modelscale_replicas_ready"]}
-    assert ready == {"mlp": 1, "seq": 1, "slow": 1}
+    assert ready == {"mlp": 1, "seq": 1, "slow": 1, "bcast": 1}
     assert any(s.value > 0 for s in after["modelscale_batch_size"] if s.name.endswith("_count"))
     assert [s.value for s in after["modelscale_records_dropped"]] == [0]
 

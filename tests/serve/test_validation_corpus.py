@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import pathlib
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
+import onnx
 import pytest
+from onnx import TensorProto, helper, numpy_helper
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
@@ -15,13 +18,35 @@ from modelscale.config import DeploymentSpec
 from tests.serve.conftest import app_client
 
 
+def save_broadcast_model(path: pathlib.Path) -> pathlib.Path:
+    """x[batch, n] + c[1, 4] -> Log -> y[batch, n]: declares any n, runs only n in (1, 4).
+
+    The model accepts the request's shape, then fails inside ONNX Runtime at run time, as
+    MiniLM does past its 512 positions; and Log gives NaN for x + c < 0.
+    """
+    c = numpy_helper.from_array(np.ones((1, 4), dtype=np.float32), "c")
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["x", "c"], ["s"]), helper.make_node("Log", ["s"], ["y"])],
+        "bcast",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "n"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", "n"])],
+        [c],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
 @pytest.fixture(scope="module")
-def client(mlp_path, seq_path) -> Iterator[TestClient]:
+def client(mlp_path, seq_path, tmp_path_factory) -> Iterator[TestClient]:
+    bcast = save_broadcast_model(tmp_path_factory.mktemp("bcast") / "bcast.onnx")
     spec = DeploymentSpec.from_dict(
         {
             "models": {
                 "mlp": {"versions": {"1": {"path": str(mlp_path)}}, "batching": {"max_batch": 4}},
                 "seq": {"versions": {"1": {"path": str(seq_path)}}, "batching": {"max_batch": 4}},
+                "bcast": {"versions": {"1": {"path": str(bcast)}}, "batching": {"max_batch": 4}},
             }
         }
     )
@@ -287,6 +312,154 @@ CORPUS: list[tuple[str, str, Any, dict[str, str], int, str]] = [
     ("unknown version", "mlp/versions/7", {"inputs": [x_input()]}, {}, 404, "version"),
 ]
 
+_DEEP = b'{"inputs": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+_TEXT = {"Content-Type": "text/plain"}
+
+# What a hostile or careless client sends: each once made the server answer 500, drop the
+# connection, or run the model before refusing.
+CORPUS += [
+    ("id with CR LF", "mlp", {"id": "a\r\nSet-Cookie: x=1", "inputs": [x_input()]}, {}, 400, "id"),
+    ("id not Latin-1", "mlp", {"id": "\u2603 snow", "inputs": [x_input()]}, {}, 400, "id"),
+    ("id with NUL", "mlp", {"id": "a\u0000b", "inputs": [x_input()]}, {}, 400, "id"),
+    ("id with a tab", "mlp", {"id": "a\tb", "inputs": [x_input()]}, {}, 400, "id"),
+    ("id too long", "mlp", {"id": "a" * 257, "inputs": [x_input()]}, {}, 400, "id"),
+    ("id accented", "mlp", {"id": "caf\u00e9", "inputs": [x_input()]}, {}, 400, "id"),
+    (
+        "X-Request-Id not ASCII",
+        "mlp",
+        {"inputs": [x_input()]},
+        {"X-Request-Id": "caf\u00e9".encode("latin-1")},
+        400,
+        "X-Request-Id",
+    ),
+    (
+        "X-Request-Id too long",
+        "mlp",
+        {"inputs": [x_input()]},
+        {"X-Request-Id": "r" * 300},
+        400,
+        "X-Request-Id",
+    ),
+    (
+        "65 dims",
+        "mlp",
+        {"inputs": [x_input(shape=[1] * 65, data=[0.5])]},
+        {},
+        400,
+        "inputs[0].shape",
+    ),
+    (
+        "1000 dims",
+        "mlp",
+        {"inputs": [x_input(shape=[1] * 1000, data=[0.5])]},
+        {},
+        400,
+        "inputs[0].shape",
+    ),
+    (
+        "zero dim beside huge dims",
+        "mlp",
+        {"inputs": [x_input(shape=[0, 2**40, 2**40, 2**40], data=[])]},
+        {},
+        400,
+        "inputs[0].shape",
+    ),
+    (
+        "zero dim last",
+        "mlp",
+        {"inputs": [x_input(shape=[2**62, 2**62, 0], data=[])]},
+        {},
+        400,
+        "inputs[0].shape",
+    ),
+    (
+        "huge dims, binary",
+        "mlp",
+        {"inputs": [x_input(shape=[2**40, 2**40], data=..., parameters={"binary_data_size": 64})]},
+        {},
+        400,
+        "inputs[0].parameters.binary_data_size",
+    ),
+    ("dim beyond int64", "mlp", {"inputs": [x_input(shape=[1, 2**70])]}, {}, 400, "inputs[0].data"),
+    ("shape a dict", "mlp", {"inputs": [x_input(shape={"a": 1})]}, {}, 400, "inputs[0].shape"),
+    (
+        "shape of floats",
+        "mlp",
+        {"inputs": [x_input(shape=[1.0, 16.0])]},
+        {},
+        400,
+        "inputs[0].shape[0]",
+    ),
+    ("data a dict", "mlp", {"inputs": [x_input(data={"a": 1})]}, {}, 400, "inputs[0].data"),
+    (
+        "data strings NaN",
+        "mlp",
+        {"inputs": [x_input(data=["NaN"] * 16)]},
+        {},
+        400,
+        "inputs[0].data",
+    ),
+    ("input a string", "mlp", {"inputs": ["x"]}, {}, 400, "inputs[0]"),
+    ("parameters a list", "mlp", {"inputs": [x_input()], "parameters": [1]}, {}, 400, "parameters"),
+    (
+        "datatype lower case",
+        "mlp",
+        {"inputs": [x_input(datatype="fp32")]},
+        {},
+        400,
+        "inputs[0].datatype",
+    ),
+    ("json null", "mlp", b"null", {}, 400, "body"),
+    ("json number", "mlp", b"42", {}, 400, "body"),
+    ("json nested 100,000 deep", "mlp", _DEEP, {}, 400, "body"),
+    (
+        "byte order mark",
+        "mlp",
+        b"\xef\xbb\xbf" + json.dumps({"inputs": [x_input()]}).encode(),
+        {},
+        400,
+        "body",
+    ),
+    ("invalid UTF-8", "mlp", b'{"id": "\xff\xfe", "inputs": []}', {}, 400, "body"),
+    ("Content-Type text/plain", "mlp", {"inputs": [x_input()]}, _TEXT, 415, "Content-Type"),
+    (
+        "Content-Type multipart",
+        "mlp",
+        {"inputs": [x_input()]},
+        {"Content-Type": "multipart/form-data; boundary=x"},
+        415,
+        "Content-Type",
+    ),
+    (
+        "Content-Type XML",
+        "mlp",
+        {"inputs": [x_input()]},
+        {"Content-Type": "application/xml"},
+        415,
+        "Content-Type",
+    ),
+    (
+        "model fails at run time on a shape it declares",
+        "bcast",
+        {"inputs": [{"name": "x", "shape": [1, 5], "datatype": "FP32", "data": [0.5] * 5}]},
+        {},
+        400,
+        "inputs",
+    ),
+    (
+        "negative token id",
+        "seq",
+        {
+            "inputs": seq_inputs(
+                ids={"name": "ids", "shape": [1, 5], "datatype": "INT64", "data": [-999] * 5}
+            )
+        },
+        {},
+        400,
+        "inputs",
+    ),
+]
+
 
 def _encode(body: Any, headers: dict[str, str]) -> tuple[bytes, dict[str, str]]:
     if isinstance(body, tuple):
@@ -307,7 +480,7 @@ def _encode(body: Any, headers: dict[str, str]) -> tuple[bytes, dict[str, str]]:
 
 
 def test_corpus_is_large_enough() -> None:
-    assert len(CORPUS) >= 30
+    assert len(CORPUS) >= 80
 
 
 @pytest.mark.parametrize(
@@ -343,9 +516,19 @@ def test_one_bad_request_in_a_batch_does_not_fail_the_others(client: TestClient)
 
 
 def test_server_is_healthy_after_the_corpus(client: TestClient) -> None:
-    for case in CORPUS:
-        content, hdrs = _encode(case[2], case[3])
-        client.post(f"/v2/models/{case[1]}/infer", content=content, headers=hdrs)
+    import psutil
+
+    def corpus() -> None:
+        for case in CORPUS:
+            content, hdrs = _encode(case[2], case[3])
+            client.post(f"/v2/models/{case[1]}/infer", content=content, headers=hdrs)
+
+    corpus()
+    rss = psutil.Process().memory_info().rss
+    for _ in range(3):
+        corpus()
+    # The front runs in this process: whatever the corpus costs, it does not accumulate.
+    assert psutil.Process().memory_info().rss - rss < 50 * 2**20
     assert client.get("/v2/health/ready").status_code == 200
     r = client.post("/v2/models/mlp/infer", json={"inputs": [x_input()]})
     assert r.status_code == 200
@@ -353,4 +536,79 @@ def test_server_is_healthy_after_the_corpus(client: TestClient) -> None:
     statuses = {s.labels["status"] for s in families["modelscale_requests"].samples}
     assert not any(s.startswith("5") for s in statuses), statuses
     restarts = [s.value for s in families["modelscale_replica_restarts"].samples]
-    assert restarts == [0, 0]
+    assert restarts == [0, 0, 0]
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        None,
+        "application/json",
+        "application/json; charset=utf-8",
+        "APPLICATION/JSON",
+        "application/x-www-form-urlencoded",  # curl -d
+        "application/vnd.kserve+json",
+    ],
+)
+def test_json_content_types_are_taken(client: TestClient, content_type: str | None) -> None:
+    headers = {"Content-Type": content_type} if content_type else {}
+    body = json.dumps({"inputs": [x_input()]}).encode()
+    r = client.post("/v2/models/mlp/infer", content=body, headers=headers)
+    assert r.status_code == 200, r.text
+
+
+def test_a_valid_request_id_is_echoed_in_body_and_header(client: TestClient) -> None:
+    r = client.post("/v2/models/mlp/infer", json={"id": "req-42 a/b:c", "inputs": [x_input()]})
+    assert r.status_code == 200
+    assert r.json()["id"] == "req-42 a/b:c" and r.headers["x-request-id"] == "req-42 a/b:c"
+    r = client.post(
+        "/v2/models/mlp/infer", json={"inputs": [x_input()]}, headers={"X-Request-Id": "h-1"}
+    )
+    assert r.headers["x-request-id"] == "h-1"
+
+
+def test_an_invalid_request_id_is_counted_as_the_400_it_got(client: TestClient) -> None:
+    def count() -> float:
+        text = client.get("/metrics").text
+        for family in text_string_to_metric_families(text):
+            if family.name == "modelscale_requests":
+                return sum(
+                    s.value
+                    for s in family.samples
+                    if s.labels["model"] == "mlp" and s.labels["status"] == "400"
+                )
+        return 0.0
+
+    before = count()
+    r = client.post("/v2/models/mlp/infer", json={"id": "a\r\nb", "inputs": [x_input()]})
+    assert r.status_code == 400 and "x-request-id" not in r.headers
+    client.get("/v2/health/live")  # the recorder is off the request path: let it run
+    assert count() == before + 1
+
+
+def test_non_finite_outputs_are_null_and_named(client: TestClient) -> None:
+    # Log(x + 1): x = -2 gives NaN, x = -1 gives -inf; JSON carries neither.
+    x = {"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [-2.0, -1.0, 0.0, 1.0]}
+    r = client.post("/v2/models/bcast/infer", json={"inputs": [x]})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["parameters"]["non_finite_outputs"] == "y"
+    assert body["outputs"][0]["data"][:3] == [None, None, 0.0]
+    x["data"] = [0.0, 1.0, 2.0, 3.0]
+    body = client.post("/v2/models/bcast/infer", json={"inputs": [x]}).json()
+    assert "parameters" not in body
+
+
+def test_engine_errors_carry_no_source_paths(client: TestClient) -> None:
+    x = {"name": "x", "shape": [1, 5], "datatype": "FP32", "data": [0.5] * 5}
+    r = client.post("/v2/models/bcast/infer", json={"inputs": [x]})
+    assert r.status_code == 400
+    message = r.json()["error"]
+    assert "broadcast" in message.lower(), message
+    assert ".cc:" not in message and ".h:" not in message and "onnxruntime::" not in message
+
+
+def test_a_trailing_slash_is_a_404_with_a_hint_never_a_redirect(client: TestClient) -> None:
+    r = client.get("/v2/models/mlp/", headers={"Host": "evil.example"}, follow_redirects=False)
+    assert r.status_code == 404 and "location" not in r.headers
+    assert "/v2/models/mlp?" in r.json()["error"]

@@ -201,3 +201,6 @@ class Backend(Protocol):
 
     async def reconfigure(self, settings: ReplicaSettings) -> None:
         """Apply ``settings`` to every replica (InvalidInput if this backend cannot)."""
+
+    def drain(self) -> None:
+        """The server is shutting down: let batches in flight finish and replace no replica."""

@@ -39,8 +39,12 @@ class ServerProcess:
         port: int = 0,
         log_level: str = "warning",
         env: Mapping[str, str] | None = None,
+        own_process_group: bool = False,
     ) -> None:
         self.spec = spec
+        self.own_process_group = own_process_group
+        """Start the server as the leader of a process group of its own (with its replicas),
+        as a service manager does; signals to this process's group then do not reach it."""
         self.env = dict(env) if env is not None else None
         """Extra environment of the server process (e.g. PYTHONPATH of another build, to
         compare two)."""
@@ -88,6 +92,7 @@ class ServerProcess:
                 stdout=log,
                 stderr=log,
                 env={**os.environ, **self.env} if self.env else None,
+                start_new_session=self.own_process_group,
             )
         sock.close()
         return self

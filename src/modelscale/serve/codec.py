@@ -19,12 +19,14 @@ from pydantic import ValidationError
 from modelscale.serve.contract import ModelContract, check_tensor_shapes, element_count
 from modelscale.serve.protocol import (
     DATATYPE_TO_DTYPE,
+    MAX_DIMS,
     ApiError,
     InferRequest,
     RequestInput,
     datatype_of,
     datatype_of_array,
     dtype_of,
+    request_id_problem,
 )
 
 __all__ = ["HEADER_LENGTH", "DecodedRequest", "decode_request", "encode_response"]
@@ -201,10 +203,21 @@ def _decode_input(
             field=f"{field}.datatype",
         )
     shape = tuple(item.shape)
-    if min(shape, default=0) < 0:
+    if len(shape) > MAX_DIMS:
         raise ApiError(
-            400, f"{field}.shape {list(shape)} has a negative dim.", field=f"{field}.shape"
+            400,
+            f"{field}.shape has {len(shape)} dims; a tensor has at most {MAX_DIMS}.",
+            field=f"{field}.shape",
         )
+    # Before any size is computed: a zero dim beside huge ones has zero elements and would pass
+    # the data-size checks, then fail in NumPy.
+    for axis, dim in enumerate(shape):
+        if dim < 1:
+            raise ApiError(
+                400,
+                f"{field}.shape[{axis}] is {dim}; every dim must be >= 1.",
+                field=f"{field}.shape",
+            )
     size = (item.parameters or {}).get("binary_data_size")
     if size is not None:
         if item.data is not None:
@@ -263,6 +276,10 @@ def decode_request(
     """Parse and validate one inference request for ``contract`` (400 on anything wrong)."""
     head, tail = _split_body(body, header_length)
     req = _parse_json(head)
+    if req.id is not None:
+        problem = request_id_problem(req.id)
+        if problem is not None:
+            raise ApiError(400, f"id {problem}.", field="id")
     all_binary = _bool_param(req.parameters, "binary_data_output", "parameters")
     timeout_s = _timeout(req.parameters)
     expected = contract.input_datatypes
@@ -340,6 +357,7 @@ def encode_response(
     """The V2 inference reply body and its content headers."""
     entries: list[dict[str, Any]] = []
     raw: list[bytes] = []
+    non_finite: list[str] = []
     for name, arr in outputs.items():
         entry: dict[str, Any] = {
             "name": name,
@@ -351,11 +369,16 @@ def encode_response(
             entry["parameters"] = {"binary_data_size": len(data)}
             raw.append(data)
         else:
+            if arr.dtype.kind in "fc" and not np.isfinite(arr).all():
+                non_finite.append(name)
             entry["data"] = _json_data(arr)
         entries.append(entry)
     doc: dict[str, Any] = {"model_name": model_name, "model_version": model_version}
     if request_id is not None:
         doc["id"] = request_id
+    if non_finite:
+        # JSON has no NaN or infinity: such values are written null, and the reply says so.
+        doc["parameters"] = {"non_finite_outputs": ",".join(non_finite)}
     doc["outputs"] = entries
     head = orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
     if not raw:

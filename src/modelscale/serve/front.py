@@ -1,9 +1,9 @@
 """The V2 front: one ASGI app for every backend (Open Inference Protocol, KServe V2, REST).
 
     GET  /v2                                        server metadata
-    GET  /v2/health/live | /v2/health/ready         probes (200, or 503 when not ready)
+    GET  /v2/health/live | /v2/health/ready         probes (200, or 400 when not ready)
     GET  /v2/models/{name}[/versions/{v}]           model metadata (parameters.sha256 = version id)
-    GET  /v2/models/{name}[/versions/{v}]/ready     200 when the version serves, else 503
+    GET  /v2/models/{name}[/versions/{v}]/ready     200 when the version serves, else 400
     POST /v2/models/{name}[/versions/{v}]/infer     inference, JSON or binary tensors
     GET  /metrics                                   Prometheus text format
 
@@ -15,7 +15,8 @@ backend that runs whole batches differs (``modelscale.serve.backend``).
 Each request is classified by method and path (no router: the V2 routes are few, and this is the
 server's hot path), then passes the pipeline's stages (``modelscale.serve.pipeline``). Errors are
 JSON ``{"error": message, "field": name}``: 400 bad input, 401 no key, 404 unknown model, version
-or endpoint, 405 wrong method, 413 body too large, 503 full or not ready (with Retry-After), 504
+or endpoint, 405 wrong method, 408 too slow to send, 413 body too large, 415 not JSON or binary
+tensors, 431 headers too large, 503 full or not ready (with Retry-After), 504
 timed out in the queue. A failure nobody expected is logged and answered 500, never left hanging.
 """
 
@@ -33,6 +34,7 @@ from modelscale.config import DeploymentSpec, ModelSpec
 from modelscale.model.artifact import ModelArtifact
 from modelscale.serve.backend import Backend
 from modelscale.serve.metrics import CONTENT_TYPE, Metrics, MetricsRecorder
+from modelscale.serve.offload import BodyBudget, Decoder
 from modelscale.serve.pipeline import (
     Endpoint,
     Exchange,
@@ -41,7 +43,12 @@ from modelscale.serve.pipeline import (
     StageFactory,
     assemble,
 )
-from modelscale.serve.protocol import EXTENSIONS, server_version
+from modelscale.serve.protocol import (
+    EXTENSIONS,
+    ApiError,
+    request_id_problem,
+    server_version,
+)
 from modelscale.serve.records import DEFAULT_CAPACITY, Recorder, RecordQueue
 from modelscale.serve.registry import ModelRegistry
 from modelscale.serve.stages import ClientGone, builtin_stages
@@ -114,6 +121,8 @@ class FrontState:
     metrics: Metrics
     max_body_bytes: int
     server_metadata: bytes
+    body_budget: BodyBudget
+    decoder: Decoder
     metrics_type: bytes = CONTENT_TYPE.encode()
     draining: bool = False
 
@@ -158,15 +167,22 @@ class Front:
             # The first of repeated headers counts, as with Starlette's Headers.get().
             if key in _WANTED and key not in wanted:
                 wanted[key] = value
+        bad_id = None
         if b"x-request-id" in wanted:
-            ex.request_id = wanted[b"x-request-id"].decode("latin-1")
+            request_id = wanted[b"x-request-id"].decode("latin-1")
+            bad_id = request_id_problem(request_id)
+            if bad_id is None:
+                ex.request_id = request_id
         ex.content_length = wanted.get(b"content-length")
         if b"inference-header-content-length" in wanted:
             ex.header_length = wanted[b"inference-header-content-length"].decode("latin-1")
         ex.content_type = wanted.get(b"content-type")
         wall = time.time()
         try:
-            await self.pipeline.run(ex)
+            if bad_id is not None:
+                ex.fail(ApiError(400, f"X-Request-Id {bad_id}.", field="X-Request-Id"))
+            else:
+                await self.pipeline.run(ex)
         except ClientGone:
             await _send(send, 400, b"", [], head=False)  # nobody is listening; nothing to count
             return
@@ -207,6 +223,7 @@ class Front:
         try:
             await self.state.registry.stop()
         finally:
+            self.state.decoder.close()
             self.pipeline.close()
 
 
@@ -248,6 +265,8 @@ def build_front(
         registry=registry,
         metrics=metrics,
         max_body_bytes=int(spec.server.max_body_mb * 2**20),
+        body_budget=BodyBudget(int(spec.server.body_memory_mb * 2**20)),
+        decoder=Decoder(),
         server_metadata=orjson.dumps(
             {"name": "modelscale", "version": server_version(), "extensions": list(extensions)}
         ),

@@ -125,6 +125,13 @@ class Metrics:
             buckets=_INFER_BUCKETS_S,
             registry=self.registry,
         )
+        self.refused = Counter(
+            "modelscale_http_refused",
+            "Connections and requests the server refused before the app saw them, by reason: "
+            "head_too_large (431), head_timeout and body_timeout (408), idle, decode_budget (503)",
+            ["reason"],
+            registry=self.registry,
+        )
         self._live = _Live()
         self.registry.register(self._live)
         self._children: dict[tuple[str, str, int], tuple[Any, Any, Any]] = {}
@@ -168,6 +175,10 @@ class Metrics:
             children[1].observe(latency_s)
         if queue_s is not None:
             children[2].observe(queue_s)
+
+    def count_refused(self, reason: str) -> None:
+        """Count one refused connection or request."""
+        self.refused.labels(reason).inc()
 
     def render(self) -> bytes:
         """The Prometheus text exposition."""

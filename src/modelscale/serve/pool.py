@@ -6,8 +6,12 @@ read in the front by one asyncio task per replica. A replica runs one batch at a
 wait in the batcher, where they can still join a batch, instead of in a replica's socket; the free
 replica that has served the fewest rows takes the next batch.
 
-A replica that dies (or runs a batch past ``batch_timeout_s``, and is then killed) is restarted; the
-batch it held comes back as ``BatchLost``. When no replica is left, ``on_unavailable`` is called.
+A replica that dies is restarted; the batch it held comes back as ``BatchLost``. When no replica is
+left, ``on_unavailable`` is called. A replica that hangs (stopped, deadlocked, swapping) is found by a
+watchdog: a batch unanswered for ten times the slowest service time seen (at least
+``watchdog_floor_s``), or an idle replica that does not answer a ping within the floor, is killed
+and so restarted; while no replica can serve, the backend is not serving and the server not ready.
+Once the server drains, a replica that dies is not replaced.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import sys
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from modelscale.errors import InvalidInput, ServerError
 from modelscale.serve.backend import (
@@ -42,6 +47,8 @@ from modelscale.serve.replica import (
     Done,
     Loaded,
     LoadFailed,
+    Ping,
+    Pong,
     RunBatch,
     Stop,
 )
@@ -59,8 +66,13 @@ class PoolOptions:
     replicas: int = 1
     threads: int = 1
     load_timeout_s: float = 120.0
-    batch_timeout_s: float = 60.0
-    """A batch running longer than this is taken as a hung replica: it is killed and restarted."""
+    watchdog_s: float | None = None
+    """A replica that has not answered a batch within this long is taken as hung, killed and
+    restarted; None derives it from the service times measured (see ``watchdog_floor_s``)."""
+    watchdog_floor_s: float = 5.0
+    """The derived watchdog's least value, and how long an idle replica may take to answer a ping."""
+    ping_interval_s: float = 5.0
+    """An idle replica is pinged after this long without a batch."""
     restart_backoff_s: float = 0.5
 
 
@@ -76,8 +88,11 @@ class Replica:
     inflight: asyncio.Future[BatchOutcome] | None = None
     inflight_id: int = 0
     inflight_rows: int = 0
-    configuring: asyncio.Future[Configured] | None = None
+    asking: asyncio.Future[Any] | None = None
+    """The answer awaited to a Configure or Ping."""
     watchdog: asyncio.TimerHandle | None = None
+    sent_at: float = 0.0
+    idle_since: float = 0.0
     restarts: int = 0
     failures: int = 0
     batches: int = 0
@@ -114,6 +129,11 @@ class LocalBackend:
         """Replicas reserved by index (to reconfigure each one once), served before any batch."""
         self._batch_ids = 0
         self._closing = False
+        self._draining = False
+        self._slowest_s = 0.0
+        """The slowest batch round trip lately (decays), or the warm-up time times the rows."""
+        self._warmup_s = 0.0
+        self._pinger: asyncio.Task[None] | None = None
         self.restarts_total = 0
         self.loaded = False
         """True once every replica has loaded at least once."""
@@ -142,6 +162,7 @@ class LocalBackend:
         self.loaded = True
         for r in self.replicas:
             self._make_ready(r)
+        self._pinger = asyncio.get_running_loop().create_task(self._ping_idle())
 
     async def _spawn(self, replica: Replica) -> None:
         replica.state = ReplicaState.STARTING
@@ -180,10 +201,13 @@ class LocalBackend:
             self._kill(replica)
             why = hello.message if isinstance(hello, LoadFailed) else repr(hello)
             raise ServerError(f"replica {replica.index} of {self.label} failed to load: {why}")
+        if hello.warmup_s is not None:
+            self._warmup_s = max(self._warmup_s, hello.warmup_s)
         replica.reader_task = loop.create_task(self._read(replica, reader))
 
     def _make_ready(self, replica: Replica) -> None:
         replica.state = ReplicaState.IDLE
+        replica.idle_since = asyncio.get_running_loop().time()
         replica.failures = 0
         self.release(replica)
 
@@ -198,6 +222,8 @@ class LocalBackend:
     async def stop(self, *, timeout_s: float = 5.0) -> None:
         """Ask every replica to stop, then kill any that has not exited within ``timeout_s``."""
         self._closing = True
+        if self._pinger is not None:
+            self._pinger.cancel()
         for r in self.replicas:
             if r.writer is not None and not r.writer.is_closing():
                 with contextlib.suppress(ConnectionError, RuntimeError):
@@ -266,8 +292,20 @@ class LocalBackend:
             batch.rows,
         )
         replica.writer.writelines(pack(RunBatch(self._batch_ids, batch)))
-        replica.watchdog = loop.call_later(self.options.batch_timeout_s, self._hung, replica)
+        replica.sent_at = loop.time()
+        replica.watchdog = loop.call_later(self.watchdog_s(batch.rows), self._hung, replica)
         return fut
+
+    def watchdog_s(self, rows: int) -> float:
+        """How long a batch of ``rows`` may go unanswered before its replica is taken as hung."""
+        if self.options.watchdog_s is not None:
+            return self.options.watchdog_s
+        expected = max(self._slowest_s, self._warmup_s * rows)
+        return max(self.options.watchdog_floor_s, 10.0 * expected)
+
+    def drain(self) -> None:
+        """The server is shutting down: batches in flight finish, no replica is replaced."""
+        self._draining = True
 
     def health(self) -> BackendHealth:
         """Ready replicas against the configured number."""
@@ -353,20 +391,66 @@ class LocalBackend:
             return Configured(threads, "not connected")
         replica.state = ReplicaState.BUSY
         fut: asyncio.Future[Configured] = asyncio.get_running_loop().create_future()
-        replica.configuring = fut
+        replica.asking = fut
         replica.writer.writelines(pack(Configure(threads)))
         try:
             return await asyncio.wait_for(fut, self.options.load_timeout_s)
         except TimeoutError:
             return Configured(threads, "timed out rebuilding its session")
 
+    async def _ping_idle(self) -> None:
+        """Ping each replica that has been idle for a while; kill one that does not answer."""
+        loop = asyncio.get_running_loop()
+        interval = self.options.ping_interval_s
+        while not self._closing:
+            await asyncio.sleep(interval / 2)
+            now = loop.time()
+            due = [
+                r
+                for r in self.replicas
+                if r.state is ReplicaState.IDLE
+                and r in self._idle
+                and now - r.idle_since >= interval
+                and r.writer is not None
+            ]
+            # All at once: replicas that hang together (a stopped container) are found together.
+            await asyncio.gather(*(self._ping(r) for r in due))
+
+    async def _ping(self, replica: Replica) -> None:
+        assert replica.writer is not None  # checked by the caller, in the same step
+        self._idle.remove(replica)  # reserved, as a batch would reserve it
+        replica.state = ReplicaState.BUSY
+        fut: asyncio.Future[Pong] = asyncio.get_running_loop().create_future()
+        replica.asking = fut
+        replica.writer.writelines(pack(Ping()))
+        try:
+            await asyncio.wait_for(fut, self.options.watchdog_floor_s)
+        except TimeoutError:
+            log.error(
+                "%s replica %d (pid %s) did not answer a ping within %.0f s; killing it",
+                self.label,
+                replica.index,
+                replica.pid,
+                self.options.watchdog_floor_s,
+            )
+            self._kill(replica)
+            return
+        finally:
+            replica.asking = None
+        if replica.state is ReplicaState.BUSY:
+            replica.state = ReplicaState.IDLE
+            replica.idle_since = asyncio.get_running_loop().time()
+            self.release(replica)
+
     # -- replies --------------------------------------------------------------------------------------
     def _hung(self, replica: Replica) -> None:
         log.error(
-            "%s replica %d ran a batch past %.0f s; killing it",
+            "%s replica %d (pid %s) has not answered a batch of %d rows in %.1f s; killing it",
             self.label,
             replica.index,
-            self.options.batch_timeout_s,
+            replica.pid,
+            replica.inflight_rows,
+            asyncio.get_running_loop().time() - replica.sent_at,
         )
         self._kill(replica)
 
@@ -376,10 +460,10 @@ class LocalBackend:
                 msg = await read_message(reader)
                 if isinstance(msg, Done):
                     self._complete(replica, msg)
-                elif isinstance(msg, Configured) and replica.configuring is not None:
-                    if not replica.configuring.done():
-                        replica.configuring.set_result(msg)
-                    replica.configuring = None
+                elif isinstance(msg, Configured | Pong) and replica.asking is not None:
+                    if not replica.asking.done():
+                        replica.asking.set_result(msg)
+                    replica.asking = None
         except (asyncio.IncompleteReadError, ConnectionError, OSError):
             pass
         except asyncio.CancelledError:
@@ -395,9 +479,13 @@ class LocalBackend:
         replica.inflight, replica.inflight_rows = None, 0
         if replica.watchdog is not None:
             replica.watchdog.cancel()
+        now = asyncio.get_running_loop().time()
+        # The slowest recent round trip: jumps up at once, forgets slowly (halves in ~70 batches).
+        self._slowest_s = max(now - replica.sent_at, self._slowest_s * 0.99)
         replica.served_rows += rows
         replica.batches += 1
         replica.state = ReplicaState.IDLE
+        replica.idle_since = now
         if not fut.done():
             fut.set_result(msg.outcome)
         self.release(replica)
@@ -409,10 +497,18 @@ class LocalBackend:
             replica.watchdog.cancel()
         if fut is not None and not fut.done():
             fut.set_result(BatchLost(why, str(replica.pid)))
-        if replica.configuring is not None and not replica.configuring.done():
-            replica.configuring.set_result(Configured(self.options.threads, why))
+        asking = replica.asking
+        if asking is not None and not asking.done():
+            # A Configure learns why; a Ping's waiter sees the replica is no longer busy.
+            asking.set_result(Configured(self.options.threads, why))
 
     async def _died(self, replica: Replica) -> None:
+        if self._draining:
+            replica.state = ReplicaState.STOPPED
+            self._kill(replica)
+            self._lose_inflight(replica, f"replica {replica.index} of {self.label} exited")
+            log.info("%s replica %d exited while draining", self.label, replica.index)
+            return
         replica.state = ReplicaState.RESTARTING
         code = replica.proc.poll() if replica.proc is not None else None
         log.warning(
@@ -431,7 +527,8 @@ class LocalBackend:
             await loop.run_in_executor(None, replica.proc.wait)
         while not self._closing:
             await asyncio.sleep(min(10.0, self.options.restart_backoff_s * 2**replica.failures))
-            if self._closing:
+            if self._closing or self._draining:
+                replica.state = ReplicaState.STOPPED
                 return
             try:
                 await self._spawn(replica)

@@ -19,6 +19,8 @@ __all__ = [
     "DATATYPE_TO_DTYPE",
     "DTYPE_TO_DATATYPE",
     "EXTENSIONS",
+    "MAX_DIMS",
+    "MAX_REQUEST_ID",
     "ApiError",
     "InferRequest",
     "RequestInput",
@@ -27,6 +29,7 @@ __all__ = [
     "datatype_of",
     "datatype_of_array",
     "dtype_of",
+    "request_id_problem",
     "server_version",
 ]
 
@@ -130,6 +133,26 @@ class InferRequest(_Wire):
     parameters: dict[str, Any] | None = None
     inputs: list[RequestInput] = Field(min_length=1)
     outputs: list[RequestOutput] | None = None
+
+
+MAX_REQUEST_ID = 256
+"""Characters of a request id at most (it is echoed in the ``X-Request-Id`` response header)."""
+MAX_DIMS = 64
+"""Dims of a tensor at most (NumPy's limit)."""
+
+
+def request_id_problem(value: str) -> str | None:
+    """Why ``value`` cannot be a request id, or None when it can.
+
+    An id travels back in the ``X-Request-Id`` header, so it must be printable ASCII: a CR or LF
+    would split the response, and other bytes have no agreed encoding in a header.
+    """
+    if len(value) > MAX_REQUEST_ID:
+        return f"is {len(value)} characters long; at most {MAX_REQUEST_ID} are taken"
+    if not value.isascii() or not value.isprintable():
+        bad = next(c for c in value if not (c.isascii() and c.isprintable()))
+        return f"holds {bad!r}; expected printable ASCII (it is echoed in the X-Request-Id header)"
+    return None
 
 
 def server_version() -> str:

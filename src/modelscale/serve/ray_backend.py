@@ -252,6 +252,9 @@ class RayBackend:
         """Rows sent to replicas and not answered yet."""
         return self._rows_in_flight
 
+    def drain(self) -> None:
+        """Nothing to do: Ray Serve replaces its replicas itself, and they outlive the front."""
+
     async def reconfigure(self, settings: ReplicaSettings) -> None:
         """Redeploy the version with new settings (Ray applies them to each replica in place)."""
         if self._redeploy is None:

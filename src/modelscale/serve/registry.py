@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from modelscale.config import DeploymentSpec, ModelSpec
 from modelscale.errors import InvalidInput
@@ -44,10 +44,16 @@ def local_backend(name: str, version: str, artifact: ModelArtifact, spec: ModelS
             "--backend ray).",
             field=f"models.{name}.autoscaling",
         )
-    return LocalBackend(
-        PoolOptions(path=str(artifact.path), replicas=spec.replicas, threads=spec.threads),
-        label=f"{name}:{version}",
-    )
+    options = PoolOptions(path=str(artifact.path), replicas=spec.replicas, threads=spec.threads)
+    if spec.watchdog_s is not None:
+        # A fixed watchdog: batches and pings alike, and idle replicas are pinged that often.
+        options = replace(
+            options,
+            watchdog_s=spec.watchdog_s,
+            watchdog_floor_s=spec.watchdog_s,
+            ping_interval_s=min(options.ping_interval_s, spec.watchdog_s),
+        )
+    return LocalBackend(options, label=f"{name}:{version}")
 
 
 class VersionRuntime:

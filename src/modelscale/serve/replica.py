@@ -5,9 +5,13 @@ modelscale.serve.replica FD CONFIG_JSON``, started by the pool, never by hand; F
 Unix socketpair with the front) and inside a Ray Serve replica (``modelscale.serve.ray_app``).
 Messages of the local pool (pickled, see ``ipc``):
 
-    replica -> front   Loaded(pid) | LoadFailed(message)
-    front -> replica   RunBatch(batch_id, batch) | Configure(threads) | Stop()
-    replica -> front   Done(batch_id, outcome) | Configured(threads, error)
+    replica -> front   Loaded(pid, warmup_s) | LoadFailed(message)
+    front -> replica   RunBatch(batch_id, batch) | Configure(threads) | Ping() | Stop()
+    replica -> front   Done(batch_id, outcome) | Configured(threads, error) | Pong()
+
+A replica leaves its shutdown to the front: it ignores SIGINT and SIGTERM (a terminal's Ctrl-C,
+systemd and container inits signal the whole process group, and the front must drain first) and
+exits on ``Stop`` or when the front's end of the socket closes, as it does when the front dies.
 
 When a stacked batch fails, each request in it is run alone, so one request with bad values (a token
 id outside the vocabulary) is answered 400 while the others in its batch still succeed.
@@ -18,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import sys
@@ -45,8 +50,12 @@ __all__ = [
     "Done",
     "LoadFailed",
     "Loaded",
+    "Ping",
+    "Pong",
     "RunBatch",
     "Stop",
+    "Warmup",
+    "engine_message",
     "load_engine",
     "main",
     "run_batch",
@@ -59,6 +68,8 @@ class Loaded:
     """The replica loaded its model and takes batches."""
 
     pid: int
+    warmup_s: float | None = None
+    """How long one run at batch 1 took after loading (None: the model could not be warmed up)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,14 +111,63 @@ class Configured:
 
 
 @dataclass(frozen=True, slots=True)
+class Ping:
+    """Answer ``Pong`` (the front checks that an idle replica still answers)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Pong:
+    """The answer to ``Ping``."""
+
+
+@dataclass(frozen=True, slots=True)
 class Stop:
     """Exit."""
 
 
-def _status(exc: RuntimeFailure) -> int:
-    # ORT raises InvalidArgument for input values the graph rejects: the client's fault, not ours.
+_ORT_PREFIX = re.compile(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ")
+_SOURCE = re.compile(r"\S*/[\w.+-]+\.(?:cc|cpp|cu|c|h|hpp):\d+\s*")
+_SIGNATURE = re.compile(r"^(?:[\w:<>,*&]+\s+)?[\w<>]+(?:::[\w<>~]+)+\([^()]*\)(?:\s*const)?\s*")
+
+
+def engine_message(exc: BaseException) -> str:
+    """What ONNX Runtime said, for a client: its first line, without source paths or C++ names."""
+    raw = str(exc.__cause__ if exc.__cause__ is not None else exc).strip()
+    text = raw.splitlines()[0] if raw else type(exc).__name__
+    text = _ORT_PREFIX.sub("", text)
+    parts = _SOURCE.split(text)
+    # After each source location comes the C++ function that raised: drop it too.
+    text = parts[0] + "".join(_SIGNATURE.sub("", part) for part in parts[1:])
+    return text.strip()
+
+
+@dataclass(frozen=True, slots=True)
+class Warmup:
+    """The warm-up run: how long it took, and the inputs it ran (a request known to work)."""
+
+    seconds: float
+    feeds: dict[str, np.ndarray]
+
+
+def _failure(engine: Any, exc: RuntimeFailure) -> PartFailed:
+    """400 when the request's inputs are at fault, 500 when the model or replica is.
+
+    ONNX Runtime says InvalidArgument for values the graph rejects; other errors (a broadcast that
+    fails for a sequence longer than the model's positions) are the client's too when the model
+    still runs the warm-up inputs, so the replica is known to work.
+    """
+    message = f"the model could not run these inputs: {engine_message(exc)}"
     cause = type(exc.__cause__).__name__ if exc.__cause__ is not None else ""
-    return 400 if cause in ("InvalidArgument", "INVALID_ARGUMENT") else 500
+    if cause in ("InvalidArgument", "INVALID_ARGUMENT"):
+        return PartFailed(400, message)
+    warm: Warmup | None = getattr(engine, "warmup", None)
+    if warm is not None:
+        try:
+            engine.run(warm.feeds)
+        except RuntimeFailure:
+            return PartFailed(500, message)
+        return PartFailed(400, message)
+    return PartFailed(500, message)
 
 
 def run_batch(engine: Any, batch: Batch, *, replica: str = "") -> BatchOutcome:
@@ -119,7 +179,8 @@ def run_batch(engine: Any, batch: Batch, *, replica: str = "") -> BatchOutcome:
         return BatchOk(result, time.perf_counter() - t0, replica)
     except RuntimeFailure as exc:
         if len(batch.row_counts) == 1:
-            return BatchFailed(_status(exc), str(exc), time.perf_counter() - t0, replica)
+            failed = _failure(engine, exc)
+            return BatchFailed(failed.status, failed.message, time.perf_counter() - t0, replica)
     parts: list[list[np.ndarray] | PartFailed] = []
     offset = 0
     for n in batch.row_counts:
@@ -128,31 +189,43 @@ def run_batch(engine: Any, batch: Batch, *, replica: str = "") -> BatchOutcome:
         try:
             parts.append(engine.run(one, outputs))
         except RuntimeFailure as exc:
-            parts.append(PartFailed(_status(exc), str(exc)))
+            parts.append(_failure(engine, exc))
     return BatchSplit(parts, time.perf_counter() - t0, replica)
 
 
-def warm_up(engine: Any) -> None:
-    """Run the model once on zeros, so that the first request does not pay for ORT's arenas."""
+def warm_up(engine: Any) -> Warmup | None:
+    """Run the model on zeros, so that the first request does not pay for ORT's arenas.
+
+    Returns the second run's time (a first service time for the front's watchdog) and its inputs,
+    or None when the model does not run on zeros.
+    """
     feeds = {}
     for spec in engine.session.get_inputs():
         shape = [d if isinstance(d, int) and d > 0 else 1 for d in spec.shape]
         dtype = {"tensor(float)": np.float32, "tensor(int64)": np.int64}.get(spec.type)
         if dtype is None:
-            return
+            return None
         feeds[spec.name] = np.zeros(shape, dtype=dtype)
     # Some graphs reject zeros or size-1 dims; warming up is only an optimisation.
-    with contextlib.suppress(ModelscaleError):
+    try:
         engine.run(feeds)
+        t0 = time.perf_counter()
+        engine.run(feeds)
+        return Warmup(time.perf_counter() - t0, feeds)
+    except ModelscaleError:
+        return None
 
 
 def load_engine(path: Any, threads: int) -> Any:
-    """The replica's Engine for ``path`` with ``threads`` intra-op threads, warmed up."""
+    """The replica's Engine for ``path`` with ``threads`` intra-op threads, warmed up.
+
+    ``engine.warmup`` is what ``warm_up`` returned.
+    """
     from modelscale.runtime.engine import Engine, EngineOptions
 
     # Replicas share cores with each other and the front: spinning threads would steal them.
     engine = Engine(path, EngineOptions(intra_op_threads=int(threads), allow_spinning=False))
-    warm_up(engine)
+    engine.warmup = warm_up(engine)  # type: ignore[attr-defined]  # the replica's own note
     return engine
 
 
@@ -169,9 +242,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Load the model, say so, then run batches until told to stop or the front goes away."""
     args = list(sys.argv[1:] if argv is None else argv)
     fd, config = int(args[0]), json.loads(args[1])
-    # Ctrl-C reaches the whole process group; the front drains first and then stops its replicas.
+    # A signal to the whole process group (Ctrl-C, systemd's default KillMode, container inits)
+    # must not stop the replicas under the front's drain: the front stops them when it is done.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     # A replica is a CPU-bound batch worker sharing cores with the front. As SCHED_BATCH it does
     # not preempt the front when a batch wakes it, so the front keeps parsing, batching and
     # answering on time (the policy is inherited by the inference threads started later).
@@ -188,7 +262,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         chan.send(LoadFailed(f"{type(exc).__name__}: {exc}"))
         return
     name = str(os.getpid())
-    chan.send(Loaded(os.getpid()))
+    warm = engine.warmup
+    chan.send(Loaded(os.getpid(), warm.seconds if warm is not None else None))
     while True:
         try:
             msg = chan.recv()
@@ -196,6 +271,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             return
         if isinstance(msg, RunBatch):
             reply: Any = Done(msg.batch_id, run_batch(engine, msg.batch, replica=name))
+        elif isinstance(msg, Ping):
+            reply = Pong()
         elif isinstance(msg, Configure):
             engine, reply = _configure(engine, path, msg)
         else:  # Stop, or anything this replica does not know: the front is newer or confused

@@ -24,6 +24,7 @@ from modelscale.config import DeploymentSpec
 from modelscale.errors import InvalidInput, ServerError
 from modelscale.result import ModelVersionInfo, Result, RunLinks
 from modelscale.serve.auth import read_api_key
+from modelscale.serve.connection import ConnectionLimits, limited_protocol
 from modelscale.serve.front import BackendFactory, build_front
 from modelscale.serve.metrics import Metrics
 
@@ -128,20 +129,28 @@ async def _serve(
     key = read_api_key(spec.auth.api_key_file) if spec.auth.api_key_file else None
     front = build_front(spec, backends=backends, api_key=key)
     state, registry, metrics = front.state, front.registry, front.state.metrics
+    limits = ConnectionLimits(
+        max_head_bytes=int(spec.server.max_header_kb * 1024),
+        idle_timeout_s=spec.server.idle_timeout_s,
+        head_timeout_s=spec.server.header_timeout_s,
+        body_timeout_s=spec.server.body_timeout_s,
+    )
     config = uvicorn.Config(
         front,
         lifespan="off",
-        http="httptools",
+        http=limited_protocol(limits, on_reject=metrics.count_refused),
         loop="none",
         access_log=False,
         log_level=log_level,
         timeout_graceful_shutdown=int(max(1, round(spec.server.drain_timeout_s))),
-        timeout_keep_alive=30,
+        timeout_keep_alive=max(1, round(spec.server.idle_timeout_s)),
     )
     server = _Server(config)
 
     def draining() -> None:
         state.draining = True
+        for rt in registry.runtimes():
+            rt.backend.drain()
 
     server.on_exit = draining
     host, port = sock.getsockname()[:2]

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, ClassVar
 import orjson
 
 from modelscale.serve.codec import decode_request, encode_response
+from modelscale.serve.offload import OFFLOAD_BYTES
 from modelscale.serve.pipeline import (
     ALL_ENDPOINTS,
     CONTROL_ENDPOINTS,
@@ -38,15 +39,41 @@ __all__ = [
     "DispatchStage",
     "RouteStage",
     "builtin_stages",
+    "check_content_type",
     "key_id",
 ]
 
 _JSON = (b"content-type", b"application/json")
 _LIMIT = "server.max_body_mb"
+_NOT_READY = 400
+"""The V2 protocol answers a health or readiness check that is false with a 4xx (Triton: 400)."""
 _UNAUTHORISED = (
     b'{"error":"missing or wrong API key; send the header Authorization: Bearer <key>",'
     b'"field":"Authorization"}'
 )
+
+
+_MEDIA_TYPES = frozenset(
+    {
+        b"application/json",
+        b"application/octet-stream",
+        # What curl -d sends unless told otherwise, as in the protocol's own examples.
+        b"application/x-www-form-urlencoded",
+    }
+)
+
+
+def check_content_type(value: bytes) -> None:
+    """415 unless ``value`` is JSON or the binary extension's type (parameters are ignored)."""
+    media = value.split(b";", 1)[0].strip().lower()
+    if media in _MEDIA_TYPES or (media.startswith(b"application/") and media.endswith(b"+json")):
+        return
+    raise ApiError(
+        415,
+        f"Content-Type {value.decode('latin-1')[:100]!r} is not taken; send application/json, or "
+        "application/octet-stream with Inference-Header-Content-Length (binary tensors).",
+        field="Content-Type",
+    )
 
 
 class ClientGone(Exception):
@@ -107,38 +134,60 @@ class DecodeStage:
     def __init__(self, state: FrontState) -> None:
         self.state = state
 
-    async def _read_body(self, ex: Exchange) -> bytes:
-        limit = self.state.max_body_bytes
-        declared = ex.content_length
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            raise body_too_large(limit, _LIMIT, size=int(declared), who="this server")
+    async def _read_body(self, ex: Exchange, declared: int | None) -> tuple[bytes, int]:
+        """The body, and the bytes of the budget taken for it (the caller gives them back)."""
+        limit, budget = self.state.max_body_bytes, self.state.body_budget
+        if declared is not None and declared > limit:
+            raise body_too_large(limit, _LIMIT, size=declared, who="this server")
+        taken = 0
+        if declared is not None and declared > OFFLOAD_BYTES:
+            budget.take(declared)
+            taken = declared
         chunks: list[bytes] = []
         size = 0
         more = True
         receive = ex.receive
-        while more:
-            message = await receive()
-            kind = message["type"]
-            if kind == "http.request":
-                chunk = message.get("body", b"")
-                more = message.get("more_body", False)
-                if chunk:
-                    size += len(chunk)
-                    if size > limit:
-                        raise body_too_large(limit, _LIMIT, who="this server")
-                    chunks.append(chunk)
-            elif kind == "http.disconnect":
-                raise ClientGone()
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        try:
+            while more:
+                message = await receive()
+                kind = message["type"]
+                if kind == "http.request":
+                    chunk = message.get("body", b"")
+                    more = message.get("more_body", False)
+                    if chunk:
+                        size += len(chunk)
+                        if size > limit:
+                            raise body_too_large(limit, _LIMIT, who="this server")
+                        if size > taken and size > OFFLOAD_BYTES:  # undeclared or longer
+                            budget.take(size - taken)
+                            taken = size
+                        chunks.append(chunk)
+                elif kind == "http.disconnect":
+                    raise ClientGone()
+        except BaseException:
+            budget.give(taken)
+            raise
+        return (chunks[0] if len(chunks) == 1 else b"".join(chunks)), taken
 
     async def __call__(self, ex: Exchange) -> None:
         """Set ``ex.entry``, ``ex.body``, ``ex.contract`` and ``ex.decoded``."""
+        if ex.content_type is not None:
+            check_content_type(ex.content_type)
         registry = self.state.registry
         assert ex.model is not None  # the front only sends inference paths here
         contract = registry.find(ex.model, ex.version).contract
         ex.entry, ex.contract = registry.models[ex.model], contract
-        ex.body = await self._read_body(ex)
-        decoded = decode_request(ex.body, ex.header_length, contract)
+        declared = ex.content_length
+        size = int(declared) if declared is not None and declared.isdigit() else None
+        ex.body, taken = await self._read_body(ex, size)
+        if len(ex.body) > OFFLOAD_BYTES:
+            try:
+                decoded = await self.state.decoder.decode(ex.body, ex.header_length, contract)
+            finally:
+                self.state.body_budget.give(taken)
+        else:
+            self.state.body_budget.give(taken)
+            decoded = decode_request(ex.body, ex.header_length, contract)
         ex.decoded = decoded
         if decoded.id is not None:
             ex.request_id = decoded.id
@@ -221,7 +270,7 @@ class ControlStage:
             self._json(ex, {"live": True})
         elif ep is Endpoint.READY:
             ok = registry.ready and not state.draining
-            self._json(ex, {"ready": ok}, 200 if ok else 503)
+            self._json(ex, {"ready": ok}, 200 if ok else _NOT_READY)
         elif ep is Endpoint.SERVER_METADATA:
             ex.answer(200, state.server_metadata, [_JSON])
         elif ep is Endpoint.METRICS:
@@ -235,7 +284,9 @@ class ControlStage:
             rt = registry.find(ex.model, ex.version)
             ok = rt.ready and not state.draining
             self._json(
-                ex, {"name": rt.name, "version": rt.version, "ready": ok}, 200 if ok else 503
+                ex,
+                {"name": rt.name, "version": rt.version, "ready": ok},
+                200 if ok else _NOT_READY,
             )
         elif ep is Endpoint.NOT_ALLOWED:
             allowed = "POST" if ex.path.endswith("/infer") else "GET"
