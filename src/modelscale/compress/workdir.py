@@ -57,7 +57,7 @@ def remove_stale(parent: pathlib.Path | None = None) -> list[pathlib.Path]:
     """Remove this user's work folders in ``parent`` (default: the system temporary folder) whose
     search has ended, and return them."""
     root = pathlib.Path(parent or tempfile.gettempdir())
-    removed = []
+    removed: list[pathlib.Path] = []
     try:
         folders = [p for p in root.glob(f"{PREFIX}*") if p.is_dir() and not p.is_symlink()]
     except OSError:
