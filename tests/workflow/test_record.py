@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import pathlib
+from typing import Any, ClassVar
 
 import pytest
 
 from modelscale.compress import CompressOptions, compress
 from modelscale.compress import candidates as cands
+from modelscale.errors import StoreError
 from modelscale.examples import ExampleBuild, build_example
 from modelscale.profile import ProfileOptions, profile_model
+from modelscale.result import ModelVersionInfo, Result, RunLinks
 from modelscale.store import open_store
-from modelscale.workflow import Recorder, record
+from modelscale.workflow import NotStored, Recorder, record
 from tests.compress.conftest import FAST, fast
 
 
@@ -86,3 +91,63 @@ def test_a_profile_is_filed_under_its_model_which_is_registered(mlp_path: pathli
     assert (
         model is not None and model.name == "mlp" and model.size_bytes == result.model["size_bytes"]
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class Measured(Result):
+    """A result as small as a load test's, filed under a model version."""
+
+    kind: ClassVar[str] = "load"
+    rps: float
+    params: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def links(self) -> RunLinks:
+        return RunLinks("c" * 64, models=(ModelVersionInfo("c" * 64, name="m"),))
+
+
+def _read_only_sqlite(tmp_path: pathlib.Path) -> str:
+    """A SQLite knowledge base with its schema, opened read-only (as a read-only mount would be;
+    file permissions do not bind root)."""
+    path = tmp_path / "ro.db"
+    open_store(f"sqlite:///{path}").close()
+    return f"sqlite:///file:{path}?mode=ro&uri=true"
+
+
+def test_a_read_only_knowledge_base_costs_no_result(tmp_path: pathlib.Path) -> None:
+    recorder = Recorder.open(url=_read_only_sqlite(tmp_path), tolerant=True)
+    assert recorder.enabled and recorder.open_error is None  # reading works; writing will not
+    kept = recorder.keep(Measured(123.0, {"rate": 10}), save_dir=tmp_path)
+    assert isinstance(kept, NotStored) and "readonly" in kept.error
+    assert kept.saved is not None and kept.saved.parent == tmp_path
+    assert kept.saved.name.startswith("modelscale-load-") and kept.saved.suffix == ".json"
+    doc = json.loads(kept.saved.read_text())
+    assert doc["kind"] == "load" and doc["model_version"] == "c" * 64
+    assert doc["results"] == {"rps": 123.0} and doc["params"] == {"rate": 10}
+    assert str(kept.saved) in kept.message() and "not stored" in kept.message()
+
+
+def test_an_unreachable_knowledge_base_is_noted_at_open_and_the_result_saved(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = "postgresql://modelscale@127.0.0.1:1/nowhere"  # nothing listens on port 1
+    with pytest.raises(StoreError, match="Cannot open the knowledge base"):
+        Recorder.open(url=url)
+    recorder = Recorder.open(url=url, tolerant=True)
+    assert not recorder.enabled and recorder.open_error is not None
+    assert "127.0.0.1:1" in recorder.open_error
+    monkeypatch.chdir(tmp_path)  # saved in the working directory by default
+    kept = recorder.keep(Measured(1.0))
+    assert isinstance(kept, NotStored) and kept.saved is not None
+    assert kept.saved.parent == tmp_path.resolve() and kept.error == recorder.open_error
+
+
+def test_when_saving_fails_too_the_message_says_why(tmp_path: pathlib.Path) -> None:
+    recorder = Recorder(None, open_error="the database is down.")
+    kept = recorder.keep(Measured(1.0), save_dir=tmp_path / "missing")
+    assert isinstance(kept, NotStored) and kept.saved is None
+    assert "No such file or directory" in kept.message()
+
+
+def test_no_store_keeps_nothing_and_saves_nothing(tmp_path: pathlib.Path) -> None:
+    assert Recorder.open(enabled=False).keep(Measured(1.0), save_dir=tmp_path) is None
+    assert list(tmp_path.iterdir()) == []

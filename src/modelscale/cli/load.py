@@ -1,18 +1,28 @@
-"""`modelscale load`: open-loop load tests of a V2 model server, stored as runs."""
+"""`modelscale load`: open-loop load tests of a V2 model server, stored as runs.
+
+A knowledge base that cannot take the run does not cost the measurement: the results are printed
+first, then the storing failure is reported, the results are saved as JSON in the working
+directory (the message names the file), and the exit code is 2.
+"""
 
 from __future__ import annotations
 
 import pathlib
+from typing import Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from modelscale.cli.app import app
-from modelscale.cli.render import ProgressBar, console, err_console, print_json
-from modelscale.errors import InvalidInput
-from modelscale.loadgen import LoadOptions, LoadResult, LoadStats, run_load
+from modelscale.cli.app import EXIT_BAD_INPUT, app
+from modelscale.cli.options import parse_named_ints
+from modelscale.cli.render import ProgressBar, console, err_console, print_json, print_table
+from modelscale.errors import InvalidInput, StoreError
+from modelscale.loadgen import LoadOptions, LoadResult, LoadStats, RequestShapes, run_load
+from modelscale.progress import ProgressEvent
 from modelscale.serve.auth import read_api_key
-from modelscale.workflow import Recorder
+from modelscale.store import Store, open_store
+from modelscale.workflow import NotStored, Recorded, Recorder
 
 __all__ = ["load_command", "render_load"]
 
@@ -38,6 +48,18 @@ def load_command(
     ),
     inputs: pathlib.Path | None = typer.Option(
         None, "--inputs", help="Real inputs: .npz, one array per input."
+    ),
+    dim: list[str] | None = typer.Option(
+        None,
+        "--dim",
+        help="Symbolic dim value of synthetic requests, NAME=V (e.g. seq=32); repeatable. "
+        "Default: the dims of the model's latest stored profile.",
+    ),
+    shape: list[str] | None = typer.Option(
+        None,
+        "--shape",
+        help="Whole input shape of synthetic requests, INPUT=D0,D1,... (axis 0: --batch); "
+        "repeatable.",
     ),
     batch: int = typer.Option(1, "--batch", help="Rows per request."),
     output: list[str] | None = typer.Option(
@@ -68,13 +90,20 @@ def load_command(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
-    """Load MODEL at URL open-loop: latency from each planned send time, percentiles, errors."""
+    """Load MODEL at URL open-loop: latency from each planned send time, percentiles, errors.
+
+    Synthetic requests need a size for every dynamic axis besides the batch: --dim or --shape,
+    else the dims of the model's latest profile in the knowledge base. What was used is printed
+    and stored with the run.
+    """
     options = LoadOptions(
         rate=rate,
         concurrency=concurrency,
         duration_s=duration,
         pattern=pattern,
         inputs=inputs,
+        dims=_single_values("--dim", dim),
+        shapes={k: tuple(v) for k, v in parse_named_ints("--shape", shape).items()},
         batch=batch,
         outputs=tuple(output or ()),
         binary=binary,
@@ -93,17 +122,62 @@ def load_command(
         raise InvalidInput(
             f"--inputs {inputs} does not exist. Expected an .npz file.", field="inputs"
         )
-    recorder = Recorder.open(store)  # open first: a bad database fails before the load runs
+    # Opened first, so a knowledge base that is down is known before the load runs; the load runs
+    # anyway and its results are saved as JSON instead.
+    recorder = Recorder.open(store, tolerant=True)
+    if recorder.open_error is not None:
+        err_console.print(
+            f"[yellow]warning:[/] {escape(recorder.open_error)} The load test runs; its results "
+            "will be saved as JSON instead.",
+            soft_wrap=True,
+        )
     bar = ProgressBar()
+
+    def on_progress(event: ProgressEvent) -> None:
+        if isinstance(event.detail, RequestShapes):
+            err_console.print(f"Requests: {escape(event.detail.describe())}", soft_wrap=True)
+        bar(event)
+
     with bar.showing("connecting"):
-        result = run_load(url, model=model, options=options, on_progress=bar)
-    run_id = recorder.run_id(result)
+        result = run_load(
+            url,
+            model=model,
+            options=options,
+            on_progress=on_progress,
+            store=recorder.store if store else _store_for_reading,
+        )
+    kept = recorder.keep(result)
+    run_id = kept.run_id if isinstance(kept, Recorded) else None
     if as_json:
         print_json({"run_id": run_id, **result.to_dict()})
-        return
-    render_load(result)
+    else:
+        render_load(result)
+    if isinstance(kept, NotStored):
+        err_console.print(f"[bold red]Error:[/] {escape(kept.message())}", soft_wrap=True)
+        raise typer.Exit(EXIT_BAD_INPUT)
     if run_id is not None:
         err_console.print(f"Stored as run {run_id} (modelscale runs show {run_id}).")
+
+
+def _single_values(option: str, items: list[str] | None) -> dict[str, int]:
+    out = {}
+    for name, values in parse_named_ints(option, items).items():
+        if len(values) != 1:
+            raise InvalidInput(
+                f"{option} takes one value per dim, NAME=V (a load test runs at one shape). Got "
+                f"{name}={','.join(map(str, values))}.",
+                field=option.lstrip("-"),
+            )
+        out[name] = values[0]
+    return out
+
+
+def _store_for_reading() -> Store | None:
+    """With --no-store the knowledge base is still read for the model's profile, if it opens."""
+    try:
+        return open_store()
+    except StoreError:
+        return None
 
 
 def _row(table: Table, label: str, s: LoadStats, passed: bool | None = None) -> None:
@@ -149,5 +223,14 @@ def render_load(result: LoadResult) -> None:
         _row(table, label, w["stats"], w["passed"])
     if result.mode != "find-max":
         _row(table, "all", result.overall)
-    console.print(table)
+    print_table(table)
+    console.print(f"Requests: {_inputs_text(result.inputs)}", soft_wrap=True)
     console.print(result.summary)
+
+
+def _inputs_text(inputs: dict[str, Any]) -> str:
+    if "file" in inputs:
+        return escape(f"rows of {inputs['file']}")
+    if "shapes" not in inputs:
+        return "?"  # a run stored before requests' shapes were recorded
+    return escape(RequestShapes.from_dict(inputs).describe())

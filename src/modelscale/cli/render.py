@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
 from rich.console import Console
+from rich.measure import Measurement
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -17,6 +18,7 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
+from rich.table import Table
 
 from modelscale.progress import ProgressEvent
 from modelscale.result import jsonable
@@ -28,12 +30,33 @@ __all__ = [
     "fmt_bytes",
     "fmt_count",
     "print_json",
+    "print_table",
     "progress",
 ]
 
 console = Console(highlight=False)
 # Progress and errors go to stderr so `--json` output on stdout stays machine-readable.
 err_console = Console(stderr=True, highlight=False)
+
+
+def print_table(table: Table, *, shorten: Collection[str] = (), to: Console | None = None) -> None:
+    """Print ``table`` whole, never cut at the console's width.
+
+    Into a pipe or a file it is printed at its natural width (not 80 columns), one line per row.
+    On a terminal too narrow for it, cells wrap within their columns instead of ending in '...',
+    except in the columns named in ``shorten`` (by header), which stay one line and are cut.
+    """
+    out = to or console
+    natural = Measurement.get(out, out.options.update_width(100_000), table).maximum
+    if natural <= out.width:
+        out.print(table)
+    elif not out.is_terminal:
+        Console(file=out.file, width=natural, highlight=False, soft_wrap=False).print(table)
+    else:
+        for column in table.columns:
+            if str(column.header) not in shorten:
+                column.no_wrap, column.overflow = False, "fold"
+        out.print(table)
 
 
 def print_json(obj: Any) -> None:

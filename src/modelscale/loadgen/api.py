@@ -6,7 +6,8 @@ import asyncio
 import dataclasses
 import math
 import pathlib
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
@@ -16,11 +17,12 @@ from modelscale.loadgen.client import Outcome, Shooter
 from modelscale.loadgen.findmax import find_max_rate
 from modelscale.loadgen.payload import build_bodies, fetch_metadata, parse_url
 from modelscale.loadgen.schedule import parse_pattern, schedule
+from modelscale.loadgen.shapes import RequestShapes, StoreSource, request_shapes
 from modelscale.loadgen.stats import LATE_MS, LoadStats, summarize
 from modelscale.progress import OnProgress, report
 from modelscale.result import ModelVersionInfo, Result, RunLinks
 
-__all__ = ["LoadOptions", "LoadResult", "run_load"]
+__all__ = ["LoadOptions", "LoadResult", "WindowEdge", "run_load"]
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,10 @@ class LoadOptions:
     pattern: str = "constant"
     """'constant', 'poisson' or 'steps:R1,R2,...'."""
     inputs: pathlib.Path | None = None
+    dims: Mapping[str, int] = field(default_factory=dict)
+    """Symbolic dim values of synthetic requests (e.g. ``{"seq": 32}``); see ``loadgen.shapes``."""
+    shapes: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    """Whole shapes of synthetic requests' inputs, axis 0 being the batch."""
     batch: int = 1
     outputs: tuple[str, ...] = ()
     binary: bool = False
@@ -72,6 +78,16 @@ class LoadOptions:
         if not 0 <= self.max_error_rate < 1:
             raise invalid_parameter(
                 "max_error_rate", "a share in [0, 1)", self.max_error_rate, where=w
+            )
+        for name, value in self.dims.items():
+            if not (isinstance(value, int) and value >= 1):
+                raise invalid_parameter("dims", f"sizes >= 1 ({name}=N)", dict(self.dims), where=w)
+        if self.inputs is not None and (self.dims or self.shapes):
+            raise invalid_parameter(
+                "dims" if self.dims else "shapes",
+                "unset with 'inputs' (real inputs have their own shapes)",
+                dict(self.dims or self.shapes),
+                where=w,
             )
         pattern = parse_pattern(self.pattern)
         if self.find_max and self.concurrency is not None:
@@ -113,6 +129,9 @@ class LoadResult(Result):
     max_rate_rps: float | None
     summary: str
     params: dict[str, Any]
+    inputs: dict[str, Any] = field(default_factory=dict)
+    """What the requests held: ``RequestShapes.to_dict()`` for synthetic inputs (each input's
+    shape, the dims and where they came from), or ``{"file": path}`` for real ones."""
 
     def links(self) -> RunLinks:
         """Filed under the version the server said it served (registered under the model's name)."""
@@ -123,10 +142,29 @@ class LoadResult(Result):
         )
 
 
+@dataclass(frozen=True)
+class WindowEdge:
+    """The ``detail`` of the progress events sent as a measured window starts and as it ends
+    (each find-max probe window, or the whole run), for callers that meter something per window.
+
+    Attributes:
+        index: The window's number, from 1, in the order they ran (``LoadResult.windows`` order
+            for find-max).
+        label: What runs in it ('probe 3: 1,200 req/s').
+        start: True as it starts, False once its last answer is in.
+    """
+
+    index: int
+    label: str
+    start: bool
+
+
 def _params(url: str, model: str, o: LoadOptions) -> dict[str, Any]:
     out = {"url": url, "model": model, **dataclasses.asdict(o)}
     out.pop("api_key")
     out["inputs"] = str(o.inputs) if o.inputs else None
+    out["dims"] = dict(o.dims)
+    out["shapes"] = {k: list(v) for k, v in o.shapes.items()}
     return out
 
 
@@ -145,18 +183,29 @@ def run_load(
     model: str,
     options: LoadOptions | None = None,
     on_progress: OnProgress | None = None,
+    store: StoreSource = None,
 ) -> LoadResult:
     """Load ``model`` on the V2 server at ``url`` and summarise what came back.
 
     Open loop: send times are planned from the pattern and rate; latency counts from each planned
     time. Closed loop (``concurrency``): that many requests always in flight. ``find_max``: the
     highest rate whose p99 stays under ``p99_ms`` with fewer than 1% errors. ``on_progress``
-    is told the current window ('warm-up', 'probe 2: 1,200 req/s', ...) with the requests
-    answered so far and planned in it.
+    is told the shapes of the synthetic requests first (an 'inputs' event whose ``detail`` is
+    the ``RequestShapes``), then the current window ('warm-up', 'probe 2: 1,200 req/s', ...)
+    with the requests answered so far and planned in it; each measured window's start and end
+    is an event whose ``detail`` is a ``WindowEdge``.
+
+    ``store``: the knowledge base (or a function that opens it), where the sizes of dynamic axes
+    that ``options`` does not give come from (the model's latest profile; see
+    ``modelscale.loadgen.shapes``).
     """
     o = options or LoadOptions()
     target = parse_url(url, model=model, version=o.version)
     meta = fetch_metadata(target, api_key=o.api_key)
+    shapes: RequestShapes | None = None
+    if o.inputs is None:
+        shapes = request_shapes(meta, batch=o.batch, dims=o.dims, shapes=o.shapes, store=store)
+        report(on_progress, "inputs", detail=shapes)
     bodies = build_bodies(
         target,
         meta,
@@ -166,6 +215,7 @@ def run_load(
         binary=o.binary,
         api_key=o.api_key,
         seed=o.seed,
+        shapes=None if shapes is None else shapes.shapes,
     )
     pattern = parse_pattern(o.pattern)
     stage = ["warm-up"]
@@ -178,17 +228,20 @@ def run_load(
     )
     windows: list[dict[str, Any]] = []
     max_rate: float | None = None
+    measured = [0]
     with _loop_runner() as runner:
 
         def open_window(
             rate: float | None, kind: Any, seed: int
         ) -> tuple[Outcome, np.ndarray, float]:
             offsets, steps = schedule(kind, rate=rate, duration_s=o.duration_s, seed=seed)
-            return (
-                runner.run(shooter.open_loop(offsets, timeout_s=o.timeout_s)),
-                steps,
-                o.duration_s,
-            )
+            measured[0] += 1
+            edge = WindowEdge(measured[0], stage[0], start=True)
+            report(on_progress, stage[0], 0, len(offsets), edge)
+            outcome = runner.run(shooter.open_loop(offsets, timeout_s=o.timeout_s))
+            edge = dataclasses.replace(edge, start=False)
+            report(on_progress, stage[0], len(offsets), len(offsets), edge)
+            return outcome, steps, o.duration_s
 
         warm_rate = o.rate or (pattern.rates[0] if pattern.kind == "steps" else None)
         if o.warmup_s > 0 and warm_rate and o.concurrency is None:
@@ -250,6 +303,7 @@ def run_load(
         max_rate_rps=max_rate,
         summary=_summary(mode, overall, max_rate, o),
         params=_params(url, model, o),
+        inputs=shapes.to_dict() if shapes is not None else {"file": str(o.inputs)},
     )
 
 

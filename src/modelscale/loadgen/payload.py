@@ -1,8 +1,9 @@
 """What the load generator sends: V2 inference requests built from the server's model metadata.
 
 Inputs come from an .npz (one array per input name, rows along axis 0; each request takes the next
-``batch`` rows, cycling) or are synthesised from the metadata (dynamic dims become 1 on non-batch
-axes: give an .npz for models whose other dims matter). Bodies are encoded once, before the run.
+``batch`` rows, cycling) or are synthesised from the metadata at shapes that ``loadgen.shapes``
+settles (a dynamic axis other than the batch needs a size from the user or a stored profile; it
+is never guessed). Bodies are encoded once, before the run.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import http.client
 import json
 import pathlib
 import zipfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -19,6 +21,7 @@ import numpy as np
 
 from modelscale.errors import InvalidInput, ServerError
 from modelscale.loadgen.client import build_request
+from modelscale.loadgen.shapes import request_shapes
 
 __all__ = ["Target", "build_bodies", "fetch_metadata", "parse_url"]
 
@@ -108,7 +111,9 @@ def fetch_metadata(target: Target, *, api_key: str | None = None) -> dict[str, A
     return meta
 
 
-def _synthetic(meta: dict[str, Any], batch: int, seed: int) -> dict[str, np.ndarray]:
+def _synthetic(
+    meta: dict[str, Any], shapes: Mapping[str, Sequence[int]], seed: int
+) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     out: dict[str, np.ndarray] = {}
     for t in meta["inputs"]:
@@ -119,9 +124,7 @@ def _synthetic(meta: dict[str, Any], batch: int, seed: int) -> dict[str, np.ndar
                 "synthesise; give real inputs in 'inputs' (an .npz).",
                 field="inputs",
             )
-        shape = [
-            batch if i == 0 and d == -1 else (1 if d == -1 else d) for i, d in enumerate(t["shape"])
-        ]
+        shape = [int(d) for d in shapes[t["name"]]]
         if np.issubdtype(dtype, np.floating):
             out[t["name"]] = rng.standard_normal(shape).astype(dtype)
         else:
@@ -216,8 +219,13 @@ def build_bodies(
     binary: bool = False,
     api_key: str | None = None,
     seed: int = 0,
+    shapes: Mapping[str, Sequence[int]] | None = None,
 ) -> list[bytes]:
-    """Pre-encoded HTTP requests (at most 256 distinct ones, sent in turn)."""
+    """Pre-encoded HTTP requests (at most 256 distinct ones, sent in turn).
+
+    Without ``inputs``, the inputs are synthesised at ``shapes`` (one request's shape per input;
+    default: ``request_shapes(meta, batch=batch)``, which refuses dynamic axes besides the batch).
+    """
     known = [t["name"] for t in meta.get("outputs", [])]
     unknown = [o for o in outputs if known and o not in known]
     if unknown:
@@ -226,7 +234,12 @@ def build_bodies(
             field="output",
         )
     datatypes = {t["name"]: t["datatype"] for t in meta["inputs"]}
-    data = _from_npz(meta, inputs) if inputs is not None else _synthetic(meta, batch, seed)
+    if inputs is not None:
+        data = _from_npz(meta, inputs)
+    else:
+        if shapes is None:
+            shapes = request_shapes(meta, batch=batch).shapes
+        data = _synthetic(meta, shapes, seed)
     n_rows = next(iter(data.values())).shape[0]
     starts = range(0, max(1, n_rows - batch + 1), batch) if inputs is not None else range(1)
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}

@@ -4,7 +4,8 @@ Validating a plan starts (or reaches) a server, load-tests it and meters it, the
 measurement to ``plan``'s calibration math (``validate_plan``, ``validate_local``,
 ``validate_server``); the demo runs build, profile, compress, serve, load, plan and validate in
 one go (``run_demo``); ``compress_example`` compresses a built-in example with its own data.
-``record`` (or a ``Recorder``) is the one way results go into the knowledge base.
+``record`` (or a ``Recorder``) is the one way results go into the knowledge base; a
+``Recorder`` that cannot store saves the result as JSON instead (``NotStored``).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from modelscale.workflow.metering import (
     inputs_file,
     is_local_url,
 )
-from modelscale.workflow.record import Recorded, Recorder, record
+from modelscale.workflow.record import NotStored, Recorded, Recorder, record, save_json
 from modelscale.workflow.validate import (
     Validation,
     ValidationOptions,
@@ -49,6 +50,7 @@ __all__ = [
     "DemoStep",
     "ExampleStep",
     "LoadStep",
+    "NotStored",
     "PlanStep",
     "ProfileStep",
     "Recorded",
@@ -63,6 +65,7 @@ __all__ = [
     "is_local_url",
     "record",
     "run_demo",
+    "save_json",
     "speed_ratio",
     "validate_local",
     "validate_plan",
