@@ -211,6 +211,98 @@ def modelscale_findmax(
     }
 
 
+# -- 5. a header flood beside the load -------------------------------------------------------------
+FLOOD = textwrap.dedent(
+    """
+    import socket, sys, threading
+    host, port, clients, mb = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+    stop = threading.Event(); answers = {}; sent = [0]; lock = threading.Lock()
+
+    def flood():
+        chunk = b"a" * 65536
+        while not stop.is_set():
+            try:
+                s = socket.create_connection((host, port), timeout=30)
+            except OSError:
+                continue
+            try:
+                s.sendall(b"POST /v2/models/minilm/infer HTTP/1.1\\r\\nHost: x\\r\\nX-Big: ")
+                for _ in range(mb * 16):
+                    if stop.is_set():
+                        break
+                    s.sendall(chunk)
+                    with lock:
+                        sent[0] += len(chunk)
+            except OSError:
+                pass
+            try:
+                head = s.recv(64)[:12].decode(errors="replace") or "closed"
+            except OSError:
+                head = "reset"
+            with lock:
+                answers[head] = answers.get(head, 0) + 1
+            s.close()
+
+    threads = [threading.Thread(target=flood, daemon=True) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    sys.stdin.readline()
+    stop.set()
+    for t in threads:
+        t.join(35)
+    print(sent[0], repr(answers), flush=True)
+    """
+)
+
+
+def header_flood(
+    model: str, npz: pathlib.Path, rate: float, seconds: float, clients: int = 8, mb: int = 100
+) -> dict[str, Any]:
+    """p99 of a fixed-rate load, quiet and then beside ``clients`` sending ``mb`` MB headers."""
+    spec = DeploymentSpec.single(
+        model, name="minilm", replicas=2, threads=1, max_batch=8, max_wait_ms=2, max_queue=4096
+    )
+    options = LoadOptions(
+        rate=rate, duration_s=seconds, inputs=npz, outputs=("sentence_embedding",), warmup_s=3
+    )
+    with start_server(spec) as server:
+        quiet = run_load(server.url, model="minilm", options=options).overall
+        rss_start = psutil.Process(server.pid).memory_info().rss
+        # The flood runs in a process of its own, so that it does not share this one's GIL with
+        # the load generator: what is measured is the server.
+        flood = subprocess.Popen(
+            [sys.executable, "-c", FLOOD, server.host, str(server.port), str(clients), str(mb)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        time.sleep(1)
+        try:
+            flooded = run_load(server.url, model="minilm", options=options).overall
+            rss_peak = psutil.Process(server.pid).memory_info().rss
+        finally:
+            out, _ = flood.communicate("stop\n", timeout=60)
+        sent, answers = out.split(" ", 1)
+    row = {
+        "rate": rate,
+        "seconds": seconds,
+        "clients": clients,
+        "header_mb": mb,
+        "quiet_p99_ms": quiet.p99_ms,
+        "flooded_p99_ms": flooded.p99_ms,
+        "ratio": flooded.p99_ms / quiet.p99_ms,
+        "quiet_achieved": quiet.achieved_rps,
+        "flooded_achieved": flooded.achieved_rps,
+        "flooded_errors": dict(flooded.errors),
+        "flood_bytes_sent": int(sent),
+        "flood_answers": answers.strip(),
+        "front_rss_mb_before": rss_start / 2**20,
+        "front_rss_mb_after": rss_peak / 2**20,
+    }
+    log(f"header flood: {row}")
+    return row
+
+
 # -- 4. LitServe and Mosec --------------------------------------------------------------------------
 LITSERVE = textwrap.dedent(
     """
@@ -413,7 +505,15 @@ def main() -> None:
         help="a checkout of another commit (git worktree add DIR COMMIT): its server runs "
         "beside this one, alternating, for a regression check",
     )
-    parser.add_argument("--skip", default="", help="comma list of: loadgen,raw,ours,litserve,mosec")
+    parser.add_argument(
+        "--skip", default="", help="comma list of: loadgen,raw,ours,litserve,mosec,flood"
+    )
+    parser.add_argument(
+        "--flood-rate",
+        type=float,
+        default=None,
+        help="rate of the header-flood check (default: half the best find-max of this run)",
+    )
     parser.add_argument("--out", default="bench/results/serving.json")
     parser.add_argument("--md", default="bench/results/serving.md")
     args = parser.parse_args()
@@ -490,6 +590,13 @@ def main() -> None:
                 except RuntimeError as exc:
                     log(f"{kind} failed: {exc}; log in {tmp}")
     report["servers"] = servers
+    if "flood" not in skip:
+        ours = [s["max_rps"] for s in servers if s["server"] == "modelscale" and s["max_rps"]]
+        rate = args.flood_rate or (0.5 * max(ours) if ours else None)
+        if rate:
+            report["flood"] = header_flood(model, npz, rate, max(args.step, 20))
+        else:
+            log("flood: no rate (give --flood-rate or let 'ours' run); skipped")
     report["raw_best_seq_per_s"] = raw_best
     report["load_avg_end"] = load_avg()
     out = pathlib.Path(args.out)
@@ -563,6 +670,19 @@ def render_md(r: dict[str, Any], args: argparse.Namespace) -> str:
                 else f"| {s['server']} | {rxt} | {s['max_batch']} / {s['wait_ms']:g} ms | none | - | - | {probes} |"
             )
         lines += ["", "(x = probe failed.)", ""]
+    if "flood" in r:
+        f = r["flood"]
+        lines += [
+            f"### Header flood ({f['clients']} clients sending {f['header_mb']} MB headers)",
+            "",
+            f"Fixed rate {f['rate']:.0f} req/s for {f['seconds']:g} s, quiet, then beside the "
+            f"flood: p99 {f['quiet_p99_ms']:.1f} ms -> {f['flooded_p99_ms']:.1f} ms "
+            f"({f['ratio']:.2f}x; target <= 2x); achieved {f['quiet_achieved']:.0f} -> "
+            f"{f['flooded_achieved']:.0f} req/s, errors {f['flooded_errors'] or 'none'}. The "
+            f"flood sent {f['flood_bytes_sent'] / 2**20:.0f} MiB and got {f['flood_answers']}; "
+            f"front RSS {f['front_rss_mb_before']:.0f} -> {f['front_rss_mb_after']:.0f} MiB.",
+            "",
+        ]
     return "\n".join(lines) + "\n"
 
 
