@@ -105,8 +105,11 @@ def test_a_port_in_use_is_a_clear_error(mlp_path) -> None:
     assert result.exit_code == 2 and "Cannot listen" in result.stderr
 
 
-@pytest.mark.e2e
-def test_serve_answers_then_drains_on_sigterm_and_records_a_run(mlp_path) -> None:
+def _serve_once(
+    mlp_path: pathlib.Path, env: dict[str, str], cwd: pathlib.Path | None = None
+) -> tuple[int, str, str]:
+    """Run `modelscale serve` on the MLP, answer one request, SIGTERM it: (exit code, stdout,
+    stderr)."""
     cmd = [
         sys.executable,
         "-c",
@@ -120,9 +123,7 @@ def test_serve_answers_then_drains_on_sigterm_and_records_a_run(mlp_path) -> Non
         "--name",
         "mlp",
     ]
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(os.environ)
-    )
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=cwd)
     try:
         lines: list[str] = []
         ready = threading.Event()
@@ -134,7 +135,8 @@ def test_serve_answers_then_drains_on_sigterm_and_records_a_run(mlp_path) -> Non
                 if "Ready:" in lines[-1]:
                     ready.set()
 
-        threading.Thread(target=read, daemon=True).start()
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
         assert ready.wait(120), "".join(lines)
         url = re.search(r"Ready: (http://\S+)/v2", "".join(lines)).group(1)  # type: ignore[union-attr]
         body = json.dumps(
@@ -146,12 +148,42 @@ def test_serve_answers_then_drains_on_sigterm_and_records_a_run(mlp_path) -> Non
         with urllib.request.urlopen(req, timeout=30) as r:
             assert r.status == 200 and json.loads(r.read())["outputs"][0]["shape"] == [1, 4]
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(60) == 0
-        assert proc.stdout is not None and "serving" in proc.stdout.read().decode()
+        code = proc.wait(60)
+        reader.join(10)
+        assert proc.stdout is not None
+        return code, proc.stdout.read().decode(), "".join(lines)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+@pytest.mark.e2e
+def test_serve_answers_then_drains_on_sigterm_and_records_a_run(mlp_path) -> None:
+    code, out, _ = _serve_once(mlp_path, dict(os.environ))
+    assert code == 0 and "serving" in out
     runs = open_store().runs(kind="serve")
     assert len(runs) == 1 and runs[0].model_name == "mlp"
     assert runs[0].results["requests"]["mlp:1"]["200"] == 1
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("kind", ["unreachable", "read-only"])
+def test_serve_serves_when_the_knowledge_base_cannot_record(mlp_path, tmp_path, kind) -> None:
+    env = dict(os.environ, MODELSCALE_DB_CONNECT_TIMEOUT_S="1")
+    if kind == "unreachable":
+        env["MODELSCALE_DB"] = "postgresql://nobody@127.0.0.1:1/x"
+    else:
+        db = tmp_path / "kb.sqlite"
+        open_store(f"sqlite:///{db}").close()
+        # Read-only as SQLite opens it (file permissions do not bind root, which CI may be).
+        env["MODELSCALE_DB"] = f"sqlite:///file:{db}?mode=ro&uri=true"
+    work = tmp_path / "work"
+    work.mkdir()
+    code, _, err = _serve_once(mlp_path, env, cwd=work)
+    assert code == 0, err
+    assert "Warning" in err and "not stored" in err, err
+    saved = list(work.glob("*.json"))
+    assert len(saved) == 1, err
+    doc = json.loads(saved[0].read_text())
+    assert doc["results"]["requests"]["mlp:1"]["200"] == 1

@@ -13,7 +13,7 @@ from modelscale.cli.render import console, err_console, print_json
 from modelscale.config import DeploymentSpec, load_deployment
 from modelscale.errors import InvalidInput
 from modelscale.serve.runner import ServeResult, run_server
-from modelscale.workflow import Recorder
+from modelscale.workflow import NotStored, Recorded, Recorder
 
 __all__ = ["ModelOptions", "build_spec", "render_spec", "serve_command"]
 
@@ -223,8 +223,15 @@ def serve_command(
         backend=backend,
         ray_address=ray_address,
     )
-    # Opened now: a bad knowledge base fails before anything is served.
-    recorder = Recorder.open(store, url=spec.store.url)
+    # A knowledge base that cannot be opened (unreachable, read-only) must not stop the serving:
+    # the server runs, and at exit the serve run is saved as JSON instead.
+    recorder = Recorder.open(store, url=spec.store.url, tolerant=True)
+    if recorder.open_error is not None:
+        err_console.print(
+            f"[yellow]Warning:[/yellow] the knowledge base cannot be opened "
+            f"({recorder.open_error}); serving anyway, and the serve run will be saved as JSON.",
+            soft_wrap=True,
+        )
     if not as_json:
         render_spec(spec)
 
@@ -235,12 +242,16 @@ def serve_command(
         )
 
     result: ServeResult = run_server(spec, on_ready=ready, log_level=log_level)
-    run_id = recorder.run_id(result)
+    kept = recorder.keep(result)
+    run_id = kept.run_id if isinstance(kept, Recorded) else None
     if as_json:
-        print_json({"run_id": run_id, **result.to_dict()})
-        return
-    total = sum(sum(v.values()) for v in result.requests.values())
-    err_console.print(
-        f"Stopped after {result.uptime_s:.0f} s; {total} inference requests"
-        + (f"; stored as run {run_id}." if run_id is not None else ".")
-    )
+        extra = {"not_stored": kept.message()} if isinstance(kept, NotStored) else {}
+        print_json({"run_id": run_id, **extra, **result.to_dict()})
+    else:
+        total = sum(sum(v.values()) for v in result.requests.values())
+        err_console.print(
+            f"Stopped after {result.uptime_s:.0f} s; {total} inference requests"
+            + (f"; stored as run {run_id}." if run_id is not None else ".")
+        )
+    if isinstance(kept, NotStored):
+        err_console.print(f"[yellow]Warning:[/yellow] {kept.message()}", soft_wrap=True)
