@@ -131,3 +131,52 @@ def test_measured_overheads_fit_the_latest_run_of_each_configuration(service: Se
     assert ov.batch_ms == pytest.approx(0.5)  # the median hand-over of the three configurations
     assert ov.client_ms == 0.0  # the load generator's CPU belongs to the test, not the server
     assert kb.run(run_id).results["mean_batch"] == 4.0  # the newest run on this machine
+
+
+def test_a_disturbed_measurement_is_inconclusive_not_outside(service: ServiceModel) -> None:
+    cfg = ServerConfig(2, 1)
+    predicted = max_rate(service, cfg, cores=2, p99_ms=40.0).rate_rps
+    quiet = compare_with_measurement(
+        service, cfg, cores=2, p99_ms=40.0, measured_rps=predicted / 1.5,
+        other_cpu_cores=[0.05, 0.2],
+    )  # fmt: skip
+    assert quiet.verdict == "outside" and not quiet.inconclusive
+    assert "outside +-15%" in quiet.summary
+    busy = compare_with_measurement(
+        service, cfg, cores=2, p99_ms=40.0, measured_rps=predicted / 1.5,
+        other_cpu_cores=[0.1, 1.3, 0.9], max_other_cores=0.5,
+    )  # fmt: skip
+    assert busy.inconclusive and busy.verdict == "inconclusive" and not busy.within_tolerance
+    assert "+50.0% (inconclusive: other processes kept up to 1.3 of 2 cores busy" in busy.summary
+    assert "in 2 of 3 probe windows" in busy.summary and "outside" not in busy.summary
+    close = compare_with_measurement(
+        service, cfg, cores=2, p99_ms=40.0, measured_rps=predicted, other_cpu_cores=[2.0]
+    )
+    assert close.verdict == "inconclusive"  # even an agreeing one says nothing when disturbed
+    stored = open_store().run(open_store().record(busy)).results
+    assert stored["inconclusive"] is True and stored["other_cpu_cores"] == [0.1, 1.3, 0.9]
+    with pytest.raises(InvalidInput, match="max_other_cores"):
+        compare_with_measurement(
+            service, cfg, cores=2, p99_ms=40.0, measured_rps=1.0, max_other_cores=-1
+        )
+
+
+def test_no_overheads_are_learnt_from_an_inconclusive_validation(service: ServiceModel) -> None:
+    kb = open_store()
+    sha = "b" * 64
+    kb.register_model(sha, name="m")
+
+    def record(front: float, others: list[float]) -> None:
+        res = compare_with_measurement(
+            service, ServerConfig(2, 1), cores=2, p99_ms=40.0, measured_rps=100.0,
+            model={"sha256": sha}, measured_cpu_ms={"front": front}, mean_batch=1.0,
+            other_cpu_cores=others,
+        )  # fmt: skip
+        kb.record(res, model_version=sha)
+
+    record(0.2, [0.1])
+    record(3.0, [1.5])  # newer, but disturbed: a neighbour's CPU is not the front's
+    found = measured_overheads(kb, sha, Overheads())
+    assert found is not None and found[0].front_ms == pytest.approx(0.2)
+    record(5.0, [0.8])
+    assert measured_overheads(kb, sha, Overheads()) == found  # still nothing learnt

@@ -39,6 +39,7 @@ COMMAND_FLAGS: Mapping[str, Mapping[str, str]] = {
     "plan": {
         "duration_s": "--validate-seconds",
         "repeats": "--validate-repeats",
+        "max_other_cores": "--validate-max-other-cores",
         "url": "--validate",
     },
 }

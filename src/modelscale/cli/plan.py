@@ -12,10 +12,11 @@ from rich.table import Table
 
 from modelscale.cli.app import app
 from modelscale.cli.options import parse_batch_axes, parse_named_ints
-from modelscale.cli.render import ProgressBar, console, err_console, print_json
+from modelscale.cli.render import ProgressBar, console, err_console, print_json, print_table
 from modelscale.errors import InvalidInput
 from modelscale.plan import (
     ASSUMED_OVERHEADS,
+    MAX_OTHER_CORES,
     EmitKind,
     Overheads,
     PhasePlan,
@@ -136,6 +137,12 @@ def plan_command(
         help="Windows per probe when validating; all must pass (with one, a rate that passes by "
         "luck widens the measurement's spread).",
     ),
+    validate_max_other: float = typer.Option(
+        MAX_OTHER_CORES,
+        "--validate-max-other-cores",
+        help="Cores other processes may keep busy during a probe window of --validate-local "
+        "before the validation is inconclusive.",
+    ),
     api_key_file: pathlib.Path | None = typer.Option(
         None, "--api-key-file", help="Bearer key for --validate URL, if the server needs one."
     ),
@@ -153,6 +160,7 @@ def plan_command(
         duration_s=validate_seconds,
         repeats=validate_repeats,
         api_key=read_api_key(api_key_file) if api_key_file else None,
+        max_other_cores=validate_max_other,
     )
     kinds = list(dict.fromkeys(emit_kinds or []))
     for kind in kinds:
@@ -240,17 +248,25 @@ def render_validation(checked: Validation) -> None:
     v = checked.result
     table = Table(box=box.SIMPLE_HEAD, title=f"validation: {v.config.label()} on {v.cores} cores",
                   title_justify="left")  # fmt: skip
-    for col in ("p99 bound", "predicted/s", "measured/s", "error", "method"):
-        table.add_column(col, justify="left" if col == "method" else "right", no_wrap=True)
+    for col in ("p99 bound", "predicted/s", "measured/s", "error", "method", "result"):
+        left = col in ("method", "result")
+        table.add_column(col, justify="left" if left else "right", no_wrap=True)
     table.add_row(
         f"{v.p99_ms:g} ms",
         f"{v.predicted_rps:,.0f}",
         f"{v.measured_rps:,.0f}",
         f"{v.error:+.1%}",
         _SHORT_METHOD.get(v.method, v.method),
-        style="green" if v.within_tolerance else "red",
+        v.verdict,
+        style=_VERDICT_STYLE[v.verdict],
     )
-    console.print(table)
+    print_table(table)
+    if v.other_cpu_cores:
+        worst = max(v.other_cpu_cores)
+        console.print(
+            f"Other processes kept up to {worst:.2f} cores busy during the probe windows "
+            f"(inconclusive above {v.max_other_cores:g})."
+        )
     cpu = v.measured_cpu_ms
     if cpu:
         parts = ", ".join(f"{k} {val:.3f} ms" for k, val in cpu.items())
@@ -262,6 +278,9 @@ def render_validation(checked: Validation) -> None:
             "prediction and measurement agree (pass --front-ms to plan with it)."
         )
     console.print(v.summary)
+
+
+_VERDICT_STYLE = {"within": "green", "outside": "red", "inconclusive": "yellow"}
 
 
 def _money(x: float | None) -> str:
@@ -336,7 +355,7 @@ def render_plan(result: PlanResult) -> None:
     )
     p99 = float(result.target["p99_ms"])
     for ph in result.phases:
-        console.print(_phase_table(ph, p99))
+        print_table(_phase_table(ph, p99))
         console.print(f"[bold]Recommended:[/] {ph.why}")
         for line in ph.not_possible:
             console.print(f"[yellow]not possible:[/] {line}")

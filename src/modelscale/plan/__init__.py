@@ -17,6 +17,7 @@ from modelscale.plan.api import plan_model
 from modelscale.plan.batchqueue import BatchServiceQueue
 from modelscale.plan.calibration import (
     DEFAULT_CLIENT_MS,
+    MAX_OTHER_CORES,
     ValidationResult,
     compare_with_measurement,
     fit_front_costs,
@@ -54,6 +55,7 @@ __all__ = [
     "DEFAULT_BATCHES",
     "DEFAULT_CLIENT_MS",
     "DEFAULT_POLICIES",
+    "MAX_OTHER_CORES",
     "BatchPolicy",
     "BatchServiceQueue",
     "CapacitySearch",

@@ -5,7 +5,9 @@ rate at the p99 bound; ``compare_with_measurement`` sets the plan's prediction b
 returns the record stored as a ``plan`` run. The same record calibrates the serving overheads:
 ``implied_front_ms`` is the front CPU per request that would make prediction and measurement
 agree, ``fit_front_costs`` splits measured front CPU into per-request and per-batch costs, and
-``measured_overheads`` reads them back from the knowledge base for the next plan.
+``measured_overheads`` reads them back from the knowledge base for the next plan. A measurement
+taken while other processes kept cores busy is inconclusive: it is neither within nor outside the
+tolerance, and no overheads are learnt from it.
 ``server_config`` reads the configuration a modelscale server publishes in its V2 metadata.
 """
 
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_CLIENT_MS",
+    "MAX_OTHER_CORES",
     "ValidationResult",
     "compare_with_measurement",
     "fit_front_costs",
@@ -42,6 +45,11 @@ __all__ = [
 
 DEFAULT_CLIENT_MS = 0.15
 """CPU per request of the load generator on the server's machine, until measured (this box: 0.15)."""
+
+MAX_OTHER_CORES = 0.5
+"""The CPU (cores) other processes may keep busy during a probe window before a local validation
+counts as disturbed. A quiet machine measured 0.02-0.1 here; a build or a benchmark beside the test
+takes whole cores, and moved the measured max rate by 50-180%."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +88,13 @@ class ValidationResult(Result):
             the profile's time (> 1: this machine runs it slower now than when it was profiled);
             None when not checked (a remote server). A diagnostic: the predictions do not use
             it (see ``modelscale.workflow.ValidationOptions.speed_check``).
+        other_cpu_cores: Per probe window, in the order they ran, the cores that processes other
+            than the server and the load generator kept busy; empty when not metered (a server
+            elsewhere, or not Linux).
+        max_other_cores: The most ``other_cpu_cores`` may reach before the measurement counts as
+            disturbed.
+        inconclusive: Whether it was disturbed: then ``within_tolerance`` is False, the summary
+            says by how much, and ``measured_overheads`` learns nothing from it.
     """
 
     kind: ClassVar[str] = "plan"
@@ -106,6 +121,16 @@ class ValidationResult(Result):
     calibrated_rps: float | None = None
     calibrated_error: float | None = None
     speed_ratio: float | None = None
+    other_cpu_cores: tuple[float, ...] = ()
+    max_other_cores: float = MAX_OTHER_CORES
+    inconclusive: bool = False
+
+    @property
+    def verdict(self) -> str:
+        """'within', 'outside' (the tolerance) or 'inconclusive' (disturbed)."""
+        if self.inconclusive:
+            return "inconclusive"
+        return "within" if self.within_tolerance else "outside"
 
     def links(self) -> RunLinks:
         """Filed under the validated model's version."""
@@ -156,6 +181,8 @@ def compare_with_measurement(
     measured_handover_ms: float | None = None,
     mean_batch: float | None = None,
     mean_infer_ms: float | None = None,
+    other_cpu_cores: Sequence[float] = (),
+    max_other_cores: float = MAX_OTHER_CORES,
 ) -> ValidationResult:
     """Predict ``config``'s max rate at ``p99_ms`` and set it beside ``measured_rps``.
 
@@ -175,6 +202,9 @@ def compare_with_measurement(
         measured_handover_ms: Hand-over per batch measured during the load test.
         mean_batch: Mean rows per batch during the load test.
         mean_infer_ms: Mean inference time per batch in the replicas during the load test.
+        other_cpu_cores: Per probe window, the cores other processes kept busy (empty: not
+            metered). Past ``max_other_cores`` in any window the result is inconclusive.
+        max_other_cores: The threshold.
     """
     if not (
         isinstance(measured_rps, int | float) and math.isfinite(measured_rps) and measured_rps > 0
@@ -184,10 +214,17 @@ def compare_with_measurement(
         raise invalid_parameter(
             "tolerance", "a share in (0, 1)", tolerance, where="plan validation"
         )
+    if not (math.isfinite(max_other_cores) and max_other_cores >= 0):
+        raise invalid_parameter(
+            "max_other_cores", "a number of cores >= 0", max_other_cores, where="plan validation"
+        )
     ov = overheads or Overheads()
     est = max_rate(service, config, cores=cores, p99_ms=p99_ms, overheads=ov)
     error = est.rate_rps / measured_rps - 1.0
-    within = abs(error) <= tolerance
+    others = tuple(float(c) for c in other_cpu_cores)
+    worst = max(others, default=0.0)
+    disturbed = worst > max_other_cores
+    within = abs(error) <= tolerance and not disturbed
     front = implied_front_ms(
         service, config, cores=cores, p99_ms=p99_ms, measured_rps=measured_rps, overheads=ov
     )
@@ -202,10 +239,19 @@ def compare_with_measurement(
             batch_ms=ov.batch_ms if measured_handover_ms is None else measured_handover_ms,
         )
         calibrated = max_rate(service, config, cores=cores, p99_ms=p99_ms, overheads=cal).rate_rps
+    if disturbed:
+        busy = sum(c > max_other_cores for c in others)
+        verdict = (
+            f"inconclusive: other processes kept up to {worst:.1f} of {cores} cores busy "
+            f"(more than {max_other_cores:g} in {busy} of {len(others)} probe windows), so the "
+            "measurement shared its CPU; run it again on a quiet machine"
+        )
+    else:
+        verdict = f"{'within' if within else 'outside'} +-{tolerance:.0%}"
     summary = (
         f"{config.label()} on {cores} cores at p99 <= {p99_ms:g} ms: predicted "
         f"{est.rate_rps:,.0f} req/s ({est.method}), measured {measured_rps:,.0f} req/s, error "
-        f"{error:+.1%} ({'within' if within else 'outside'} +-{tolerance:.0%})"
+        f"{error:+.1%} ({verdict})"
         + (
             ""
             if calibrated is None
@@ -238,6 +284,9 @@ def compare_with_measurement(
         else mean_infer_ms / float(service.time_ms(np.asarray(mean_batch), config.threads)),
         calibrated_rps=calibrated,
         calibrated_error=None if calibrated is None else calibrated / measured_rps - 1.0,
+        other_cpu_cores=others,
+        max_other_cores=max_other_cores,
+        inconclusive=disturbed,
     )
 
 
@@ -294,7 +343,8 @@ def measured_overheads(store: Store, sha256: str, base: Overheads) -> tuple[Over
     The front's per-request and per-batch costs are fitted over the latest validation of each
     configuration, and the hand-over per batch is their median (it varies by configuration: 0.4 ms
     on one MiniLM replica here, 0.9 ms on two). The load generator's CPU is not carried over: it
-    belongs to the test, not to the server.
+    belongs to the test, not to the server. Inconclusive validations (other processes shared the
+    CPU) are skipped: what they measured is the neighbours' as much as the server's.
     """
     from modelscale.machine import machine_info
 
@@ -306,6 +356,7 @@ def measured_overheads(store: Store, sha256: str, base: Overheads) -> tuple[Over
         m = run.machine or {}
         if (
             run.model_version == sha256
+            and not res.get("inconclusive")
             and front
             and res.get("mean_batch")
             and m.get("cpu_model") == here.cpu_model

@@ -25,6 +25,8 @@ from modelscale.workflow.demo import (
 from modelscale.workflow.example import compress_example
 from modelscale.workflow.metering import (
     CpuMeter,
+    OtherCpu,
+    OtherCpuMeter,
     batch_deltas,
     batch_totals,
     inputs_file,
@@ -51,6 +53,8 @@ __all__ = [
     "ExampleStep",
     "LoadStep",
     "NotStored",
+    "OtherCpu",
+    "OtherCpuMeter",
     "PlanStep",
     "ProfileStep",
     "Recorded",
