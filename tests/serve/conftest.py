@@ -13,6 +13,7 @@ from onnx import TensorProto, helper, numpy_helper
 from starlette.testclient import TestClient
 
 from modelscale.config import DeploymentSpec
+from modelscale.serve import ServerProcess
 from modelscale.serve.front import build_front
 
 
@@ -81,3 +82,20 @@ def infer_body(x: np.ndarray, **extra: object) -> dict[str, object]:
         ],
         **extra,
     }
+
+
+@pytest.fixture
+def server_factory() -> Iterator:
+    """Start ``modelscale serve`` processes (``ServerProcess`` options as keywords), ready;
+    each is stopped at the end of the test."""
+    started: list[ServerProcess] = []
+
+    def start(spec: DeploymentSpec, **options: object) -> ServerProcess:
+        server = ServerProcess(spec, **options).start()  # type: ignore[arg-type]
+        started.append(server)
+        server.wait_ready(120)
+        return server
+
+    yield start
+    for s in started:
+        s.close()

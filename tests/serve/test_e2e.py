@@ -10,7 +10,6 @@ import random
 import signal
 import threading
 import time
-from collections.abc import Iterator
 
 import numpy as np
 import psutil
@@ -23,21 +22,6 @@ from modelscale.model import ModelArtifact
 from modelscale.serve import ServerProcess
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def server_factory() -> Iterator:
-    started: list[ServerProcess] = []
-
-    def start(spec: DeploymentSpec) -> ServerProcess:
-        server = ServerProcess(spec).start()
-        started.append(server)
-        server.wait_ready(120)
-        return server
-
-    yield start
-    for s in started:
-        s.close()
 
 
 def _metrics(server: ServerProcess) -> dict[str, list]:

@@ -15,7 +15,6 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Iterator
 
 import numpy as np
 import onnx
@@ -41,30 +40,8 @@ def _spec(path: pathlib.Path, name: str, **over: object) -> DeploymentSpec:
     return DeploymentSpec.from_dict(data)
 
 
-@pytest.fixture
-def start() -> Iterator:
-    started: list[ServerProcess] = []
-
-    def run(spec: DeploymentSpec, **kwargs: object) -> ServerProcess:
-        server = ServerProcess(spec, **kwargs).start()  # type: ignore[arg-type]
-        started.append(server)
-        server.wait_ready(120)
-        return server
-
-    yield run
-    for s in started:
-        s.close()
-
-
 def _get(server: ServerProcess, path: str, timeout: float = 10) -> int:
-    conn = http.client.HTTPConnection(server.host, server.port, timeout=timeout)
-    try:
-        conn.request("GET", path)
-        resp = conn.getresponse()
-        resp.read()
-        return resp.status
-    finally:
-        conn.close()
+    return server._get(path, timeout)
 
 
 def _post(server: ServerProcess, model: str, body: bytes, timeout: float = 60) -> int:
@@ -111,8 +88,8 @@ def _mlp_body() -> bytes:
     return json.dumps({"inputs": [x]}).encode()
 
 
-def test_oversized_head_gets_431_and_other_requests_go_on(start, mlp_path) -> None:
-    server = start(_spec(mlp_path, "mlp"))
+def test_oversized_head_gets_431_and_other_requests_go_on(server_factory, mlp_path) -> None:
+    server = server_factory(_spec(mlp_path, "mlp"))
     answers: list[bytes] = []
 
     def flood() -> None:
@@ -146,8 +123,8 @@ def test_oversized_head_gets_431_and_other_requests_go_on(start, mlp_path) -> No
     assert _get(server, "/v2/health/ready") == 200
 
 
-def test_a_head_up_to_the_limit_is_served(start, mlp_path) -> None:
-    server = start(_spec(mlp_path, "mlp", server__max_header_kb=16))
+def test_a_head_up_to_the_limit_is_served(server_factory, mlp_path) -> None:
+    server = server_factory(_spec(mlp_path, "mlp", server__max_header_kb=16))
     conn = http.client.HTTPConnection(server.host, server.port, timeout=10)
     conn.request("GET", "/v2/health/live", headers={"X-Pad": "p" * 15_000})
     assert conn.getresponse().status == 200
@@ -159,8 +136,8 @@ def test_a_head_up_to_the_limit_is_served(start, mlp_path) -> None:
     assert _read_all(sock).startswith(b"HTTP/1.1 431")
 
 
-def test_slow_or_silent_clients_are_timed_out(start, mlp_path) -> None:
-    server = start(
+def test_slow_or_silent_clients_are_timed_out(server_factory, mlp_path) -> None:
+    server = server_factory(
         _spec(
             mlp_path,
             "mlp",
@@ -209,8 +186,8 @@ def _sum_body(n: int, *, value: float = 0.123456789) -> bytes:
     return json.dumps({"inputs": [x]}).encode()
 
 
-def test_large_json_is_decoded_away_from_the_event_loop(start, tmp_path) -> None:
-    server = start(_spec(_save_sum_model(tmp_path / "sum.onnx"), "sum"))
+def test_large_json_is_decoded_away_from_the_event_loop(server_factory, tmp_path) -> None:
+    server = server_factory(_spec(_save_sum_model(tmp_path / "sum.onnx"), "sum"))
     big = _sum_body(3_000_000)  # ~40 MB of JSON
     assert _post(server, "sum", _sum_body(10)) == 200
     done = threading.Event()
@@ -239,9 +216,9 @@ def test_large_json_is_decoded_away_from_the_event_loop(start, tmp_path) -> None
     assert max(health) < 0.3 * took[0], (health, took)
 
 
-def test_large_bodies_beyond_the_memory_budget_get_503(start, tmp_path) -> None:
+def test_large_bodies_beyond_the_memory_budget_get_503(server_factory, tmp_path) -> None:
     path = _save_sum_model(tmp_path / "sum.onnx")
-    server = start(_spec(path, "sum", server__body_memory_mb=38))
+    server = server_factory(_spec(path, "sum", server__body_memory_mb=38))
     first, second = _sum_body(3_000_000), _sum_body(200_000)  # ~37 MiB and ~2.5 MiB
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         a = pool.submit(_post, server, "sum", first)
@@ -257,9 +234,9 @@ def _replica_pids(server: ServerProcess) -> list[int]:
     return [c.pid for c in children if "modelscale.serve.replica" in " ".join(c.cmdline())]
 
 
-def test_group_sigterm_under_load_drains_every_accepted_request(start, slow_path) -> None:
+def test_group_sigterm_under_load_drains_every_accepted_request(server_factory, slow_path) -> None:
     spec = _spec(slow_path, "slow", model__replicas=2)
-    server = start(spec, own_process_group=True)
+    server = server_factory(spec, own_process_group=True)
     body = json.dumps(
         {"inputs": [{"name": "x", "shape": [1, 256], "datatype": "FP32", "data": [0.01] * 256}]}
     ).encode()
@@ -287,8 +264,10 @@ def test_group_sigterm_under_load_drains_every_accepted_request(start, slow_path
     assert "restarting" not in log and "died" not in log, log[-2000:]
 
 
-def test_hung_replicas_are_replaced_and_the_server_is_not_ready_meanwhile(start, mlp_path) -> None:
-    server = start(_spec(mlp_path, "mlp", model__replicas=2, model__watchdog_s=1))
+def test_hung_replicas_are_replaced_and_the_server_is_not_ready_meanwhile(
+    server_factory, mlp_path
+) -> None:
+    server = server_factory(_spec(mlp_path, "mlp", model__replicas=2, model__watchdog_s=1))
     pids = _replica_pids(server)
     assert len(pids) == 2
     for pid in pids:
