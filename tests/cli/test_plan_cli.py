@@ -158,3 +158,20 @@ def test_a_stateful_model_is_planned_as_the_advice_says(tmp_path: pathlib.Path) 
     plan = json.loads(result.stdout)
     assert plan["model"]["inputs_from_run"] == 1
     assert plan["model"]["batch_axes"] == {"x": 0, "state": 1, "sr": None}
+
+
+def test_emit_k8s_writes_the_dockerfile_and_says_how_to_build_the_image(
+    model: pathlib.Path, catalog: pathlib.Path, tmp_path: pathlib.Path
+) -> None:
+    out = tmp_path / "deploy"
+    result = invoke(
+        "plan", str(model), "--rps", "300", *FAST, "--phases", "100,900", "--catalog", str(catalog),
+        "--emit", "k8s", "--out", str(out), "--image", "registry.example/mlp:2",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["Dockerfile", "k8s.yaml", model.name]
+    assert (
+        f"Build the image registry.example/mlp:2 with: pip wheel --no-deps --wheel-dir {out}"
+        in (result.stdout)
+    )
+    assert f"docker build -t registry.example/mlp:2 {out}" in result.stdout

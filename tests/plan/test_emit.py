@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
 import pathlib
+import shlex
+import subprocess
+import sys
 
 import pytest
 import yaml
@@ -19,6 +24,7 @@ from modelscale.plan import (
     chosen_option,
     deployment_spec,
     emit,
+    image_build_command,
     kubernetes_manifests,
     load_catalog,
     plan_capacity,
@@ -151,3 +157,85 @@ def test_nothing_to_emit(plan: PlanResult, tmp_path: pathlib.Path) -> None:
         emit(empty, "deploy", tmp_path)
     with pytest.raises(InvalidInput, match="--emit must be"):
         emit(plan, "helm", tmp_path)  # type: ignore[arg-type]
+
+
+def test_the_autoscaler_spans_the_first_phase_to_the_last(
+    service: ServiceModel, two_core_machine: MachineInfo, mlp_path: pathlib.Path
+) -> None:
+    plan = plan_capacity(
+        service, rps=1500.0, p99_ms=40.0, catalog=load_catalog(), machine=two_core_machine,
+        options=PlanOptions(**OPTS, machine="c7i.xlarge", phases=(100.0, 6000.0)),
+        model={"name": "mlp", "sha256": "cd" * 32, "path": str(mlp_path)},
+    )  # fmt: skip
+    docs = kubernetes_manifests(plan)
+    dep, hpa = docs[1], docs[3]
+    opt = chosen_option(plan)
+    per_pod = plan.target["headroom"] * opt.per_machine_rps
+    assert dep["spec"]["replicas"] == opt.machines  # started at the target's pods
+    assert hpa["spec"]["minReplicas"] == max(1, math.ceil(100.0 / per_pod)) < opt.machines
+    assert hpa["spec"]["maxReplicas"] == math.ceil(6000.0 / per_pod) > opt.machines
+    # The CPU target is the utilisation the plan runs a pod at: its share at the headroom.
+    target = hpa["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"]
+    assert target == round(100 * plan.target["headroom"] * opt.max_rate_rps / opt.capacity_rps)
+    auto = ray_serve_config(plan)["applications"][0]["deployments"][1]["autoscaling_config"]
+    assert auto["min_replicas"] == hpa["spec"]["minReplicas"] * opt.replicas
+
+
+def test_one_phase_gets_no_autoscaler_that_cannot_scale(
+    plan: PlanResult, tmp_path: pathlib.Path
+) -> None:
+    one_phase = dataclasses.replace(plan, phases=plan.phases[:1])
+    text = emit(one_phase, "k8s", tmp_path).read_text(encoding="utf-8")
+    assert [d["kind"] for d in yaml.safe_load_all(text)] == ["ConfigMap", "Deployment", "Service"]
+    assert "No HorizontalPodAutoscaler: the plan has one phase" in text
+
+
+def test_the_image_the_deployment_names_can_be_built_from_the_folder(
+    plan: PlanResult, tmp_path: pathlib.Path
+) -> None:
+    out = tmp_path / "deploy"
+    text = emit(plan, "k8s", out, image="registry.example/mlp:1").read_text(encoding="utf-8")
+    (_, dep, *_) = yaml.safe_load_all(text)
+    container = dep["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == "registry.example/mlp:1"
+    docker = (out / "Dockerfile").read_text(encoding="utf-8")
+    lines = [line for line in docker.splitlines() if line and not line.startswith("#")]
+    assert lines[0].startswith("FROM python:3.")
+    copies = [line.split()[1:] for line in lines if line.startswith("COPY ")]
+    # Every COPY source is in the folder once the wheel is: the model is placed there now.
+    model = pathlib.Path(plan.model["path"])
+    assert copies == [["modelscale-*.whl", "/tmp/"], [model.name, f"/models/{model.name}"]]
+    assert (out / model.name).read_bytes() == model.read_bytes()
+    # The container runs the model at the path deploy.yaml names, with the Deployment's command.
+    inner = yaml.safe_load(next(yaml.safe_load_all(text))["data"]["deploy.yaml"])
+    assert inner["models"]["mlp"]["versions"]["1"]["path"] == f"/models/{model.name}"
+    assert lines[-1] == "CMD " + json.dumps(container["command"])
+    build = image_build_command(out, "registry.example/mlp:1")
+    assert build.endswith(f"docker build -t registry.example/mlp:1 {out}")
+    assert build.startswith(f"pip wheel --no-deps --wheel-dir {out} ")  # an editable install here
+    assert build in docker and build in text
+    emit(plan, "k8s", out)  # again: the model already there is kept
+    assert (out / model.name).read_bytes() == model.read_bytes()
+
+
+def test_k8s_needs_the_model_file(plan: PlanResult, tmp_path: pathlib.Path) -> None:
+    gone = dataclasses.replace(plan, model={**plan.model, "path": str(tmp_path / "gone.onnx")})
+    with pytest.raises(InvalidInput, match=r"gone.onnx is not there to put into the image"):
+        emit(gone, "k8s", tmp_path / "out")
+
+
+@pytest.mark.slow
+def test_the_build_command_s_wheel_step_makes_the_wheel_the_dockerfile_copies(
+    plan: PlanResult, tmp_path: pathlib.Path
+) -> None:
+    out = tmp_path / "deploy"
+    emit(plan, "k8s", out)
+    wheel_step = image_build_command(out, "modelscale:test").split(" && ")[0]
+    args = shlex.split(wheel_step)
+    assert args[:2] == ["pip", "wheel"]
+    subprocess.run(
+        [sys.executable, "-m", *args, "--no-build-isolation", "--quiet"],
+        check=True,
+        timeout=300,
+    )
+    assert len(list(out.glob("modelscale-*.whl"))) == 1

@@ -23,6 +23,7 @@ from modelscale.plan import (
     PlanOptions,
     PlanResult,
     emit,
+    image_build_command,
     plan_model,
     resolve_model,
 )
@@ -215,6 +216,12 @@ def plan_command(
         render_plan(result)
         for f in files:
             console.print(f"Wrote {f}")
+        if out is not None and "k8s" in kinds:
+            console.print(
+                f"Wrote {out / 'Dockerfile'} beside it, with the model. Build the image {image} "
+                f"with: {image_build_command(out, image)}",
+                soft_wrap=True,
+            )
         if run_id is not None:
             err_console.print(f"Stored as run {run_id} (modelscale runs show {run_id}).")
     checked: Validation | None = None

@@ -35,6 +35,7 @@ from modelscale.plan.emit import (
     kubernetes_manifests,
     ray_serve_config,
 )
+from modelscale.plan.image import dockerfile, image_build_command
 from modelscale.plan.planner import ASSUMED_OVERHEADS, PlanOptions, plan_capacity
 from modelscale.plan.profiles import (
     DEFAULT_BATCHES,
@@ -81,10 +82,12 @@ __all__ = [
     "compare_with_measurement",
     "default_catalog_path",
     "deployment_spec",
+    "dockerfile",
     "emit",
     "erlang_c",
     "fit_front_costs",
     "fit_service_model",
+    "image_build_command",
     "implied_front_ms",
     "kubernetes_manifests",
     "load_catalog",

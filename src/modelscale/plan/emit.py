@@ -15,11 +15,14 @@ carries one as its application's ``args.deployment``. deploy.yaml::
     store: {url: null}         # null: MODELSCALE_DB
 
 Kubernetes: a ConfigMap holding deploy.yaml, a Deployment (one pod per planned machine, CPU
-requests = limits = replicas x threads, memory from the profile), a Service and an autoscaling/v2
-HorizontalPodAutoscaler from the current phase's pod count to the last phase's. Ray Serve: a config
-file with one application (``DeploymentSpec.ray_config``): the V2 front as its ingress, which batches,
-and one deployment per model version with ``num_replicas`` (one phase) or ``autoscaling`` between the
-current phase's replicas and the last phase's (several), ``num_cpus`` = threads per replica.
+requests = limits = replicas x threads, memory from the profile), a Service and, when the plan has
+growth phases, an autoscaling/v2 HorizontalPodAutoscaler from the first phase's pod count to the last
+phase's at the CPU utilisation the plan runs the pods at. Beside them a Dockerfile builds the image
+the Deployment names from that folder: the model file (copied there) and a modelscale wheel
+(``image_build_command`` says how to get it). Ray Serve: a config file with one application
+(``DeploymentSpec.ray_config``): the V2 front as its ingress, which batches, and one deployment per
+model version with ``num_replicas`` (one phase) or ``autoscaling`` between the first phase's
+replicas and the last phase's (several), ``num_cpus`` = threads per replica.
 """
 
 from __future__ import annotations
@@ -34,6 +37,13 @@ import yaml
 
 from modelscale.config import RAY_IMPORT_PATH, DeploymentSpec
 from modelscale.errors import InvalidInput
+from modelscale.plan.image import (
+    CONTAINER_MODEL_DIR,
+    SERVE_COMMAND,
+    dockerfile,
+    image_build_command,
+    place_model,
+)
 from modelscale.plan.results import PlanOption, PlanResult
 
 __all__ = [
@@ -50,10 +60,6 @@ __all__ = [
 
 EmitKind = Literal["deploy", "k8s", "ray"]
 
-SERVE_COMMAND = ("modelscale", "serve", "--config", "/etc/modelscale/deploy.yaml")
-"""The container command of the Kubernetes Deployment."""
-
-_CONTAINER_MODEL_DIR = "/models"
 _PORT = 8000
 _MIB = 2**20
 _BASE_MIB = 512  # the front process and the interpreter around the replicas
@@ -164,11 +170,22 @@ def _header(plan: PlanResult, option: PlanOption, what: str) -> str:
     )
 
 
-def _phase_pods(plan: PlanResult, option: PlanOption) -> tuple[int, int]:
-    """Pods now and at the last phase, for machines of the same type and configuration."""
-    last = plan.phases[-1].rate_rps
+def _phase_pods(plan: PlanResult, option: PlanOption) -> tuple[int, int, int]:
+    """Pods at the first phase, now (the target) and at the last phase, for machines of the
+    chosen type and configuration, each run at the plan's headroom."""
     per = plan.target["headroom"] * option.per_machine_rps
-    return option.machines, max(option.machines, math.ceil(last / per - 1e-9))
+
+    def pods(rate: float) -> int:
+        return max(1, math.ceil(rate / per - 1e-9))
+
+    first, last = plan.phases[0].rate_rps, plan.phases[-1].rate_rps
+    return min(option.machines, pods(first)), option.machines, max(option.machines, pods(last))
+
+
+def _cpu_target(plan: PlanResult, option: PlanOption) -> int:
+    """The CPU utilisation (%) the plan runs a pod at: its share of the load at the headroom."""
+    util = 100 * plan.target["headroom"] * option.max_rate_rps / max(option.capacity_rps, 1e-9)
+    return int(min(max(round(util), 10), 95))
 
 
 def kubernetes_manifests(
@@ -178,14 +195,19 @@ def kubernetes_manifests(
     image: str = "modelscale:0.1.0",
     replica_bytes: int | None = None,
 ) -> list[dict[str, Any]]:
-    """ConfigMap, Deployment, Service and HorizontalPodAutoscaler for the plan."""
+    """ConfigMap, Deployment, Service and (with growth phases) HorizontalPodAutoscaler for the plan.
+
+    The autoscaler keeps between the first phase's pods and the last phase's, at the CPU
+    utilisation the plan runs a pod at (its share of the load at the headroom). A plan with one
+    phase gets none: with nothing to grow to, its minimum and maximum would be equal.
+    """
     opt = option or chosen_option(plan)
     name = _k8s_name(str(plan.model.get("name", "model")))
     model_file = pathlib.PurePath(str(plan.model.get("path", "model.onnx"))).name
     spec = deployment_spec(
         opt,
         model_name=str(plan.model.get("name", "model")),
-        model_path=f"{_CONTAINER_MODEL_DIR}/{model_file}",
+        model_path=f"{CONTAINER_MODEL_DIR}/{model_file}",
         p99_ms=plan.target["p99_ms"],
         target_rps=plan.target["rps"],
         host="0.0.0.0",
@@ -215,11 +237,8 @@ def kubernetes_manifests(
     }
     if opt.provider != "local":
         pod_spec["nodeSelector"] = {"node.kubernetes.io/instance-type": opt.instance_type}
-    now, most = _phase_pods(plan, opt)
-    target_util = round(
-        100 * plan.target["headroom"] * opt.max_rate_rps / max(opt.capacity_rps, 1e-9)
-    )
-    return [
+    least, now, most = _phase_pods(plan, opt)
+    docs: list[dict[str, Any]] = [
         {
             "apiVersion": "v1",
             "kind": "ConfigMap",
@@ -245,13 +264,17 @@ def kubernetes_manifests(
                 "ports": [{"name": "http", "port": 80, "targetPort": _PORT}],
             },
         },
+    ]
+    if most <= least:
+        return docs
+    docs.append(
         {
             "apiVersion": "autoscaling/v2",
             "kind": "HorizontalPodAutoscaler",
             "metadata": {"name": name, "labels": dict(labels)},
             "spec": {
                 "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
-                "minReplicas": now,
+                "minReplicas": least,
                 "maxReplicas": most,
                 "metrics": [
                     {
@@ -260,7 +283,7 @@ def kubernetes_manifests(
                             "name": "cpu",
                             "target": {
                                 "type": "Utilization",
-                                "averageUtilization": int(min(max(target_util, 10), 95)),
+                                "averageUtilization": _cpu_target(plan, opt),
                             },
                         },
                     }
@@ -273,8 +296,9 @@ def kubernetes_manifests(
                     }
                 },
             },
-        },
-    ]
+        }
+    )
+    return docs
 
 
 def ray_serve_config(plan: PlanResult, *, option: PlanOption | None = None) -> dict[str, Any]:
@@ -285,8 +309,8 @@ def ray_serve_config(plan: PlanResult, *, option: PlanOption | None = None) -> d
     replica near the utilisation the plan runs the replicas at.
     """
     opt = option or chosen_option(plan)
-    now_pods, most_pods = _phase_pods(plan, opt)
-    now, most = now_pods * opt.replicas, most_pods * opt.replicas
+    least_pods, now_pods, most_pods = _phase_pods(plan, opt)
+    least, now, most = (n * opt.replicas for n in (least_pods, now_pods, most_pods))
     utilisation = plan.target["headroom"] * opt.max_rate_rps / max(opt.capacity_rps, 1e-9)
     spec = deployment_spec(
         opt,
@@ -296,7 +320,9 @@ def ray_serve_config(plan: PlanResult, *, option: PlanOption | None = None) -> d
         target_rps=plan.target["rps"],
         host="0.0.0.0",
         replicas=now,
-        autoscaling=(now, most, round(min(max(utilisation, 0.3), 1.0), 2)) if most > now else None,
+        autoscaling=(least, most, round(min(max(utilisation, 0.3), 1.0), 2))
+        if most > least
+        else None,
         backend="ray",
         check_files=False,  # the path is the cluster nodes'
     )
@@ -332,17 +358,43 @@ def emit(
             )
         )
         path, what = out / "deploy.yaml", "deploy.yaml for modelscale serve (one machine)"
+        extra = ""
     elif kind == "k8s":
         data = kubernetes_manifests(plan, option=opt, image=image)
-        model_file = pathlib.PurePath(str(plan.model.get("path", "model.onnx"))).name
-        path = out / "k8s.yaml"
-        what = (
-            f"Kubernetes manifests (the image {image} must hold the model at "
-            f"{_CONTAINER_MODEL_DIR}/{model_file}, or mount it there)"
+        model = pathlib.Path(str(plan.model.get("path", "")))
+        if not model.is_file():
+            raise InvalidInput(
+                f"The model file {model} is not there to put into the image. Expected the file "
+                "the plan was made for; plan it from its path.",
+                field="emit",
+            )
+        try:
+            place_model(model, out / model.name)
+            (out / "Dockerfile").write_text(
+                dockerfile(plan, image=image, out_dir=str(out)), encoding="utf-8"
+            )
+        except OSError as exc:
+            raise InvalidInput(f"Cannot write into {out}: {exc.strerror}.", field="out") from None
+        path, what = out / "k8s.yaml", "Kubernetes manifests"
+        hpa = next((d["spec"] for d in data if d["kind"] == "HorizontalPodAutoscaler"), None)
+        extra = (
+            f"The image {image} holds the model at {CONTAINER_MODEL_DIR}/{model.name}. Build it "
+            "with the Dockerfile beside this file, push it where the cluster pulls from, apply:\n"
+            f"  {image_build_command(out, image)}\n"
+            f"  kubectl apply -f {path}\n"
+            + (
+                f"The HorizontalPodAutoscaler keeps {hpa['minReplicas']} pods (the first growth "
+                f"phase's) to {hpa['maxReplicas']} (the last's), at the CPU utilisation the plan "
+                "runs a pod at."
+                if hpa is not None
+                else "No HorizontalPodAutoscaler: the plan has one phase (plan with --phases "
+                "for one that scales)."
+            )
         )
     elif kind == "ray":
         data = ray_serve_config(plan, option=opt)
         path = out / "ray_serve.yaml"
+        extra = ""
         what = (
             f"Ray Serve config (serve run / serve deploy; {RAY_IMPORT_PATH}). The model file must "
             "be at the same path on every node. Ray's proxy costs CPU per request: with "
@@ -353,7 +405,8 @@ def emit(
         raise InvalidInput(
             f"--emit must be deploy, k8s or ray. Got {kind!r} instead.", field="emit"
         )
-    text = dump_yaml(data, header=_header(plan, opt, what))
+    header = _header(plan, opt, what) + (f"\n{extra}" if extra else "")
+    text = dump_yaml(data, header=header)
     try:
         path.write_text(text, encoding="utf-8")
     except OSError as exc:
