@@ -16,6 +16,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 __all__ = [
     "save_conv_only",
+    "save_data_dependent",
     "save_minus_one_batch",
     "save_stateful",
     "save_subgraph_weights",
@@ -212,3 +213,30 @@ def save_stateful(path: pathlib.Path, *, opset: int = 17) -> pathlib.Path:
         inits,
     )
     return _save(graph, path, opset)
+
+
+def save_data_dependent(path: pathlib.Path) -> pathlib.Path:
+    """x[N, 4] -> rows with x[:, 0] > 0 (Compress) -> MatMul -> Relu -> y[?, 3].
+
+    The activations' row count depends on the values, so it differs between calibration batches.
+    """
+    rng = _rng(7)
+    nodes = [
+        helper.make_node("Gather", ["x", "idx"], ["c0"], axis=1),
+        helper.make_node("Greater", ["c0", "zero"], ["keep"]),
+        helper.make_node("Compress", ["x", "keep"], ["xs"], axis=0),
+        helper.make_node("MatMul", ["xs", "w"], ["h"]),
+        helper.make_node("Relu", ["h"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "data_dependent",
+        [_value_info("x", TensorProto.FLOAT, ["N", 4])],
+        [_value_info("y", TensorProto.FLOAT, [None, 3])],
+        [
+            numpy_helper.from_array(rng.standard_normal((4, 3)).astype(np.float32), "w"),
+            numpy_helper.from_array(np.array(0.0, np.float32), "zero"),
+            numpy_helper.from_array(np.array(0, np.int64), "idx"),
+        ],
+    )
+    return _save(graph, path, 17)

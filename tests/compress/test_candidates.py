@@ -7,20 +7,24 @@ import onnx
 import pytest
 
 from modelscale.compress.candidates import (
-    MIN_OPSET,
     NOTHING_TO_QUANTIZE,
     _Reader,
     _to_bf16_bits,
     build_candidate,
     default_specs,
-    onnx_opset,
     prepare_base,
     quantized_nodes,
-    upgrade_opset,
 )
+from modelscale.compress.graphfix import MIN_OPSET, onnx_opset, upgrade_opset
+from modelscale.errors import RuntimeFailure
 from modelscale.examples import ExampleBuild
 from tests.compress.conftest import run_plain
-from tests.exported_models import save_conv_only, save_minus_one_batch
+from tests.exported_models import (
+    save_conv_only,
+    save_data_dependent,
+    save_minus_one_batch,
+    save_subgraph_weights,
+)
 
 
 def test_bf16_rounding_known_answers() -> None:
@@ -112,3 +116,36 @@ def test_opset_11_and_12_models_are_upgraded_for_static_int8_and_bf16(
         )
         got = run_plain(dest, {"x": x}, "y")
         assert got.shape == (20, 4)
+
+
+def test_fp16_of_a_model_whose_if_branches_share_weight_names(tmp_path: pathlib.Path) -> None:
+    """ORT's FP16 converter keys weights by name across subgraphs and failed (AssertionError)."""
+    source = save_subgraph_weights(tmp_path / "sub.onnx")
+    base = tmp_path / "base.onnx"
+    prepare_base(source, base)
+    spec = next(s for s in default_specs(reduce_range=False) if s.method == "fp16")
+    dest = tmp_path / "fp16.onnx"
+    assert build_candidate(spec, base=base, dest=dest, calibration=None, cache_dir=tmp_path) is None
+    x = {"x": np.random.default_rng(0).standard_normal((3, 4)).astype(np.float32)}
+    np.testing.assert_allclose(
+        run_plain(dest, x, "y"), run_plain(source, x, "y"), rtol=2e-2, atol=2e-2
+    )
+
+
+@pytest.mark.parametrize("fixed_batch", [None, 8])
+def test_percentile_calibration_of_data_dependent_shapes(
+    fixed_batch: int | None, tmp_path: pathlib.Path
+) -> None:
+    """Percentile calibration pooled activations whose row count differs per batch and failed
+    with numpy's "setting an array element with a sequence"."""
+    base = tmp_path / "base.onnx"
+    prepare_base(save_data_dependent(tmp_path / "dd.onnx"), base)
+    spec = next(s for s in default_specs(reduce_range=False) if s.name == "int8-static-pct")
+    x = np.random.default_rng(0).standard_normal((32, 4)).astype(np.float32)
+    build = dict(base=base, dest=tmp_path / "q.onnx", calibration={"x": x}, cache_dir=tmp_path)
+    if fixed_batch is None:
+        assert build_candidate(spec, **build) is None  # one batch of every row
+        return
+    with pytest.raises(RuntimeFailure, match=r"^static calibration failed: the model's activations "
+                       r"change shape from one calibration batch of 8 rows to the next"):  # fmt: skip
+        build_candidate(spec, **build, fixed_batch=fixed_batch)

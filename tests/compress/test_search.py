@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 
-from modelscale.compress import CompressOptions, compress
+from modelscale.compress import CompressOptions, compress, graphfix
 from modelscale.compress import candidates as cands
 from modelscale.errors import InvalidInput
 from modelscale.examples import ExampleBuild
@@ -252,7 +252,7 @@ def test_a_failed_opset_upgrade_skips_the_candidate_with_a_reason(
     def cannot(source: pathlib.Path, dest: pathlib.Path, version: int) -> None:
         raise RuntimeError("no adapter for Upsample\nmore")
 
-    monkeypatch.setattr(cands, "upgrade_opset", cannot)
+    monkeypatch.setattr(graphfix, "upgrade_opset", cannot)
     result = compress(
         save_minus_one_batch(tmp_path / "old.onnx", opset=11),
         _images(tmp_path),

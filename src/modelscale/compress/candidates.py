@@ -21,23 +21,22 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
+from modelscale.compress.graphfix import unique_weight_names
+from modelscale.errors import RuntimeFailure
 from modelscale.model.rows import count_rows, take_rows
 
 __all__ = [
     "DYNAMIC_OP_TYPES",
-    "MIN_OPSET",
     "NOTHING_TO_QUANTIZE",
     "CandidateSpec",
     "Method",
     "build_candidate",
     "default_specs",
     "name_nodes_file",
-    "onnx_opset",
     "prepare_base",
     "quantization_ops",
     "quantized_nodes",
     "quiet",
-    "upgrade_opset",
 ]
 
 Method = Literal["original", "optimized", "dynamic", "static", "fp16", "bf16", "pruned"]
@@ -46,10 +45,8 @@ DYNAMIC_OP_TYPES = ("MatMul", "Gemm", "Gather")
 """MatMul/Gemm weights, plus embedding tables (Gather on a weight), which are half of a small
 transformer's bytes. Conv is left out: ConvInteger is often slower than float on CPU."""
 
-MIN_OPSET: Mapping[str, int] = {"static": 13, "bf16": 13}
-"""The default-domain opset a method's output needs: QDQ with per-channel weights needs the
-``axis`` of DequantizeLinear, and a BF16 weight needs Cast to and from bfloat16 (both opset 13).
-An older model is upgraded with onnx's version converter first, or the candidate is skipped."""
+_MINMAX_BATCH = 16
+"""Rows per MinMax calibration run (a model with a fixed batch size takes that many)."""
 
 NOTHING_TO_QUANTIZE = "no-op: nothing to quantize"
 """Why a quantization candidate that quantized no node is skipped (a model of convolutions only
@@ -234,7 +231,43 @@ def _static(
     exclude: Sequence[str],
     calibration: Mapping[str, np.ndarray],
     cache: pathlib.Path,
-    reader: Mapping[str, Any],
+    axes: Mapping[str, int | None] | None,
+    fixed_batch: int | None,
+) -> None:
+    method = opts.get("calibrate", "minmax")
+    extra: dict[str, Any] = {"ActivationSymmetric": True}
+    if method == "percentile":
+        extra["CalibPercentile"] = 99.99
+    # Percentile calibration stacks each activation over the batches, which fails when its shape
+    # changes from one batch to the next (data-dependent shapes, a short last batch): one batch
+    # of every row avoids both, and costs no more memory, since ORT keeps every batch's
+    # activations until the end anyway. MinMax reduces each batch as it goes.
+    if fixed_batch is not None:
+        chunk = fixed_batch
+    elif method == "percentile":
+        chunk = count_rows(calibration, axes)
+    else:
+        chunk = _MINMAX_BATCH
+    try:
+        _quantize_static(base, dest, opts, exclude, _Reader(calibration, chunk, axes), cache, extra)
+    except ValueError as exc:
+        if "inhomogeneous" not in str(exc):
+            raise
+        raise RuntimeFailure(
+            "static calibration failed: the model's activations change shape from one "
+            f"calibration batch of {chunk} rows to the next (shapes that depend on the data), "
+            f"which {method} calibration cannot pool"
+        ) from exc
+
+
+def _quantize_static(
+    base: pathlib.Path,
+    dest: pathlib.Path,
+    opts: Mapping[str, Any],
+    exclude: Sequence[str],
+    reader: _Reader,
+    cache: pathlib.Path,
+    extra: dict[str, Any],
 ) -> None:
     from onnxruntime.quantization import (
         CalibrationMethod,
@@ -244,14 +277,11 @@ def _static(
     )
 
     method = opts.get("calibrate", "minmax")
-    extra: dict[str, Any] = {"ActivationSymmetric": True}
-    if method == "percentile":
-        extra["CalibPercentile"] = 99.99
     # The cached activation ranges make a fallback rebuild skip calibration entirely.
     quantize_static(
         str(base),
         str(dest),
-        _Reader(calibration, **reader),
+        reader,
         quant_format=QuantFormat.QDQ,
         per_channel=bool(opts.get("per_channel")),
         reduce_range=bool(opts.get("reduce_range")),
@@ -269,7 +299,9 @@ def _static(
 def _fp16(base: pathlib.Path, dest: pathlib.Path) -> None:
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
-    model = convert_float_to_float16(onnx.load(str(base)), keep_io_types=True)
+    model = onnx.load(str(base))
+    unique_weight_names(model)
+    model = convert_float_to_float16(model, keep_io_types=True)
     onnx.save(model, str(dest))
 
 
@@ -319,12 +351,13 @@ def build_candidate(
     cache_dir: pathlib.Path,
     exclude: Sequence[str] = (),
     batch_axes: Mapping[str, int | None] | None = None,
-    calibration_batch: int = 16,
+    fixed_batch: int | None = None,
 ) -> str | None:
     """Write the candidate ``spec`` built from ``base`` to ``dest``.
 
-    Returns why the candidate should be skipped (``NOTHING_TO_QUANTIZE``), or None.
-    ``calibration_batch`` rows (along ``batch_axes``) go into each calibration run.
+    Returns why the candidate should be skipped (``NOTHING_TO_QUANTIZE``), or None. Calibration
+    rows are taken along ``batch_axes``, ``fixed_batch`` rows per run for a model that takes
+    only that many.
     """
     with quiet():
         if spec.method == "dynamic":
@@ -333,8 +366,7 @@ def build_candidate(
             if calibration is None:
                 raise ValueError("static quantization needs calibration data")
             cache = cache_dir / f"{spec.options.get('calibrate', 'minmax')}.calib.json"
-            reader = {"chunk": calibration_batch, "axes": batch_axes}
-            _static(base, dest, spec.options, exclude, calibration, cache, reader)
+            _static(base, dest, spec.options, exclude, calibration, cache, batch_axes, fixed_batch)
         elif spec.method == "fp16":
             _fp16(base, dest)
         elif spec.method == "bf16":
@@ -353,21 +385,6 @@ def quantization_ops(model: onnx.ModelProto) -> int:
     return sum(
         1 for n in model.graph.node if n.op_type in _QUANT_OPS or n.op_type.startswith("QLinear")
     )
-
-
-def onnx_opset(path: pathlib.Path) -> int:
-    """The default-domain (ai.onnx) opset a model imports."""
-    model = onnx.load(str(path), load_external_data=False)
-    return next((int(o.version) for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
-
-
-def upgrade_opset(source: pathlib.Path, dest: pathlib.Path, version: int) -> None:
-    """Write ``source`` converted to default-domain opset ``version`` (onnx's version converter)."""
-    from onnx import version_converter
-
-    model = version_converter.convert_version(onnx.load(str(source)), version)
-    onnx.checker.check_model(model)
-    onnx.save(model, str(dest))
 
 
 def quantized_nodes(base: onnx.ModelProto, quantized: onnx.ModelProto) -> list[str]:

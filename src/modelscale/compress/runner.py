@@ -14,6 +14,7 @@ import numpy as np
 import onnx
 
 from modelscale.compress import candidates as cands
+from modelscale.compress import graphfix
 from modelscale.compress.choose import describe_trial
 from modelscale.compress.evaluate import Latency, measure_rounds
 from modelscale.compress.fallback import rank_nodes
@@ -27,10 +28,6 @@ from modelscale.model.inputs import default_batches
 from modelscale.progress import OnProgress, report
 
 __all__ = ["Search"]
-
-
-_CALIBRATION_BATCH = 16
-"""Rows per calibration run, unless the model takes a fixed batch size."""
 
 
 def _copy(source: pathlib.Path, dest: pathlib.Path) -> None:
@@ -244,8 +241,8 @@ class Search:
             self.trial(spec, self._builder(spec, source, ()))
         upgraded = [s.name for s in plan.specs if self.bases.get(s.name, base) != base]
         if upgraded:
-            have = cands.onnx_opset(base)
-            want = max(cands.MIN_OPSET[s.method] for s in plan.specs if s.name in upgraded)
+            have = graphfix.onnx_opset(base)
+            want = max(graphfix.MIN_OPSET[s.method] for s in plan.specs if s.name in upgraded)
             plan.notes.append(
                 f"Upgraded the model from opset {have} to {want} (onnx's version converter) for "
                 f"{', '.join(upgraded)}, which need it."
@@ -281,14 +278,14 @@ class Search:
     def _base_for(self, spec: cands.CandidateSpec, base: pathlib.Path) -> pathlib.Path | str:
         """The model to build ``spec`` from: ``base``, or ``base`` upgraded to the opset the
         method needs; or a one-line reason to skip the candidate when the upgrade fails."""
-        need = cands.MIN_OPSET.get(spec.method)
-        have = cands.onnx_opset(base)
+        need = graphfix.MIN_OPSET.get(spec.method)
+        have = graphfix.onnx_opset(base)
         if need is None or have >= need:
             return base
         if need not in self._upgraded:
             dest = self.work / f"base-opset{need}.onnx"
             try:
-                cands.upgrade_opset(base, dest, need)
+                graphfix.upgrade_opset(base, dest, need)
                 self._upgraded[need] = dest
             except Exception as exc:  # the converter raises many types; the reason is reported
                 self._upgraded[need] = (
@@ -302,7 +299,6 @@ class Search:
     ) -> Callable[[pathlib.Path], str | None]:
         sig = self.plan.artifact.signature
         fixed = default_batches(sig)
-        chunk = fixed[0] if len(fixed) == 1 else _CALIBRATION_BATCH
 
         def build(dest: pathlib.Path) -> str | None:
             return cands.build_candidate(
@@ -313,7 +309,7 @@ class Search:
                 cache_dir=self.work,
                 exclude=exclude,
                 batch_axes=sig.batch_axes,
-                calibration_batch=chunk,
+                fixed_batch=fixed[0] if len(fixed) == 1 else None,
             )
 
         return build
