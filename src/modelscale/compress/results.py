@@ -131,8 +131,7 @@ class CompressResult(Result):
         chosen model, unless it is the original, a new version whose parent is the original."""
         model = self.model
         trials = tuple(
-            ChildRun(t.name, t, status=t.status, note=t.description)
-            for t in self.trials
+            ChildRun(t.name, t, status=t.status, note=t.description) for t in self.trials
         )
         derived: tuple[ModelVersionInfo, ...] = ()
         if not self.chosen_is_original:

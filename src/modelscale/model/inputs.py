@@ -76,7 +76,7 @@ def _unnamed_axes(signature: Signature) -> str:
     for s in signature.inputs:
         axes = [str(i) for i, d in enumerate(s.shape or ()) if d is None and i != s.batch_axis]
         if axes:
-            parts.append(f"{s.name} axis{'es' if len(axes) > 1 else ''} {', '.join(axes)}")
+            parts.append(f"{s.name} {'axes' if len(axes) > 1 else 'axis'} {', '.join(axes)}")
     return "; ".join(parts) or "none"
 
 
@@ -293,7 +293,8 @@ def make_inputs(
         if choice.data is not None and spec.name in choice.data:
             arr = choice.data[spec.name]
             axis = row_axis(spec.name, arr, signature.batch_axes)
-            feeds[spec.name] = np.ascontiguousarray(_take_batch(arr, batch, axis))
+            # asarray, not ascontiguousarray: that turns a 0-d array into a 1-d one
+            feeds[spec.name] = np.asarray(_take_batch(arr, batch, axis), order="C")
         else:
             feeds[spec.name] = _synthetic(
                 spec, shapes[spec.name], rng, choice.int_ranges.get(spec.name)

@@ -166,7 +166,9 @@ class Engine:
         """Advice when the error names an integer input: models check such values (a sample rate,
         a token id), and synthetic ones are drawn from a default range that may not fit."""
         for name in self._int_inputs:
-            if re.search(rf"(?<![\w.]){re.escape(name)}(?![\w.])", message):
+            # Letters and digits bound a name; '_' and '/' do not: node names such as 'check_sr'
+            # or '/sr/Gather' name the input they check.
+            if re.search(rf"(?<![A-Za-z0-9]){re.escape(name)}(?![A-Za-z0-9])", message):
                 return (
                     f" (The error names integer input {name!r}: if the model accepts only some "
                     f"values of it, give their range with 'int_ranges' {name}=LO,HI.)"
