@@ -169,3 +169,42 @@ def test_scan_counts_its_body_once_per_step(tmp_path: pathlib.Path) -> None:
     f = count_flops(art, feeds)
     assert f.macs == 6 * 4 * 8
     assert f.flops_by_op == {"MatMul": 2 * 6 * 32, "Add": 6 * 8, "Identity": 0}
+
+
+def test_a_for_loop_with_a_pass_through_condition_counts_its_trip_count(
+    tmp_path: pathlib.Path,
+) -> None:
+    """Exporters write a for loop as Loop(M, cond=true) whose body passes cond on unchanged."""
+    body = helper.make_graph(
+        [
+            helper.make_node("Identity", ["cond_in"], ["cond_out"]),
+            helper.make_node("MatMul", ["h_in", "u"], ["h_out"]),
+        ],
+        "body",
+        [
+            helper.make_tensor_value_info("i", TensorProto.INT64, []),
+            helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("h_in", TensorProto.FLOAT, [2, 4]),
+        ],
+        [
+            helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("h_out", TensorProto.FLOAT, [2, 4]),
+        ],
+        [onnx.numpy_helper.from_array(np.eye(4, dtype=np.float32), "u")],
+    )
+    graph = helper.make_graph(
+        [helper.make_node("Loop", ["m", "go", "x"], ["y"], body=body)],
+        "for",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 4])],
+        [
+            onnx.numpy_helper.from_array(np.array(True), "go"),
+            onnx.numpy_helper.from_array(np.array(5, np.int64), "m"),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    p = tmp_path / "for.onnx"
+    onnx.save(model, str(p))
+    f = count_flops(ModelArtifact.load(p), {"x": np.ones((2, 4), np.float32)})
+    assert f.macs == 5 * 2 * 4 * 4 and f.uncounted_ops == {}

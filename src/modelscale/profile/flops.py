@@ -14,8 +14,9 @@ Subgraphs count too, at the values the run gave them:
   condition is unknown, the costlier branch.
 - ``Loop``: one iteration of the body, run on the loop's initial values, times the number of
   iterations: the length of the loop's scan outputs when it has some, else the trip count ``M``
-  of a loop without a condition. A loop whose iteration count cannot be known that way (a while
-  loop without scan outputs) is listed as uncounted rather than guessed.
+  of a loop whose condition cannot end it (no condition, or one that starts true and that the body
+  passes on unchanged). A loop whose iteration count cannot be known that way (a while loop
+  without scan outputs) is listed as uncounted rather than guessed.
 - ``Scan``: one iteration of the body, on the first slice of each scan input, times the scan
   length.
 
@@ -327,6 +328,23 @@ def _count_body(
     return True
 
 
+def _true(value: object) -> bool:
+    return isinstance(value, np.ndarray) and value.size == 1 and bool(value.reshape(-1)[0])
+
+
+def _passes_condition_on(body: onnx.GraphProto) -> bool:
+    """Whether a Loop body's condition output is its condition input, directly or via Identity."""
+    if len(body.input) < 2 or not body.output:
+        return False
+    cond_in, cond_out = body.input[1].name, body.output[0].name
+    if cond_out == cond_in:
+        return True
+    return any(
+        n.op_type == "Identity" and list(n.output) == [cond_out] and list(n.input) == [cond_in]
+        for n in body.node
+    )
+
+
 def _count_control(
     model: onnx.ModelProto, node: onnx.NodeProto, scope: Scope, tally: _Tally, times: int
 ) -> bool:
@@ -351,17 +369,20 @@ def _count_control(
         carried = list(node.input[2:])
         scan_outputs = node.output[len(carried) :]
         has_cond = len(node.input) > 1 and bool(node.input[1])
+        cond = scope.get(node.input[1]) if has_cond else np.array(True)
         trip = scope.get(node.input[0]) if node.input and node.input[0] else None
         scanned_shape = scope.shape(scan_outputs[0]) if scan_outputs else None
+        # A condition that starts true and that the body passes on unchanged (as exporters write
+        # a for loop) ends nothing: the trip count alone decides.
+        for_loop = not has_cond or (_true(cond) and _passes_condition_on(graphs["body"]))
         if scanned_shape:
             iterations = int(scanned_shape[0])
-        elif not has_cond and isinstance(trip, np.ndarray) and trip.size == 1:
+        elif for_loop and isinstance(trip, np.ndarray) and trip.size == 1:
             iterations = int(trip.reshape(-1)[0])
         else:
             return False
         if iterations <= 0:
             return True
-        cond = scope.get(node.input[1]) if has_cond else np.array(True)
         first = [np.array(0, dtype=np.int64), cond, *(scope.get(n) for n in carried)]
         return _count_body(model, graphs["body"], first, scope, tally, times * iterations)
     # Scan (opset 9+): initial states, then the scanned inputs.
