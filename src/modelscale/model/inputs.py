@@ -349,10 +349,10 @@ def load_npz(path: str | pathlib.Path, signature: Signature) -> dict[str, np.nda
                     field="inputs",
                 )
             arr = arr.astype(want_dtype)
-        axis = spec.batch_axis if arr.ndim else None
-        if axis is not None and axis < arr.ndim and arr.shape[axis] == 0:
+        rows_axis = spec.batch_axis if arr.ndim else None
+        if rows_axis is not None and rows_axis < arr.ndim and arr.shape[rows_axis] == 0:
             raise InvalidInput(
-                f"{p}: array {spec.name!r} has no rows (its batch axis {axis} is empty, shape "
+                f"{p}: array {spec.name!r} has no rows (its batch axis {rows_axis} is empty, shape "
                 f"{list(arr.shape)}).",
                 field="inputs",
             )
