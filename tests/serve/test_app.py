@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+import pathlib
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
+from modelscale.config import DeploymentSpec
 from modelscale.model import ModelArtifact
-from tests.serve.conftest import infer_body
+from tests.serve.conftest import app_client, infer_body
 
 
 def _reference(mlp_path, x: np.ndarray) -> np.ndarray:
@@ -244,3 +247,52 @@ def test_a_model_onnxruntime_cannot_load_fails_startup_with_the_reason(tmp_path)
         app_client(DeploymentSpec.single(path)),
     ):
         pass
+
+
+def _save_streaming_model(path: pathlib.Path) -> pathlib.Path:
+    """x[batch, 4] * sr and state[2, batch, 3] + sr, with sr a 0-d sample rate: an exported
+    streaming model's shape (a scalar input, a state whose batch is on axis 1)."""
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [
+            helper.make_node("Cast", ["sr"], ["srf"], to=TensorProto.FLOAT),
+            helper.make_node("Mul", ["x", "srf"], ["y"]),
+            helper.make_node("Add", ["state", "srf"], ["state_out"]),
+        ],
+        "streaming",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4]),
+            helper.make_tensor_value_info("sr", TensorProto.INT64, []),
+            helper.make_tensor_value_info("state", TensorProto.FLOAT, [2, "batch", 3]),
+        ],
+        [
+            helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4]),
+            helper.make_tensor_value_info("state_out", TensorProto.FLOAT, [2, "batch", 3]),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+def test_a_scalar_input_and_a_state_batched_on_axis_1_are_served_unbatched(tmp_path) -> None:
+    spec = DeploymentSpec.single(_save_streaming_model(tmp_path / "s.onnx"), name="s")
+    with app_client(spec) as client:
+        meta = client.get("/v2/models/s").json()
+        # Requests are never stacked: a scalar has no batch axis to stack along, and the state's
+        # batch is not on axis 0.
+        assert meta["parameters"]["max_batch_size"] == 0
+        assert [i["shape"] for i in meta["inputs"]] == [[-1, 4], [], [2, -1, 3]]
+        x = {"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}
+        sr = {"name": "sr", "shape": [], "datatype": "INT64", "data": [2]}
+        state = {"name": "state", "shape": [2, 1, 3], "datatype": "FP32", "data": [0] * 6}
+        r = client.post("/v2/models/s/infer", json={"inputs": [x, sr, state]})
+        assert r.status_code == 200, r.text
+        outputs = {o["name"]: o for o in r.json()["outputs"]}
+        assert outputs["y"]["data"] == [2.0, 4.0, 6.0, 8.0]
+        assert outputs["state_out"]["shape"] == [2, 1, 3]
+        sr["shape"] = [1]
+        r = client.post("/v2/models/s/infer", json={"inputs": [x, sr, state]})
+        assert r.status_code == 400 and r.json()["field"] == "inputs[1].shape"
