@@ -296,3 +296,26 @@ def test_a_scalar_input_and_a_state_batched_on_axis_1_are_served_unbatched(tmp_p
         sr["shape"] = [1]
         r = client.post("/v2/models/s/infer", json={"inputs": [x, sr, state]})
         assert r.status_code == 400 and r.json()["field"] == "inputs[1].shape"
+
+
+def test_a_dim_written_as_minus_one_is_dynamic(tmp_path) -> None:
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])],
+        "exported",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [-1, 3, "?", "?"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [-1, 3, "?", "?"])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(tmp_path / "m.onnx"))
+    spec = DeploymentSpec.single(tmp_path / "m.onnx", name="m", max_batch=4)
+    with app_client(spec) as client:
+        meta = client.get("/v2/models/m").json()
+        assert meta["inputs"][0]["shape"] == [-1, 3, -1, -1]
+        assert meta["parameters"]["max_batch_size"] == 4  # batchable: axis 0 is dynamic
+        x = {"name": "x", "shape": [2, 3, 5, 7], "datatype": "FP32", "data": [-1.0] * 210}
+        r = client.post("/v2/models/m/infer", json={"inputs": [x]})
+        assert r.status_code == 200, r.text
+        assert r.json()["outputs"][0]["shape"] == [2, 3, 5, 7]
