@@ -46,6 +46,7 @@ def test_table_summary_and_stored_lineage(mlp_path: pathlib.Path, tmp_path: path
     assert result.exit_code == 0, result.output
     assert "compress mlp" in result.stdout and "Pareto front:" in result.stdout
     assert "int8-dynamic" in result.stdout and "fp16" in result.stdout
+    assert "MiB" in result.stdout and " MB" not in result.stdout  # one size unit
     assert "Stored as run 1 with 3 trial runs" in result.stderr
     summary = json.loads((out / "compress_summary.json").read_text())
     assert (out / f"mlp.{summary['chosen']}.onnx").is_file()

@@ -67,6 +67,13 @@ def test_dim_sweep(seq_path: pathlib.Path) -> None:
     assert sorted(p.dims["seq"] for p in r.points) == [4, 16]
     assert [f.input_shapes["ids"] for f in r.flops] == [[2, 4], [2, 16]]
     assert r.flops[1].macs == 4 * r.flops[0].macs
+    # The summary quotes the best point, dim values included, and sizes in binary units.
+    best = r.best()
+    assert (
+        f"best {best.items_per_s:,.0f} items/s at batch 2 x 1 threads, seq={best.dims['seq']} "
+        f"(p50 {best.p50_ms:.3f} ms, p99 {best.p99_ms:.3f} ms)"
+    ) in r.summary
+    assert " KiB; " in r.summary and " MB" not in r.summary
 
 
 def test_real_inputs(seq_path: pathlib.Path, tmp_path: pathlib.Path) -> None:

@@ -13,8 +13,11 @@ from modelscale.cli import profile as _profile  # noqa: F401
 from modelscale.cli import runs as _runs  # noqa: F401
 from modelscale.cli import serve as _serve  # noqa: F401
 from modelscale.cli.app import app
+from modelscale.cli.help import add_examples
 
 __all__ = ["app", "main"]
+
+add_examples(app)  # every command is registered by now
 
 
 def main() -> None:

@@ -12,13 +12,12 @@ from types import FrameType
 
 import typer
 from rich import box
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from modelscale.cli.app import app
 from modelscale.cli.options import parse_batch_axes
-from modelscale.cli.render import ProgressBar, console, err_console, print_json
+from modelscale.cli.render import ProgressBar, console, err_console, print_json, print_table
 from modelscale.compress import (
     DEFAULT_MEASURE,
     METRICS,
@@ -165,9 +164,6 @@ def _terminate_as_exit() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-_WIDE = 132
-
-
 def _ms(value: float | None) -> str:
     return f"{value:.3f}" if value is not None else "-"
 
@@ -198,7 +194,7 @@ def render_compress(result: CompressResult) -> None:
         pad_edge=False,
     )
     table.add_column("candidate", no_wrap=True)
-    for col in ("MB", "p50 ms\nb1", f"p50 ms\nb{batch}", f"items/s\nb{batch}", result.metric):
+    for col in ("MiB", "p50 ms\nb1", f"p50 ms\nb{batch}", f"items/s\nb{batch}", result.metric):
         table.add_column(col, justify="right", no_wrap=True)
     table.add_column("change [95% CI]", justify="right", no_wrap=True)
     table.add_column("result", no_wrap=True)
@@ -212,7 +208,7 @@ def render_compress(result: CompressResult) -> None:
         change = "-" if t is original else f"{t.change:+.3f} [{t.ci_low:+.3f},{t.ci_high:+.3f}]"
         table.add_row(
             label,
-            f"{(t.size_bytes or 0) / 1e6:.3g}",
+            f"{(t.size_bytes or 0) / 2**20:.3g}",
             _ms(t.p50_ms(1)),
             _ms(t.p50_ms(batch)),
             f"{t.items_per_s or 0:,.0f}",
@@ -221,12 +217,7 @@ def render_compress(result: CompressResult) -> None:
             _verdict(t, original),
             style=style,
         )
-    # Ten columns do not fit 80; a pipe or log gets the whole table rather than truncated cells.
-    if console.is_terminal:
-        console.print(table)
-    else:
-        # Ten columns do not fit 80; a pipe or a log gets whole cells rather than truncated ones.
-        Console(file=console.file, width=max(console.width, _WIDE), highlight=False).print(table)
+    print_table(table)  # ten columns do not fit 80: whole cells, never truncated ones
     for t in result.trials:
         if t.status == "skipped":
             console.print(f"[yellow]{escape(t.name)} skipped:[/] {escape(t.error or '')}")

@@ -5,14 +5,16 @@ from __future__ import annotations
 import typer
 from rich.markup import escape
 
-from modelscale.cli.app import app
+from modelscale.cli.app import CommandGroup, app
 from modelscale.cli.render import console, print_json
 from modelscale.store import SchemaState, SchemaStatus, schema_status, upgrade
 
 __all__ = ["db_app"]
 
 db_app = typer.Typer(
-    help="The knowledge base's schema version: show it, upgrade it.", no_args_is_help=True
+    cls=CommandGroup,
+    help="The knowledge base's schema version: show it, upgrade it.",
+    no_args_is_help=True,
 )
 app.add_typer(db_app, name="db")
 

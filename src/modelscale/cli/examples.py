@@ -9,7 +9,14 @@ import typer
 from rich.table import Table
 
 from modelscale.cli.app import CommandGroup, app
-from modelscale.cli.render import ProgressBar, console, fmt_bytes, fmt_count, print_json
+from modelscale.cli.render import (
+    ProgressBar,
+    console,
+    fmt_bytes,
+    fmt_count,
+    print_json,
+    print_table,
+)
 from modelscale.errors import MissingDependency
 from modelscale.examples import EXAMPLES, build_example, cached_example, list_examples
 
@@ -54,7 +61,7 @@ def list_command(
     table.add_column("built", overflow="fold")
     for row in rows:
         table.add_row(row["name"], row["description"], row["path"] or row["note"])
-    console.print(table)
+    print_table(table)
     console.print("Build one with: modelscale examples build NAME")
 
 

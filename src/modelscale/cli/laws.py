@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from modelscale.cli.app import CommandGroup, app
-from modelscale.cli.render import ProgressBar, console, err_console, print_json
+from modelscale.cli.render import ProgressBar, console, err_console, print_json, print_table
 from modelscale.errors import InvalidInput
 from modelscale.laws import (
     ComputeOptimal,
@@ -99,7 +99,7 @@ def _render_fit(fit: ScalingLawFit) -> None:
     for est in fit.estimates:
         note = f"on {est.at_bound} bound" if est.at_bound else ""
         table.add_row(est.name, _g4(est.value), _ci(est.ci_low, est.ci_high, _g4), note)
-    console.print(table)
+    print_table(table)
     state = "converged" if fit.converged else "[bold red]did not converge[/]"
     console.print(
         f"Objective {fit.objective:.6g} (summed Huber), {state}; {fit.n_starts} starts, "
@@ -132,7 +132,7 @@ def _render_optimal(result: ComputeOptimal) -> None:
             ratio,
             _with_ci(a.loss, a.loss_ci, _g4),
         )
-    console.print(table)
+    print_table(table)
     for note in result.warnings:
         console.print(f"[yellow]! {escape(note)}[/]")
 

@@ -21,6 +21,7 @@ from modelscale.cli.render import (
     fmt_bytes,
     fmt_count,
     print_json,
+    print_table,
 )
 from modelscale.model import ModelArtifact
 from modelscale.profile import (
@@ -139,15 +140,17 @@ def render_profile(result: ProfileResult) -> None:
         shapes = " ".join(f"{k}={_shape_text(v)}" for k, v in f.input_shapes.items())
         head.add_row(f"FLOPs @ {shapes}", f"{_si(f.flops, 'FLOP')} ({_si(f.macs, 'MAC')})")
     for t, rss in result.session_rss_bytes.items():
-        head.add_row(f"session peak RSS ({t} thr)", fmt_bytes(rss))
-    console.print(head)
+        head.add_row(f"session RSS, net of the worker's own ({t} thr)", fmt_bytes(rss))
+    print_table(head)
 
     dim_names = sorted({k for p in result.points for k in p.dims})
     headers = _dim_headers(dim_names)
     legend = [f"{h} = {d}" for d, h in headers.items() if h != d]
     table = Table(
         title="latency and throughput (* = time cap hit before the CI target)",
-        caption="; ".join(legend) or None,
+        caption="; ".join(
+            [*legend, "peak RSS: the whole worker process (Python, ONNX Runtime, the session)"]
+        ),
     )
     for col in (
         "batch",
@@ -158,7 +161,7 @@ def render_profile(result: ProfileResult) -> None:
         "±CI",
         "items/s",
         "GFLOP/s",
-        "RSS MiB",
+        "peak RSS MiB",
     ):
         table.add_column(col, justify="right", no_wrap=True)
     best = result.best()
@@ -179,7 +182,7 @@ def render_profile(result: ProfileResult) -> None:
             f"{p.peak_rss_bytes / 2**20:.0f}" if p.peak_rss_bytes else "-",
             style="bold green" if p is best else None,
         )
-    console.print(table)
+    print_table(table)
     for note in result.notes:
         console.print(f"[yellow]note:[/] {note}")
     console.print(result.summary)

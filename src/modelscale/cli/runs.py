@@ -9,7 +9,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from modelscale.cli.app import CommandGroup, app
-from modelscale.cli.render import console, print_json
+from modelscale.cli.render import console, print_json, print_table
 from modelscale.store import Store, open_store
 
 __all__ = ["runs_app"]
@@ -28,7 +28,7 @@ def list_runs(
     limit: int = typer.Option(50, "--limit", min=1, help="Show at most this many runs."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
-    """List runs, newest first."""
+    """List runs, newest first, one line each (details: modelscale runs show ID)."""
     if ctx.invoked_subcommand is not None:
         return
     store = open_store()
@@ -39,10 +39,15 @@ def list_runs(
     if not runs:
         console.print("No runs yet. Try: modelscale profile MODEL.onnx")
         return
-    table = Table(caption=f"knowledge base: {store.url.render_as_string(hide_password=True)}")
+    table = Table(
+        caption=f"knowledge base: {store.url.render_as_string(hide_password=True)}; one line "
+        "per run, the whole of one: modelscale runs show ID",
+        caption_justify="left",
+    )
     for col in ("id", "kind", "model", "created", "parent"):
         table.add_column(col, no_wrap=True)
-    table.add_column("summary", overflow="fold", min_width=20)
+    # One line per run: on a terminal the summary is cut at its edge; a pipe gets all of it.
+    table.add_column("summary", no_wrap=True, overflow="ellipsis", min_width=20)
     for r in runs:
         model_label = f"{r.model_name or '?'}@{r.model_version[:8]}" if r.model_version else "-"
         status = "" if r.status == "ok" else f"[red]{r.status}[/] "
@@ -54,7 +59,7 @@ def list_runs(
             str(r.parent_run_id or "-"),
             status + escape(str(r.results.get("summary", ""))),
         )
-    console.print(table)
+    print_table(table, shorten=("summary",))
 
 
 @runs_app.command("show")

@@ -58,7 +58,7 @@ def describe_trial(trial: Trial, original: Trial, metric: str) -> str:
     """One line: size, throughput, metric change with CI, pass or fail."""
     if not trial.ok:
         return f"{trial.name}: {trial.status} ({trial.error})"
-    size = f"{(trial.size_bytes or 0) / 1e6:.2f} MB"
+    size = f"{(trial.size_bytes or 0) / 2**20:.2f} MiB"
     tput = trial.items_per_s or 0.0
     line = f"{trial.name}: {size}, {tput:,.0f} items/s at batch {trial.batch}"
     is_original = trial.name == original.name

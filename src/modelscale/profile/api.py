@@ -257,12 +257,14 @@ def profile_model(
                 max(p.peak_rss_bytes or 0 for p in group) - group[0].baseline_rss_bytes
             )
     best = max(points, key=lambda p: p.items_per_s)
-    first = min(points, key=lambda p: (p.batch, p.threads))
+    at_dims = "".join(f", {k}={v}" for k, v in best.dims.items())
+    size = artifact.size_bytes / 2**20
     summary = (
-        f"{artifact.name}: {static.parameters:,} params, {artifact.size_bytes / 1e6:.1f} MB; "
-        f"best {best.items_per_s:,.0f} items/s at batch {best.batch} x {best.threads} threads; "
-        f"p50 {first.p50_ms:.3f} ms at batch {first.batch} x {first.threads} threads"
-        + ("" if o.allow_spinning else " (ORT thread spinning off, as served)")
+        f"{artifact.name}: {static.parameters:,} params, "
+        + (f"{size:.1f} MiB" if size >= 1 else f"{artifact.size_bytes / 2**10:.1f} KiB")
+        + f"; best {best.items_per_s:,.0f} items/s at batch {best.batch} x {best.threads} "
+        f"threads{at_dims} (p50 {best.p50_ms:.3f} ms, p99 {best.p99_ms:.3f} ms)"
+        + ("" if o.allow_spinning else "; ORT thread spinning off, as served")
     )
     return ProfileResult(
         model=artifact.to_dict(),
