@@ -216,6 +216,7 @@ FLOOD = textwrap.dedent(
     """
     import socket, sys, threading
     host, port, clients, mb = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+    again = sys.argv[5] == "again"  # reconnect after each refusal, else one header per client
     stop = threading.Event(); answers = {}; sent = [0]; lock = threading.Lock()
 
     def flood():
@@ -242,6 +243,8 @@ FLOOD = textwrap.dedent(
             with lock:
                 answers[head] = answers.get(head, 0) + 1
             s.close()
+            if not again:
+                stop.wait()
 
     threads = [threading.Thread(target=flood, daemon=True) for _ in range(clients)]
     for t in threads:
@@ -256,9 +259,16 @@ FLOOD = textwrap.dedent(
 
 
 def header_flood(
-    model: str, npz: pathlib.Path, rate: float, seconds: float, clients: int = 8, mb: int = 100
+    model: str,
+    npz: pathlib.Path,
+    rate: float,
+    seconds: float,
+    clients: int = 8,
+    mb: int = 100,
+    again: bool = True,
 ) -> dict[str, Any]:
-    """p99 of a fixed-rate load, quiet and then beside ``clients`` sending ``mb`` MB headers."""
+    """p99 of a fixed-rate load, quiet and then beside ``clients`` sending ``mb`` MB headers
+    (``again``: each reconnects and sends another as soon as one is refused)."""
     spec = DeploymentSpec.single(
         model, name="minilm", replicas=2, threads=1, max_batch=8, max_wait_ms=2, max_queue=4096
     )
@@ -271,19 +281,42 @@ def header_flood(
         # The flood runs in a process of its own, so that it does not share this one's GIL with
         # the load generator: what is measured is the server.
         flood = subprocess.Popen(
-            [sys.executable, "-c", FLOOD, server.host, str(server.port), str(clients), str(mb)],
+            [
+                sys.executable,
+                "-c",
+                FLOOD,
+                server.host,
+                str(server.port),
+                str(clients),
+                str(mb),
+                "again" if again else "once",
+            ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
         )
         time.sleep(1)
+        front, flooder = psutil.Process(server.pid), psutil.Process(flood.pid)
+        replicas = front.children()
+
+        def cpu(procs: list[psutil.Process]) -> float:
+            return sum(sum(p.cpu_times()[:2]) for p in procs)
+
+        before = (cpu([front]), cpu(replicas), cpu([flooder]), time.monotonic())
         try:
             flooded = run_load(server.url, model="minilm", options=options).overall
-            rss_peak = psutil.Process(server.pid).memory_info().rss
+            rss_peak = front.memory_info().rss
+            wall = time.monotonic() - before[3]
+            cores = {
+                "front": (cpu([front]) - before[0]) / wall,
+                "replicas": (cpu(replicas) - before[1]) / wall,
+                "flood clients": (cpu([flooder]) - before[2]) / wall,
+            }
         finally:
             out, _ = flood.communicate("stop\n", timeout=60)
         sent, answers = out.split(" ", 1)
     row = {
+        "again": again,
         "rate": rate,
         "seconds": seconds,
         "clients": clients,
@@ -298,6 +331,7 @@ def header_flood(
         "flood_answers": answers.strip(),
         "front_rss_mb_before": rss_start / 2**20,
         "front_rss_mb_after": rss_peak / 2**20,
+        "cores_during_flood": cores,
     }
     log(f"header flood: {row}")
     return row
@@ -594,7 +628,10 @@ def main() -> None:
         ours = [s["max_rps"] for s in servers if s["server"] == "modelscale" and s["max_rps"]]
         rate = args.flood_rate or (0.5 * max(ours) if ours else None)
         if rate:
-            report["flood"] = header_flood(model, npz, rate, max(args.step, 20))
+            report["flood"] = [
+                header_flood(model, npz, rate, max(args.step, 20), again=again)
+                for again in (False, True)
+            ]
         else:
             log("flood: no rate (give --flood-rate or let 'ours' run); skipped")
     report["raw_best_seq_per_s"] = raw_best
@@ -670,17 +707,20 @@ def render_md(r: dict[str, Any], args: argparse.Namespace) -> str:
                 else f"| {s['server']} | {rxt} | {s['max_batch']} / {s['wait_ms']:g} ms | none | - | - | {probes} |"
             )
         lines += ["", "(x = probe failed.)", ""]
-    if "flood" in r:
-        f = r["flood"]
+    for f in r.get("flood", []):
+        how = "each reconnecting at once after a refusal" if f["again"] else "one header each"
         lines += [
-            f"### Header flood ({f['clients']} clients sending {f['header_mb']} MB headers)",
+            f"### Header flood ({f['clients']} clients sending {f['header_mb']} MB headers, {how})",
             "",
             f"Fixed rate {f['rate']:.0f} req/s for {f['seconds']:g} s, quiet, then beside the "
             f"flood: p99 {f['quiet_p99_ms']:.1f} ms -> {f['flooded_p99_ms']:.1f} ms "
             f"({f['ratio']:.2f}x; target <= 2x); achieved {f['quiet_achieved']:.0f} -> "
             f"{f['flooded_achieved']:.0f} req/s, errors {f['flooded_errors'] or 'none'}. The "
             f"flood sent {f['flood_bytes_sent'] / 2**20:.0f} MiB and got {f['flood_answers']}; "
-            f"front RSS {f['front_rss_mb_before']:.0f} -> {f['front_rss_mb_after']:.0f} MiB.",
+            f"front RSS {f['front_rss_mb_before']:.0f} -> {f['front_rss_mb_after']:.0f} MiB. "
+            "Cores used during the flood: "
+            + ", ".join(f"{k} {v:.2f}" for k, v in f["cores_during_flood"].items())
+            + ".",
             "",
         ]
     return "\n".join(lines) + "\n"
