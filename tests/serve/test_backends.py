@@ -183,9 +183,18 @@ def test_malformed_request_gets_4xx_naming_the_field(
 ) -> None:
     content, hdrs = _encode(body, {"Content-Type": "application/json", **headers})
     code, _, raw = _request(served, "POST", f"/v2/models/{model}/infer", content, hdrs)
+    if served.kind == "ray-ingress" and case in RAY_PROXY_FAILS:
+        # Ray's HTTP proxy fails on this request itself, before the front sees it: this pins
+        # down Ray's behaviour (docs/serving.md says so), so a Ray that fixes it shows up here.
+        assert code == 500 and raw == b"Internal Server Error", (code, raw)
+        return
     assert code == status, raw
     err = json.loads(raw)
     assert err["field"] == field and err["error"], err
+
+
+RAY_PROXY_FAILS = frozenset({"X-Request-Id not ASCII"})
+"""Corpus cases Ray Serve's HTTP proxy answers 500 itself (a header byte outside ASCII)."""
 
 
 @pytest.mark.parametrize(
