@@ -10,7 +10,7 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 from modelscale.cli.flags import command_flags, with_flags
-from modelscale.cli.help import plain_params
+from modelscale.cli.help import PlainParams
 from modelscale.cli.render import err_console
 from modelscale.errors import ModelscaleError
 
@@ -21,19 +21,9 @@ EXIT_BAD_INPUT = 2
 _COMMAND = "modelscale.command"
 
 
-class CommandGroup(TyperGroup):
+class CommandGroup(PlainParams, TyperGroup):
     """A command group that notes which command runs (``ctx.meta`` is shared by every level)
     and types its options' values in words in its help (``plain_params``)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        plain_params(self.params)
-
-    def get_help_option(self, ctx: Any) -> Any:
-        """The --help option, made when help is asked for, typed like the others."""
-        option = super().get_help_option(ctx)
-        plain_params([option] if option is not None else [])
-        return option
 
     def resolve_command(self, ctx: typer.Context, args: list[str]) -> Any:  # type: ignore[override]
         name, command, rest = super().resolve_command(ctx, args)

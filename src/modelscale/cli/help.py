@@ -20,7 +20,7 @@ import typer
 from rich.markup import escape
 from typer.core import TyperArgument, TyperCommand
 
-__all__ = ["EXAMPLES", "HelpCommand", "add_examples", "epilog", "plain_params"]
+__all__ = ["EXAMPLES", "HelpCommand", "PlainParams", "add_examples", "epilog", "plain_params"]
 
 EXAMPLES: Mapping[str, tuple[str, ...]] = {
     "": (
@@ -125,9 +125,11 @@ def plain_params(params: Iterable[Any]) -> None:
         vars(param)["display_type_rich"] = functools.partial(_shown, text)
 
 
-class HelpCommand(TyperCommand):
-    """A command whose usage line names its arguments in capitals and whose help types values
-    in words (``plain_params``)."""
+class PlainParams:
+    """Mixed into a click command or group: its help types option values in words
+    (``plain_params``), the --help option included."""
+
+    params: list[Any]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -135,9 +137,14 @@ class HelpCommand(TyperCommand):
 
     def get_help_option(self, ctx: Any) -> Any:
         """The --help option, made when help is asked for, typed like the others."""
-        option = super().get_help_option(ctx)
+        option = super().get_help_option(ctx)  # type: ignore[misc]
         plain_params([option] if option is not None else [])
         return option
+
+
+class HelpCommand(PlainParams, TyperCommand):
+    """A command whose usage line names its arguments in capitals and whose help types values
+    in words (``plain_params``)."""
 
     def collect_usage_pieces(self, ctx: Any) -> list[str]:
         """'[OPTIONS] MODEL', '[OPTIONS] [NAME]' for an optional argument."""
