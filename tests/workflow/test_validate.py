@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pathlib
 
+import psutil
 import pytest
 
 from modelscale.model import ModelArtifact
@@ -37,7 +38,11 @@ def test_local_urls_and_the_cpu_meter(mlp_path: pathlib.Path) -> None:
     assert is_local_url("http://127.0.0.1:8000") and is_local_url("http://localhost:1")
     assert not is_local_url("http://192.0.2.1:8000")
     meter = CpuMeter(os.getpid())  # this process stands in for a server with no replicas
-    sum(i * i for i in range(200_000))
+    me = psutil.Process()
+    spent = sum(me.cpu_times()[:2])
+    # CPU times tick in 10 ms steps: work until the count has surely moved.
+    while sum(me.cpu_times()[:2]) - spent < 0.03:
+        sum(i * i for i in range(20_000))
     cpu = meter.per_request_ms(10)
     assert set(cpu) == {"client", "front", "replicas"} and cpu["client"] > 0
     with inputs_file(ModelArtifact.load(mlp_path), {}, rows=5) as npz:

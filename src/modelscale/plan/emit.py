@@ -399,7 +399,10 @@ def emit(
             f"Ray Serve config (serve run / serve deploy; {RAY_IMPORT_PATH}). The model file must "
             "be at the same path on every node. Ray's proxy costs CPU per request: with "
             "RAY_SERVE_ENABLE_HA_PROXY=1 set where Ray starts, HAProxy forwards requests to the "
-            "front directly (docs/serving.md)"
+            "front directly; where the rate matters, run the front outside Ray instead, on the "
+            "cluster's replicas: modelscale serve -c deploy.yaml --backend ray --ray-address auto "
+            "(deploy.yaml from --emit deploy; several times the rate on one machine, "
+            "docs/serving.md)"
         )
     else:
         raise InvalidInput(
