@@ -3,8 +3,10 @@ do not."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
+import signal
 import subprocess
 import sys
 import time
@@ -34,10 +36,13 @@ _SERVER = (
 
 @pytest.fixture
 def spawn() -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Processes started in groups of their own (``start_new_session``), each killed whole at
+    the end: a 'server' killed alone would leave its spinning replica running."""
     procs: list[subprocess.Popen[bytes]] = []
     yield procs
     for p in procs:
-        p.terminate()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(p.pid, signal.SIGKILL)
     for p in procs:
         p.wait()
 
@@ -50,8 +55,10 @@ def _edge(meters: list[OtherCpuMeter], index: int, *, start: bool) -> None:
 def test_a_busy_neighbour_counts_and_the_server_s_replicas_do_not(
     spawn: list[subprocess.Popen[bytes]],
 ) -> None:
-    server = subprocess.Popen([sys.executable, "-c", _SERVER])
-    idle = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    server = subprocess.Popen([sys.executable, "-c", _SERVER], start_new_session=True)
+    idle = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(120)"], start_new_session=True
+    )
     spawn.extend([server, idle])
     time.sleep(0.5)  # the server's replica has started and spins
     # The same window seen by two meters: one knows the spinning replica as the server's, to the
