@@ -23,7 +23,7 @@ from modelscale.serve.codec import DecodedRequest, decode_request
 from modelscale.serve.contract import ModelContract
 from modelscale.serve.protocol import ApiError
 
-__all__ = ["OFFLOAD_BYTES", "BodyBudget", "Decoder"]
+__all__ = ["OFFLOAD_BYTES", "BodyBudget", "BodyHold", "Decoder"]
 
 OFFLOAD_BYTES = 1 << 20
 """Bodies larger than this are decoded in the decoding process."""
@@ -52,6 +52,31 @@ class BodyBudget:
     def give(self, size: int) -> None:
         """Return ``size`` reserved bytes."""
         self.used = max(0, self.used - size)
+
+    def hold(self) -> BodyHold:
+        """What one request holds of the budget, given back when its ``with`` block ends."""
+        return BodyHold(self)
+
+
+class BodyHold:
+    """The bytes of a ``BodyBudget`` one request holds."""
+
+    def __init__(self, budget: BodyBudget) -> None:
+        self.budget = budget
+        self.bytes = 0
+
+    def cover(self, size: int) -> None:
+        """Hold ``size`` bytes in all (taking only what is not held yet; 503 as ``take``)."""
+        if size > self.bytes:
+            self.budget.take(size - self.bytes)
+            self.bytes = size
+
+    def __enter__(self) -> BodyHold:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.budget.give(self.bytes)
+        self.bytes = 0
 
 
 def _decode(body: bytes, header_length: str | None, contract: ModelContract) -> Any:

@@ -386,17 +386,31 @@ class LocalBackend:
         finally:
             self._wanted.pop(replica.index, None)
 
+    async def _ask(self, replica: Replica, message: Configure | Ping, timeout_s: float) -> Any:
+        """Send ``message`` to the reserved ``replica`` and wait for its answer (TimeoutError).
+
+        A replica lost meanwhile answers ``Configured`` with the reason (``_lose_inflight``).
+        """
+        assert replica.writer is not None  # checked by the callers
+        replica.state = ReplicaState.BUSY
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        replica.asking = fut
+        replica.writer.writelines(pack(message))
+        try:
+            return await asyncio.wait_for(fut, timeout_s)
+        finally:
+            replica.asking = None
+
     async def _configure(self, replica: Replica, threads: int) -> Configured:
         if replica.writer is None:
             return Configured(threads, "not connected")
-        replica.state = ReplicaState.BUSY
-        fut: asyncio.Future[Configured] = asyncio.get_running_loop().create_future()
-        replica.asking = fut
-        replica.writer.writelines(pack(Configure(threads)))
         try:
-            return await asyncio.wait_for(fut, self.options.load_timeout_s)
+            answer: Configured = await self._ask(
+                replica, Configure(threads), self.options.load_timeout_s
+            )
         except TimeoutError:
             return Configured(threads, "timed out rebuilding its session")
+        return answer
 
     async def _ping_idle(self) -> None:
         """Ping each replica that has been idle for a while; kill one that does not answer."""
@@ -417,14 +431,9 @@ class LocalBackend:
             await asyncio.gather(*(self._ping(r) for r in due))
 
     async def _ping(self, replica: Replica) -> None:
-        assert replica.writer is not None  # checked by the caller, in the same step
         self._idle.remove(replica)  # reserved, as a batch would reserve it
-        replica.state = ReplicaState.BUSY
-        fut: asyncio.Future[Pong] = asyncio.get_running_loop().create_future()
-        replica.asking = fut
-        replica.writer.writelines(pack(Ping()))
         try:
-            await asyncio.wait_for(fut, self.options.watchdog_floor_s)
+            await self._ask(replica, Ping(), self.options.watchdog_floor_s)
         except TimeoutError:
             log.error(
                 "%s replica %d (pid %s) did not answer a ping within %.0f s; killing it",
@@ -435,12 +444,8 @@ class LocalBackend:
             )
             self._kill(replica)
             return
-        finally:
-            replica.asking = None
-        if replica.state is ReplicaState.BUSY:
-            replica.state = ReplicaState.IDLE
-            replica.idle_since = asyncio.get_running_loop().time()
-            self.release(replica)
+        if replica.state is ReplicaState.BUSY:  # not lost meanwhile
+            self._make_ready(replica)
 
     # -- replies --------------------------------------------------------------------------------------
     def _hung(self, replica: Replica) -> None:

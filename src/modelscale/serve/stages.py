@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, ClassVar
 import orjson
 
 from modelscale.serve.codec import decode_request, encode_response
-from modelscale.serve.offload import OFFLOAD_BYTES
+from modelscale.serve.offload import OFFLOAD_BYTES, BodyHold
 from modelscale.serve.pipeline import (
     ALL_ENDPOINTS,
     CONTROL_ENDPOINTS,
@@ -134,40 +134,33 @@ class DecodeStage:
     def __init__(self, state: FrontState) -> None:
         self.state = state
 
-    async def _read_body(self, ex: Exchange, declared: int | None) -> tuple[bytes, int]:
-        """The body, and the bytes of the budget taken for it (the caller gives them back)."""
-        limit, budget = self.state.max_body_bytes, self.state.body_budget
+    async def _read_body(self, ex: Exchange, declared: int | None, hold: BodyHold) -> bytes:
+        """The body; a large one (declared, or as it turns out) is covered by ``hold``."""
+        limit = self.state.max_body_bytes
         if declared is not None and declared > limit:
             raise body_too_large(limit, _LIMIT, size=declared, who="this server")
-        taken = 0
         if declared is not None and declared > OFFLOAD_BYTES:
-            budget.take(declared)
-            taken = declared
+            hold.cover(declared)
         chunks: list[bytes] = []
         size = 0
         more = True
         receive = ex.receive
-        try:
-            while more:
-                message = await receive()
-                kind = message["type"]
-                if kind == "http.request":
-                    chunk = message.get("body", b"")
-                    more = message.get("more_body", False)
-                    if chunk:
-                        size += len(chunk)
-                        if size > limit:
-                            raise body_too_large(limit, _LIMIT, who="this server")
-                        if size > taken and size > OFFLOAD_BYTES:  # undeclared or longer
-                            budget.take(size - taken)
-                            taken = size
-                        chunks.append(chunk)
-                elif kind == "http.disconnect":
-                    raise ClientGone()
-        except BaseException:
-            budget.give(taken)
-            raise
-        return (chunks[0] if len(chunks) == 1 else b"".join(chunks)), taken
+        while more:
+            message = await receive()
+            kind = message["type"]
+            if kind == "http.request":
+                chunk = message.get("body", b"")
+                more = message.get("more_body", False)
+                if chunk:
+                    size += len(chunk)
+                    if size > limit:
+                        raise body_too_large(limit, _LIMIT, who="this server")
+                    if size > OFFLOAD_BYTES:  # undeclared, or longer than declared
+                        hold.cover(size)
+                    chunks.append(chunk)
+            elif kind == "http.disconnect":
+                raise ClientGone()
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     async def __call__(self, ex: Exchange) -> None:
         """Set ``ex.entry``, ``ex.body``, ``ex.contract`` and ``ex.decoded``."""
@@ -179,15 +172,12 @@ class DecodeStage:
         ex.entry, ex.contract = registry.models[ex.model], contract
         declared = ex.content_length
         size = int(declared) if declared is not None and declared.isdigit() else None
-        ex.body, taken = await self._read_body(ex, size)
-        if len(ex.body) > OFFLOAD_BYTES:
-            try:
+        with self.state.body_budget.hold() as hold:
+            ex.body = await self._read_body(ex, size, hold)
+            if len(ex.body) > OFFLOAD_BYTES:
                 decoded = await self.state.decoder.decode(ex.body, ex.header_length, contract)
-            finally:
-                self.state.body_budget.give(taken)
-        else:
-            self.state.body_budget.give(taken)
-            decoded = decode_request(ex.body, ex.header_length, contract)
+            else:  # held nothing: small bodies are parsed here, at once
+                decoded = decode_request(ex.body, ex.header_length, contract)
         ex.decoded = decoded
         if decoded.id is not None:
             ex.request_id = decoded.id
