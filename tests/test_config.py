@@ -192,3 +192,31 @@ def test_unreadable_yaml_files(tmp_path) -> None:
     bad.write_text("models: [unclosed")
     with pytest.raises(InvalidInput, match="not valid YAML"):
         load_deployment(bad)
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value"),
+    [
+        ("server", "max_header_kb", 0),
+        ("server", "max_header_kb", "big"),
+        ("server", "header_timeout_s", -1),
+        ("server", "body_timeout_s", 0),
+        ("server", "idle_timeout_s", 0),
+        ("server", "body_memory_mb", 0),
+        ("model", "watchdog_s", 0),
+        ("model", "watchdog_s", 7200),
+    ],
+)
+def test_connection_and_watchdog_limits_must_be_positive(
+    tmp_path, model_file, section, key, value
+) -> None:
+    data: dict = {"models": {"digits": {"versions": {"1": {"path": "digits.onnx"}}}}}
+    if section == "server":
+        data["server"] = {key: value}
+        path = f"server.{key}: "
+    else:
+        data["models"]["digits"][key] = value
+        path = f"models.digits.{key}: "
+    with pytest.raises(InvalidInput) as info:
+        load_deployment(write(tmp_path, data))
+    assert path in str(info.value)
