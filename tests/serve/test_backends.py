@@ -284,7 +284,8 @@ def test_metrics_count_what_clients_got(served: Served) -> None:
     ready = {s.labels["model"]: s.value for s in after["modelscale_replicas_ready"]}
     assert ready == {"mlp": 1, "seq": 1, "slow": 1, "bcast": 1}
     assert any(s.value > 0 for s in after["modelscale_batch_size"] if s.name.endswith("_count"))
-    assert [s.value for s in after["modelscale_records_dropped"]] == [0]
+    dropped = {s.labels["recorder"]: s.value for s in after["modelscale_records_dropped"]}
+    assert dropped == {"metrics": 0, "log": 0, "observe": 0}
 
 
 def test_healthy_after_everything(served: Served) -> None:

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from modelscale.serve.background import ServerProcess, start_server
     from modelscale.serve.codec import DecodedRequest, decode_request, encode_response
     from modelscale.serve.contract import ModelContract
+    from modelscale.serve.features import Feature, FeatureFactory, Route
     from modelscale.serve.front import Front, build_front
     from modelscale.serve.metrics import Metrics
     from modelscale.serve.pipeline import (
@@ -38,11 +39,16 @@ if TYPE_CHECKING:
         StageContext,
         StageFactory,
     )
+    from modelscale.serve.protocol import ApiError
     from modelscale.serve.records import Recorder, RequestRecord
     from modelscale.serve.registry import ModelRegistry
     from modelscale.serve.runner import ServeResult, bind_socket, run_server
 
 _EXPORTS = {
+    "ApiError": "modelscale.serve.protocol",
+    "Feature": "modelscale.serve.features",
+    "FeatureFactory": "modelscale.serve.features",
+    "Route": "modelscale.serve.features",
     "Backend": "modelscale.serve.backend",
     "BackendHealth": "modelscale.serve.backend",
     "BackendState": "modelscale.serve.backend",
@@ -73,6 +79,7 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "ApiError",
     "Backend",
     "BackendHealth",
     "BackendState",
@@ -81,6 +88,8 @@ __all__ = [
     "DecodedRequest",
     "Endpoint",
     "Exchange",
+    "Feature",
+    "FeatureFactory",
     "Front",
     "Metrics",
     "ModelContract",
@@ -89,6 +98,7 @@ __all__ = [
     "ReplicaSettings",
     "ReplicaStats",
     "RequestRecord",
+    "Route",
     "ServeResult",
     "ServerProcess",
     "Stage",

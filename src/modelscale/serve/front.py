@@ -6,6 +6,7 @@
     GET  /v2/models/{name}[/versions/{v}]/ready     200 when the version serves, else 400
     POST /v2/models/{name}[/versions/{v}]/infer     inference, JSON or binary tensors
     GET  /metrics                                   Prometheus text format
+    GET  ...                                        routes of features (the request log, dashboard)
 
 The same app runs under uvicorn on one machine (``modelscale serve``, replicas as local processes)
 and as the ingress of a Ray Serve application on a cluster (replicas as Ray deployments): the
@@ -31,8 +32,10 @@ from typing import Any
 import orjson
 
 from modelscale.config import DeploymentSpec, ModelSpec
+from modelscale.errors import InvalidInput
 from modelscale.model.artifact import ModelArtifact
 from modelscale.serve.backend import Backend
+from modelscale.serve.features import Feature, FeatureFactory, Route, load_features
 from modelscale.serve.metrics import CONTENT_TYPE, Metrics, MetricsRecorder
 from modelscale.serve.offload import BodyBudget, Decoder
 from modelscale.serve.pipeline import (
@@ -131,10 +134,19 @@ class Front:
     """The ASGI app: classify, run the pipeline, answer, record."""
 
     def __init__(
-        self, state: FrontState, pipeline: Pipeline, *, manage_registry: bool = False
+        self,
+        state: FrontState,
+        pipeline: Pipeline,
+        *,
+        manage_registry: bool = False,
+        routes: dict[str, Route] | None = None,
+        features: Sequence[Feature] = (),
     ) -> None:
         self.state = state
         self.pipeline = pipeline
+        self.routes = routes or {}
+        """Features' GET routes by path."""
+        self.features = tuple(features)
         self.manage_registry = manage_registry
         """Start and stop the replicas with the ASGI lifespan (a test client, a Ray ingress);
         ``run_server`` manages them itself so that the server is live while replicas load."""
@@ -161,6 +173,9 @@ class Front:
             path = path[len(root) :] or "/"
         method = scope["method"]
         endpoint, model, version = parse_target(method, path)
+        if endpoint is Endpoint.NOT_FOUND and path in self.routes:
+            # The route's stage answers a wrong method 405 (a public page without the key).
+            endpoint = Endpoint.PAGE if self.routes[path].public else Endpoint.FEATURE
         ex = Exchange(scope, receive, endpoint, path=path, model=model, version=version)
         wanted = ex.headers
         for key, value in scope["headers"]:
@@ -225,6 +240,12 @@ class Front:
         finally:
             self.state.decoder.close()
             self.pipeline.close()
+            for feature in self.features:
+                if feature.close is not None:
+                    try:
+                        feature.close()
+                    except Exception:
+                        log.exception("feature %s failed to close", feature.name)
 
 
 async def _send(
@@ -245,6 +266,7 @@ def build_front(
     recorders: Sequence[Recorder] = (),
     manage_registry: bool = False,
     extensions: Sequence[str] = EXTENSIONS,
+    features: Sequence[FeatureFactory] | None = None,
 ) -> Front:
     """The front for ``spec``: its registry (one backend per model version), pipeline and metrics.
 
@@ -258,6 +280,8 @@ def build_front(
             attribute, if it has one, bounds its queue; default 65,536 records).
         manage_registry: Start and stop the replicas with the ASGI lifespan.
         extensions: What GET /v2 lists.
+        features: Builds the features' stages, recorders and routes (default: every feature
+            installed packages declare, ``modelscale.serve.features.load_features``).
     """
     metrics = metrics or Metrics(latency_buckets_ms=spec.server.latency_buckets_ms)
     registry = ModelRegistry(spec, metrics=metrics, backends=backends)
@@ -271,10 +295,38 @@ def build_front(
             {"name": "modelscale", "version": server_version(), "extensions": list(extensions)}
         ),
     )
+    context = StageContext(spec=spec, registry=registry, metrics=metrics)
+    built = [
+        f
+        for f in (
+            factory(context) for factory in (load_features() if features is None else features)
+        )
+        if f is not None
+    ]
+    routes: dict[str, Route] = {}
+    for feature in built:
+        for path, route in feature.routes.items():
+            if path in routes or parse_target("GET", path)[0] is not Endpoint.NOT_FOUND:
+                raise InvalidInput(
+                    f"feature {feature.name!r} adds the route {path}, which is taken.",
+                    field="features",
+                )
+            routes[path] = route
+    every = [*recorders, *(r for f in built for r in f.recorders)]
     queues = [RecordQueue(MetricsRecorder(metrics))] + [
-        RecordQueue(r, capacity=getattr(r, "capacity", DEFAULT_CAPACITY)) for r in recorders
+        RecordQueue(r, capacity=getattr(r, "capacity", DEFAULT_CAPACITY)) for r in every
     ]
     metrics.watch_records(queues)
-    context = StageContext(spec=spec, registry=registry, metrics=metrics)
-    ordered = assemble(builtin_stages(state, api_key=api_key), stages, context=context)
-    return Front(state, Pipeline(ordered, queues), manage_registry=manage_registry)
+    for q in queues:
+        q.start()  # ticking recorders work on a clock, with requests or without
+    extra = [*stages, *(s for f in built for s in f.stages)]
+    ordered = assemble(
+        builtin_stages(state, api_key=api_key, routes=routes), extra, context=context
+    )
+    return Front(
+        state,
+        Pipeline(ordered, queues),
+        manage_registry=manage_registry,
+        routes=routes,
+        features=built,
+    )

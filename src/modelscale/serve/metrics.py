@@ -144,6 +144,10 @@ class Metrics:
         """Export how many records the recorders' queues dropped."""
         self._live.queues.extend(queues)
 
+    def dropped(self, recorder: str) -> int:
+        """Records the named recorder's queue dropped (0 for a recorder it does not have)."""
+        return sum(q.dropped for q in self._live.queues if q.name == recorder)
+
     def batch_observer(self, model: str, version: str) -> Callable[[int, float, float], None]:
         """A callback recording one batch's size, inference and round-trip time (its labels bound)."""
         size = self.batch_size.labels(model, version)

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ALL_ENDPOINTS",
     "CONTROL_ENDPOINTS",
+    "FEATURE_ENDPOINTS",
     "Endpoint",
     "Exchange",
     "Pipeline",
@@ -66,12 +67,17 @@ class Endpoint(enum.Enum):
     LIVE = "live"
     READY = "ready"
     METRICS = "metrics"
+    FEATURE = "feature"
+    """A GET route of a feature (the request log, dashboard data), behind the API key."""
+    PAGE = "page"
+    """A public GET route of a feature (a page that carries no data of its own)."""
     NOT_FOUND = "not_found"
     NOT_ALLOWED = "not_allowed"
 
 
 ALL_ENDPOINTS = frozenset(Endpoint)
-CONTROL_ENDPOINTS = ALL_ENDPOINTS - {Endpoint.INFER}
+FEATURE_ENDPOINTS = frozenset({Endpoint.FEATURE, Endpoint.PAGE})
+CONTROL_ENDPOINTS = ALL_ENDPOINTS - {Endpoint.INFER} - FEATURE_ENDPOINTS
 
 
 class Exchange:

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
     from modelscale.serve.codec import DecodedRequest
     from modelscale.serve.pipeline import Exchange
 
-__all__ = ["DEFAULT_CAPACITY", "RecordQueue", "Recorder", "RequestRecord"]
+__all__ = ["DEFAULT_CAPACITY", "RecordQueue", "Recorder", "RequestRecord", "TickingRecorder"]
 
 log = logging.getLogger("modelscale.serve")
 
@@ -113,6 +114,19 @@ class Recorder(Protocol):
         """Handle a batch of records (exceptions are logged and counted, never raised to clients)."""
 
 
+class TickingRecorder(Recorder, Protocol):
+    """A threaded recorder that also works on a clock (flush a buffer, evaluate alerts).
+
+    Its thread calls ``tick()`` at least every ``tick_s`` seconds, with records or without, and
+    ``tick(final=True)`` once when the server stops, after the last records.
+    """
+
+    tick_s: float
+
+    def tick(self, *, final: bool = False) -> None:
+        """Do the periodic work."""
+
+
 DEFAULT_CAPACITY = 65_536
 """Records a recorder's queue holds before it drops (and counts) new ones."""
 
@@ -136,6 +150,7 @@ class RecordQueue:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._closed = False
+        self._final = False
 
     @property
     def name(self) -> str:
@@ -186,26 +201,55 @@ class RecordQueue:
             )
             self._thread.start()
 
+    def _tick(self, *, final: bool = False) -> None:
+        try:
+            self.recorder.tick(final=final)  # type: ignore[attr-defined]
+        except Exception:
+            log.exception("recorder %s failed on its clock", self.name)
+
     def _drain_in_thread(self) -> None:
+        tick_s = getattr(self.recorder, "tick_s", None)
+        next_tick = time.monotonic() + tick_s if tick_s else None
         while True:
-            self._wake.wait()
+            if next_tick is None:
+                self._wake.wait()
+            else:
+                self._wake.wait(max(0.0, next_tick - time.monotonic()))
             self._wake.clear()
             self._run(self._take())
+            if next_tick is not None and time.monotonic() >= next_tick:
+                self._tick()
+                next_tick = time.monotonic() + tick_s  # type: ignore[operator]
             if self._closed and not self._items:
+                if tick_s and self._final:
+                    self._tick(final=True)
                 return
+
+    def start(self) -> None:
+        """Start a ticking recorder's thread now, so it ticks before the first record."""
+        if self.recorder.threaded and getattr(self.recorder, "tick_s", None):
+            self._start_thread()
 
     def flush(self) -> None:
         """Drain what is queued now (in the calling thread for loop-drained recorders)."""
         if self.recorder.threaded and self._thread is not None:
             self._closed = True
             self._wake.set()
-            self._thread.join(timeout=10)
+            self._thread.join(timeout=30)
             self._thread = None
             self._closed = False
         else:
             self._run(self._take())
 
     def close(self) -> None:
-        """Drain what is queued and take no more."""
+        """Drain what is queued, tick a last time (ticking recorders), and take no more."""
+        self._final = True
+        if (
+            self.recorder.threaded
+            and self._thread is None
+            and getattr(self.recorder, "tick_s", None)
+        ):
+            self._run(self._take())
+            self._tick(final=True)
         self.flush()
         self._closed = True

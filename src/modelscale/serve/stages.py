@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, ClassVar
 
 import orjson
@@ -21,6 +22,7 @@ from modelscale.serve.offload import OFFLOAD_BYTES, BodyHold
 from modelscale.serve.pipeline import (
     ALL_ENDPOINTS,
     CONTROL_ENDPOINTS,
+    FEATURE_ENDPOINTS,
     Endpoint,
     Exchange,
     Stage,
@@ -28,6 +30,7 @@ from modelscale.serve.pipeline import (
 from modelscale.serve.protocol import ApiError, body_too_large
 
 if TYPE_CHECKING:
+    from modelscale.serve.features import Route
     from modelscale.serve.front import FrontState
 
 __all__ = [
@@ -37,6 +40,7 @@ __all__ = [
     "ControlStage",
     "DecodeStage",
     "DispatchStage",
+    "FeatureRoutesStage",
     "RouteStage",
     "builtin_stages",
     "check_content_type",
@@ -97,7 +101,11 @@ class AuthStage:
     """
 
     name: ClassVar[str] = "auth"
-    endpoints: ClassVar[frozenset[Endpoint]] = ALL_ENDPOINTS - {Endpoint.LIVE, Endpoint.READY}
+    endpoints: ClassVar[frozenset[Endpoint]] = ALL_ENDPOINTS - {
+        Endpoint.LIVE,
+        Endpoint.READY,
+        Endpoint.PAGE,
+    }
 
     def __init__(self, key: str) -> None:
         self._digest = _digest(key.encode())
@@ -292,7 +300,27 @@ class ControlStage:
             raise ApiError(404, f"no such endpoint {ex.path}{hint}; the V2 endpoints are under /v2")
 
 
-def builtin_stages(state: FrontState, *, api_key: str | None) -> list[Stage]:
+class FeatureRoutesStage:
+    """Answer the GET routes that features add (``modelscale.serve.features``)."""
+
+    name: ClassVar[str] = "feature_routes"
+    endpoints: ClassVar[frozenset[Endpoint]] = FEATURE_ENDPOINTS
+
+    def __init__(self, routes: Mapping[str, Route]) -> None:
+        self.routes = routes
+
+    async def __call__(self, ex: Exchange) -> None:
+        """Call the route's handler (405 for any method but GET and HEAD)."""
+        if ex.method not in ("GET", "HEAD"):
+            raise ApiError(
+                405, f"{ex.method} is not allowed on {ex.path}; use GET", headers={"allow": "GET"}
+            )
+        await self.routes[ex.path].handler(ex)
+
+
+def builtin_stages(
+    state: FrontState, *, api_key: str | None, routes: Mapping[str, Route] | None = None
+) -> list[Stage]:
     """The built-in stages in order (auth only with a key)."""
     stages: list[Stage] = [AuthStage(api_key)] if api_key is not None else []
     stages += [
@@ -301,5 +329,6 @@ def builtin_stages(state: FrontState, *, api_key: str | None) -> list[Stage]:
         DispatchStage(),
         AnswerStage(),
         ControlStage(state),
+        FeatureRoutesStage(routes or {}),
     ]
     return stages

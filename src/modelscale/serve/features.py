@@ -1,0 +1,77 @@
+"""Features of the server that live in other packages: their stages, recorders and routes.
+
+The serving core knows the interface, not the features: a package that adds to the server (the
+request log and SLOs, drift sketches, experiments, redaction) declares a ``FeatureFactory`` under
+the entry-point group ``modelscale.serve.features`` in its distribution's metadata, and
+``build_front`` builds every declared feature for each server, the Ray ingress included. So the
+front never imports them, and a feature is written once for every backend.
+
+A feature gives:
+- stage factories, placed before or after a named stage of the pipeline;
+- recorders, which get every finished inference request off the request path;
+- routes: ``GET`` paths it answers (``/v2/logs``, ``/dashboard``...), each public or behind the
+  server's API key;
+- ``close()``, called when the server stops, after the recorders' queues are drained.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import TYPE_CHECKING, Protocol
+
+from modelscale.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from modelscale.serve.pipeline import Exchange, StageContext, StageFactory
+    from modelscale.serve.records import Recorder
+
+__all__ = ["ENTRY_POINT_GROUP", "Feature", "FeatureFactory", "Route", "load_features"]
+
+log = logging.getLogger("modelscale.serve")
+
+ENTRY_POINT_GROUP = "modelscale.serve.features"
+
+
+@dataclass(frozen=True)
+class Route:
+    """A ``GET`` route a feature answers: ``handler`` reads the exchange and calls ``answer``."""
+
+    handler: Callable[[Exchange], Awaitable[None]]
+    public: bool = False
+    """Answered without the API key (a page that carries no data of its own)."""
+
+
+@dataclass
+class Feature:
+    """What one feature adds to one server."""
+
+    name: str
+    stages: Sequence[StageFactory] = ()
+    recorders: Sequence[Recorder] = ()
+    routes: Mapping[str, Route] = field(default_factory=dict)
+    close: Callable[[], None] | None = None
+
+
+class FeatureFactory(Protocol):
+    """Builds a feature for a server (None when the deployment does not use it)."""
+
+    def __call__(self, context: StageContext) -> Feature | None:
+        """The feature for ``context``."""
+
+
+def load_features() -> list[FeatureFactory]:
+    """The feature factories installed packages declare, ordered by entry-point name."""
+    found = sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name)
+    out = []
+    for ep in found:
+        try:
+            out.append(ep.load())
+        except Exception as exc:
+            raise InvalidInput(
+                f"the server feature {ep.name!r} ({ep.value}) cannot be loaded: {exc}",
+                field="features",
+            ) from exc
+    return out
