@@ -14,8 +14,10 @@ from tests.onnx_models import save_conv, save_mlp, save_seq_model
 
 @pytest.fixture(autouse=True)
 def isolated_settings(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch):
-    """Point the default knowledge base at a temp file so tests never touch ./.modelscale."""
+    """Point the default knowledge base and request logs at temp paths so tests never touch
+    ./.modelscale."""
     monkeypatch.setenv("MODELSCALE_DB", f"sqlite:///{tmp_path / 'kb' / 'modelscale.db'}")
+    monkeypatch.setenv("MODELSCALE_LOG_DIR", str(tmp_path / "logs"))
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import (
+    AliasChoices,
     BaseModel,
     ConfigDict,
     Field,
@@ -30,10 +31,13 @@ __all__ = [
     "DEFAULT_LATENCY_BUCKETS_MS",
     "RAY_FRONT",
     "RAY_IMPORT_PATH",
+    "AlertsSpec",
     "AuthSpec",
     "AutoscalingSpec",
     "BatchingSpec",
     "DeploymentSpec",
+    "LatencySloSpec",
+    "LogSpec",
     "ModelSpec",
     "RaySpec",
     "ServerSpec",
@@ -66,6 +70,11 @@ class Settings(BaseSettings):
         description="Where built examples are cached",
     )
     db_connect_timeout_s: float = Field(default=5.0, gt=0)
+    log_dir: str = Field(
+        default_factory=lambda: str(pathlib.Path.cwd() / ".modelscale" / "logs"),
+        description="Where servers write their request logs unless deploy.yaml's log.path says "
+        "otherwise (a directory or a filesystem URL)",
+    )
 
 
 @functools.cache
@@ -128,11 +137,73 @@ class BatchingSpec(_Strict):
     )
 
 
+def _objective(value: float | None) -> float | None:
+    if value is not None and not 0 < value < 1:
+        raise ValueError(f"must be a fraction strictly between 0 and 1 (e.g. 0.999); got {value}")
+    return value
+
+
+class LatencySloSpec(_Strict):
+    """A latency objective: ``objective`` of answered requests take at most ``threshold_ms``.
+
+    ``p99_ms: 100`` is accepted for ``threshold_ms: 100`` (with ``objective`` 0.99 by default).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    threshold_ms: float = Field(
+        gt=0,
+        le=3_600_000,
+        validation_alias=AliasChoices("threshold_ms", "p99_ms"),
+        description="Latency a good request stays within",
+    )
+    objective: float = Field(
+        default=0.99, description="Share of answered requests within threshold_ms, in (0, 1)"
+    )
+
+    _check_objective = field_validator("objective")(_objective)
+
+
 class SloSpec(_Strict):
-    """Service-level objectives: the server sheds load predicted to miss ``p99_ms``."""
+    """Service-level objectives of a model.
+
+    ``p99_ms`` is the latency the server sheds load to keep (503 when a request is predicted to
+    miss it) and ``plan`` plans for. ``availability`` and ``latency`` are the objectives whose error
+    budget the server tracks: burn rates over the multi-window pairs of the SRE workbook, alerts
+    when a pair burns too fast. Example::
+
+        slo: {availability: 0.999, latency: {threshold_ms: 100, objective: 0.99}, window_days: 28}
+    """
 
     p99_ms: float | None = Field(default=None, gt=0, description="p99 latency objective")
     target_rps: float | None = Field(default=None, gt=0, description="Requests/s to plan for")
+    availability: float | None = Field(
+        default=None, description="Share of requests not answered 5xx, in (0, 1), e.g. 0.999"
+    )
+    latency: LatencySloSpec | None = Field(
+        default=None, description="Share of answered requests within a latency threshold"
+    )
+    window_days: float = Field(
+        default=28, gt=0, le=366, description="The period the error budget is spent over"
+    )
+    min_events: int = Field(
+        default=100,
+        ge=1,
+        le=10_000_000,
+        description="Requests a long alert window must hold before it may alert (a trickle of "
+        "traffic cannot page)",
+    )
+
+    _check_availability = field_validator("availability")(_objective)
+
+    def objectives(self) -> dict[str, float]:
+        """'availability' / 'latency' -> objective, for the objectives set."""
+        out = {}
+        if self.availability is not None:
+            out["availability"] = self.availability
+        if self.latency is not None:
+            out["latency"] = self.latency.objective
+        return out
 
 
 class AutoscalingSpec(_Strict):
@@ -288,6 +359,81 @@ class RaySpec(_Strict):
         return self
 
 
+class LogSpec(_Strict):
+    """The request log: one record per request (or a sampled share; errors always) in Parquet."""
+
+    enabled: bool = Field(default=True, description="Write the request log")
+    path: str | None = Field(
+        default=None,
+        min_length=1,
+        description="A directory (relative to deploy.yaml, or the working directory for `serve "
+        "MODEL`) or a filesystem URL such as s3://bucket/prefix; default: MODELSCALE_LOG_DIR",
+    )
+    sample: float = Field(
+        default=1.0,
+        ge=0,
+        le=1,
+        description="Share of successful requests logged (errors always are)",
+    )
+    payloads: bool = Field(
+        default=False,
+        description="Log request inputs, after redaction (needs a privacy policy that redacts)",
+    )
+    flush_s: float = Field(
+        default=2.0,
+        gt=0,
+        le=3_600,
+        description="Records are written to a file at least this often (the most a crash loses)",
+    )
+    queue: int = Field(
+        default=65_536,
+        ge=1,
+        le=10_000_000,
+        description="Records waiting to be written before new ones are dropped and counted",
+    )
+
+    @field_validator("path")
+    @classmethod
+    def _resolve(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None or "://" in value:
+            return value  # a filesystem URL (s3://, gs://, file://...)
+        path = pathlib.Path(value).expanduser()
+        base = (info.context or {}).get("base_dir")
+        if not path.is_absolute() and base is not None:
+            path = pathlib.Path(base) / path
+        return str(path)
+
+    @field_validator("payloads")
+    @classmethod
+    def _no_payloads_unredacted(cls, value: bool) -> bool:
+        if value:
+            raise ValueError(
+                "logging payloads needs a redaction stage that runs before the log, and this "
+                "deployment has none; inputs are summarised (shape, dtype, mean/min/max, NaN "
+                "count) without it. Remove log.payloads or set it to false"
+            )
+        return value
+
+
+class AlertsSpec(_Strict):
+    """Where SLO alerts go besides the server log and the knowledge base."""
+
+    webhooks: tuple[str, ...] = Field(
+        default=(), description="URLs that get each alert as a JSON POST (retried with backoff)"
+    )
+    retries: int = Field(default=5, ge=0, le=100, description="Retries of a failed delivery")
+    timeout_s: float = Field(default=5.0, gt=0, le=300, description="One delivery's time limit")
+
+    @field_validator("webhooks")
+    @classmethod
+    def _http_urls(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for url in value:
+            scheme, _, rest = url.partition("://")
+            if scheme.lower() not in ("http", "https") or not rest or rest.startswith("/"):
+                raise ValueError(f"{url!r} is not an http(s) URL such as https://host/path")
+        return value
+
+
 class StoreSpec(_Strict):
     """Where the server records its runs (default: MODELSCALE_DB)."""
 
@@ -320,6 +466,8 @@ class DeploymentSpec(_Strict):
     auth: AuthSpec = Field(default_factory=AuthSpec)
     store: StoreSpec = Field(default_factory=StoreSpec)
     ray: RaySpec = Field(default_factory=RaySpec)
+    log: LogSpec = Field(default_factory=LogSpec)
+    alerts: AlertsSpec = Field(default_factory=AlertsSpec)
 
     @field_validator("models")
     @classmethod
