@@ -40,6 +40,24 @@ EXAMPLES: Mapping[str, tuple[str, ...]] = {
         "modelscale serve model.onnx --replicas 2 --max-batch 8 --max-wait-ms 2",
         "modelscale serve --config deploy/deploy.yaml",
     ),
+    "logs": (
+        "modelscale logs tail http://127.0.0.1:8000",
+        "modelscale logs stats .modelscale/logs --by version --since 1h",
+    ),
+    "logs tail": (
+        "modelscale logs tail http://127.0.0.1:8000 --status error",
+        "modelscale logs tail .modelscale/logs --no-follow -n 50",
+    ),
+    "logs query": ("modelscale logs query .modelscale/logs 'SELECT count(*) FROM requests'",),
+    "logs stats": (
+        "modelscale logs stats .modelscale/logs --by version --since 1h",
+        "modelscale logs stats s3://bucket/logs --by model --by hour --json",
+    ),
+    "monitor": ("modelscale monitor rules -c deploy.yaml --out rules.yaml",),
+    "monitor rules": (
+        "modelscale monitor rules -c deploy.yaml --out prometheus/rules.yaml",
+        "promtool test rules prometheus/rules.test.yaml",
+    ),
     "load": (
         "modelscale load http://127.0.0.1:8000 -m minilm --rate 200 -d 30",
         "modelscale load http://127.0.0.1:8000 -m minilm --dim seq=128 --rate 50",

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import pathlib
 from dataclasses import dataclass, fields
+from typing import Any
 
 import typer
 from rich.table import Table
 
 from modelscale.cli.app import app
 from modelscale.cli.render import console, err_console, print_json
-from modelscale.config import DeploymentSpec, load_deployment
+from modelscale.config import DeploymentSpec, get_settings, load_deployment
 from modelscale.errors import InvalidInput
 from modelscale.serve.runner import ServeResult, run_server
 from modelscale.workflow import NotStored, Recorded, Recorder
@@ -49,12 +50,18 @@ def build_spec(
     api_key_file: pathlib.Path | None = None,
     backend: str | None = None,
     ray_address: str | None = None,
+    log: dict[str, Any] | None = None,
 ) -> DeploymentSpec:
     """The deployment spec from MODEL plus options, or from deploy.yaml (-c) with host/port/key,
-    with the backend (and Ray's address) given on the command line over the file's."""
+    with the backend (and Ray's address) and the request log's settings (``log``: keys of
+    deploy.yaml's ``log`` section) given on the command line over the file's."""
     spec = _build_spec(
         model, config, options=options, host=host, port=port, api_key_file=api_key_file
     )
+    if log:
+        data = spec.model_dump(mode="json")
+        data["log"].update(log)
+        spec = DeploymentSpec.from_dict(data, source="serve options")
     if backend is None and ray_address is None:
         return spec
     if backend is not None and backend not in ("local", "ray"):
@@ -200,6 +207,22 @@ def serve_command(
         "--ray-address",
         help="Ray cluster (host:port, ray://host:port or auto); none starts a local Ray.",
     ),
+    log_sample: float | None = typer.Option(
+        None,
+        "--log-sample",
+        min=0.0,
+        max=1.0,
+        help="Share of successful requests in the request log; errors are always logged [1].",
+    ),
+    log_dir: str | None = typer.Option(
+        None,
+        "--log-dir",
+        help="Where the request log goes: a directory or a URL such as s3://bucket/prefix "
+        "[.modelscale/logs].",
+    ),
+    request_log: bool = typer.Option(
+        True, "--request-log/--no-request-log", help="Write the request log."
+    ),
     store: bool = typer.Option(
         True, "--store/--no-store", help="Record the models and a serve run."
     ),
@@ -222,6 +245,15 @@ def serve_command(
         api_key_file=api_key_file,
         backend=backend,
         ray_address=ray_address,
+        log={
+            k: v
+            for k, v in (
+                ("sample", log_sample),
+                ("path", log_dir),
+                ("enabled", None if request_log else False),
+            )
+            if v is not None
+        },
     )
     # A knowledge base that cannot be opened (unreachable, read-only) must not stop the serving:
     # the server runs, and at exit the serve run is saved as JSON instead.
@@ -237,9 +269,16 @@ def serve_command(
 
     def ready(url: str) -> None:
         err_console.print(
-            f"Ready: {url}/v2 (metrics at {url}/metrics). Ctrl-C or SIGTERM drains and stops.",
+            f"Ready: {url}/v2 (metrics at {url}/metrics, dashboard at {url}/dashboard). "
+            "Ctrl-C or SIGTERM drains and stops.",
             soft_wrap=True,
         )
+        if spec.log.enabled:
+            err_console.print(
+                f"Request log: {spec.log.path or get_settings().log_dir} "
+                f"(`modelscale logs tail {url}`).",
+                soft_wrap=True,
+            )
 
     result: ServeResult = run_server(spec, on_ready=ready, log_level=log_level)
     kept = recorder.keep(result)

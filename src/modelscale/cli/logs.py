@@ -1,0 +1,228 @@
+"""`modelscale logs`: read a server's request log (Parquet, queried with DuckDB)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import pathlib
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any
+
+import orjson
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from modelscale.cli.app import CommandGroup, app
+from modelscale.cli.render import console, err_console, print_json, print_table
+from modelscale.errors import InvalidInput
+
+__all__ = ["logs_app"]
+
+logs_app = typer.Typer(
+    cls=CommandGroup,
+    help="A server's request log: follow it, query it with SQL, summarise it.",
+    no_args_is_help=True,
+)
+app.add_typer(logs_app, name="logs")
+
+_LOG_HELP = (
+    "The log: a directory (a server's log.path, default .modelscale/logs) or a URL (s3://...)."
+)
+
+
+def _log(where: str) -> str:
+    if "://" not in where and not pathlib.Path(where).expanduser().is_dir():
+        raise InvalidInput(
+            f"{where} is not a directory. Expected a request log's directory (a server's "
+            "log.path; by default .modelscale/logs) or a filesystem URL.",
+            field="log",
+        )
+    return where
+
+
+def _line(r: dict[str, Any]) -> str:
+    when = dt.datetime.fromtimestamp(float(r["time"]), tz=dt.UTC).strftime("%H:%M:%S.%f")[:-3]
+    status = int(r["status"])
+    colour = "green" if status < 400 else ("yellow" if status < 500 else "red")
+    parts = [
+        when,
+        f"{r['model']}:{r['version']}",
+        f"[{colour}]{status}[/{colour}]",
+        f"{float(r['latency_ms']):8.2f} ms",
+        f"rows {r['rows']}" if r.get("rows") is not None else "",
+        f"batch {r['batch_rows']}" if r.get("batch_rows") is not None else "",
+        escape(str(r.get("request_id") or "")),
+    ]
+    if r.get("error"):
+        parts.append(escape(str(r["error"])))
+    return "  ".join(p for p in parts if p)
+
+
+def _fetch(url: str, key: str | None, params: dict[str, Any]) -> list[dict[str, Any]]:
+    query = urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
+    request = urllib.request.Request(f"{url.rstrip('/')}/v2/logs?{query}")
+    if key:
+        request.add_header("Authorization", f"Bearer {key}")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            body = orjson.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        try:
+            message = orjson.loads(exc.read()).get("error", exc.reason)
+        except (orjson.JSONDecodeError, AttributeError):
+            message = exc.reason
+        raise InvalidInput(f"{url} answered {exc.code}: {message}", field="target") from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise InvalidInput(
+            f"cannot reach {url}: {reason}. Is `modelscale serve` running there?", field="target"
+        ) from None
+    except orjson.JSONDecodeError:
+        raise InvalidInput(
+            f"{url}/v2/logs did not answer JSON; is it a modelscale server?", field="target"
+        ) from None
+    records = body.get("records") if isinstance(body, dict) else None
+    if not isinstance(records, list):
+        raise InvalidInput(f"{url}/v2/logs answered no records list.", field="target")
+    return records
+
+
+@logs_app.command("tail")
+def tail(
+    target: str = typer.Argument(..., help="A server's URL (http://host:port) or a log directory."),
+    model: str | None = typer.Option(None, "--model", help="Only this model."),
+    status: str | None = typer.Option(
+        None, "--status", help="Only this status: 503, a class (5xx) or 'error' (4xx and 5xx)."
+    ),
+    lines: int = typer.Option(
+        20, "--lines", "-n", min=1, max=10_000, help="Records to start with."
+    ),
+    follow: bool = typer.Option(True, "--follow/--no-follow", help="Keep printing new records."),
+    interval_s: float = typer.Option(
+        1.0, "--interval", min=0.1, max=60, help="Seconds between polls while following."
+    ),
+    api_key_file: pathlib.Path | None = typer.Option(
+        None, "--api-key-file", help="The server's API key (first line of the file)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per line."),
+) -> None:
+    """Print the newest records, then follow new ones until Ctrl-C (--no-follow: print and exit)."""
+    from modelscale.observe import recent_records, status_range
+
+    if status is not None:
+        status_range(status)
+    remote = target.startswith(("http://", "https://"))
+    key = None
+    if api_key_file is not None:
+        if not remote:
+            raise InvalidInput(
+                "--api-key-file is for a server's URL, not a directory.", field="api-key-file"
+            )
+        try:
+            key = api_key_file.read_text(encoding="utf-8").splitlines()[0].strip()
+        except (OSError, IndexError, UnicodeDecodeError) as exc:
+            raise InvalidInput(
+                f"cannot read an API key from {api_key_file}: {exc}", field="api-key-file"
+            ) from None
+    if not remote:
+        _log(target)
+
+    def read(after: float | None, limit: int) -> list[dict[str, Any]]:
+        if remote:
+            return _fetch(
+                target,
+                key,
+                {"since": after, "model": model, "status": status, "limit": limit},
+            )
+        since = dt.datetime.fromtimestamp(after, tz=dt.UTC) if after is not None else None
+        return recent_records(target, after=since, model=model, status=status, limit=limit)
+
+    def show(records: list[dict[str, Any]]) -> None:
+        for r in records:
+            if as_json:
+                print(orjson.dumps(r).decode())
+            else:
+                console.print(_line(r), soft_wrap=True, highlight=False)
+
+    records = read(None, lines)
+    show(records)
+    last = records[-1]["time"] if records else time.time()
+    try:
+        while follow:
+            time.sleep(interval_s)
+            new = read(last, 1_000)
+            show(new)
+            if new:
+                last = new[-1]["time"]
+    except KeyboardInterrupt:
+        pass
+
+
+@logs_app.command("query")
+def query(
+    log: str = typer.Argument(..., help=_LOG_HELP),
+    sql: str = typer.Argument(..., help="One SELECT over the view `requests`."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Run one read-only SQL query (DuckDB) over the log as the view `requests`."""
+    from modelscale.observe import query_log
+
+    result = query_log(_log(log), sql)
+    if as_json:
+        print_json({"columns": result.columns, "rows": result.rows})
+        return
+    table = Table()
+    for c in result.columns:
+        table.add_column(escape(c))
+    for row in result.rows:
+        table.add_row(*(escape(_cell(v)) for v in row))
+    print_table(table)
+    err_console.print(f"{len(result.rows)} rows")
+
+
+def _cell(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, dt.datetime):
+        return v.isoformat(sep=" ", timespec="milliseconds")
+    return "" if v is None else str(v)
+
+
+@logs_app.command("stats")
+def stats(
+    log: str = typer.Argument(..., help=_LOG_HELP),
+    by: list[str] = typer.Option(
+        ["model", "version"],
+        "--by",
+        help="Group by (repeat for several): model, version, arm, status, key_id, hour, minute.",
+    ),
+    since: str | None = typer.Option(
+        None, "--since", help="Only requests since: 30m, 1h, 2d, an ISO time or unix seconds."
+    ),
+    model: str | None = typer.Option(None, "--model", help="Only this model."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Requests, error rate and latency p50/p90/p99 per group."""
+    from modelscale.observe import log_stats, parse_since
+
+    result = log_stats(_log(log), by=by, since=parse_since(since, field="since"), model=model)
+    if as_json:
+        print_json(result.to_dict())
+        return
+    table = Table(title="requests" + (f" since {since}" if since else ""))
+    for c in [*result.by, "requests", "errors (5xx)", "4xx", "p50 ms", "p90 ms", "p99 ms"]:
+        table.add_column(c, justify="left" if c in result.by else "right")
+    for r in result.rows:
+        table.add_row(
+            *(escape(_cell(r.group[k])) for k in result.by),
+            f"{r.requests:,}",
+            f"{r.errors:,} ({r.error_rate:.2%})",
+            f"{r.client_errors:,}",
+            *(_cell(v) for v in (r.p50_ms, r.p90_ms, r.p99_ms)),
+        )
+    print_table(table)
+    if not result.rows:
+        err_console.print("no requests in the log" + (f" since {since}" if since else ""))

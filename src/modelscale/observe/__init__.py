@@ -1,0 +1,103 @@
+"""Observe served models: the request log (Parquet, queried with DuckDB), SLO burn rates and
+alerts, and the live dashboard, all as parts of the server's request pipeline.
+
+The server builds this package's feature from deploy.yaml (``modelscale.observe.feature``,
+declared as a ``modelscale.serve.features`` entry point); the functions here read what it wrote.
+The exports load on first use (PEP 562): the command line imports this package at start, and
+pyarrow and DuckDB are only needed by the commands that read a log.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from modelscale.observe.alerts import AlertDispatcher, SloAlert
+    from modelscale.observe.query import (
+        GROUP_KEYS,
+        LogQuery,
+        LogStats,
+        StatsRow,
+        connect_log,
+        log_stats,
+        parse_since,
+        query_log,
+        recent_records,
+        status_range,
+    )
+    from modelscale.observe.rules import PrometheusRules, prometheus_rules
+    from modelscale.observe.schema import LOG_SCHEMA, records_to_table
+    from modelscale.observe.slo import AlertEvent, BurnCounter, SloTracker
+    from modelscale.observe.storage import LogLocation
+    from modelscale.observe.windows import ALERT_PAIRS, WINDOWS_S, AlertPair, window_name
+    from modelscale.observe.writer import LogWriter
+
+_EXPORTS = {
+    "AlertDispatcher": "modelscale.observe.alerts",
+    "SloAlert": "modelscale.observe.alerts",
+    "GROUP_KEYS": "modelscale.observe.query",
+    "LogQuery": "modelscale.observe.query",
+    "LogStats": "modelscale.observe.query",
+    "StatsRow": "modelscale.observe.query",
+    "connect_log": "modelscale.observe.query",
+    "log_stats": "modelscale.observe.query",
+    "parse_since": "modelscale.observe.query",
+    "query_log": "modelscale.observe.query",
+    "recent_records": "modelscale.observe.query",
+    "status_range": "modelscale.observe.query",
+    "PrometheusRules": "modelscale.observe.rules",
+    "prometheus_rules": "modelscale.observe.rules",
+    "LOG_SCHEMA": "modelscale.observe.schema",
+    "records_to_table": "modelscale.observe.schema",
+    "AlertEvent": "modelscale.observe.slo",
+    "BurnCounter": "modelscale.observe.slo",
+    "SloTracker": "modelscale.observe.slo",
+    "LogLocation": "modelscale.observe.storage",
+    "ALERT_PAIRS": "modelscale.observe.windows",
+    "WINDOWS_S": "modelscale.observe.windows",
+    "AlertPair": "modelscale.observe.windows",
+    "window_name": "modelscale.observe.windows",
+    "LogWriter": "modelscale.observe.writer",
+}
+
+__all__ = [
+    "ALERT_PAIRS",
+    "GROUP_KEYS",
+    "LOG_SCHEMA",
+    "WINDOWS_S",
+    "AlertDispatcher",
+    "AlertEvent",
+    "AlertPair",
+    "BurnCounter",
+    "LogLocation",
+    "LogQuery",
+    "LogStats",
+    "LogWriter",
+    "PrometheusRules",
+    "SloAlert",
+    "SloTracker",
+    "StatsRow",
+    "connect_log",
+    "log_stats",
+    "parse_since",
+    "prometheus_rules",
+    "query_log",
+    "recent_records",
+    "records_to_table",
+    "status_range",
+    "window_name",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})
