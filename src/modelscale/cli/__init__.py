@@ -8,6 +8,8 @@ from modelscale.cli import demo as _demo  # noqa: F401
 from modelscale.cli import examples as _examples  # noqa: F401
 from modelscale.cli import laws as _laws  # noqa: F401
 from modelscale.cli import load as _load  # noqa: F401
+from modelscale.cli import logs as _logs  # noqa: F401
+from modelscale.cli import monitor as _monitor  # noqa: F401
 from modelscale.cli import plan as _plan  # noqa: F401
 from modelscale.cli import profile as _profile  # noqa: F401
 from modelscale.cli import runs as _runs  # noqa: F401
