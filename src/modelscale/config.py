@@ -193,6 +193,13 @@ class SloSpec(_Strict):
         description="Requests a long alert window must hold before it may alert (a trickle of "
         "traffic cannot page)",
     )
+    min_bad_events: int = Field(
+        default=10,
+        ge=1,
+        le=10_000_000,
+        description="Bad requests a long alert window must hold before it may alert (a couple of "
+        "errors among a young server's first requests cannot page)",
+    )
 
     _check_availability = field_validator("availability")(_objective)
 

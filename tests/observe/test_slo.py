@@ -174,3 +174,16 @@ def test_an_unreachable_webhook_is_retried_counted_and_never_blocks(tmp_path) ->
     assert dispatcher.deliveries["webhook", "failed"] == len(events)
     assert dispatcher.deliveries["webhook", "retried"] == 2 * len(events)
     assert dispatcher.deliveries["log", "ok"] == len(events)
+
+
+def test_a_young_server_does_not_page_on_its_first_couple_of_errors() -> None:
+    tracker = SloTracker({"m": SloSpec(availability=0.999)})
+    events = []
+    for i in range(150):  # 150 requests in the first 15 minutes, 2 of them failed
+        tracker.observe("m", T0 + i * 6, 503 if i in (120, 140) else 200, 1.0)
+        events += tracker.evaluate(T0 + i * 6)
+    assert events == []
+    for i in range(150, 160):  # ten failures in a row: now it is evidence
+        tracker.observe("m", T0 + i * 6, 503, 1.0)
+        events += tracker.evaluate(T0 + i * 6)
+    assert any(e.severity == "page" and e.state == "firing" for e in events)

@@ -9,7 +9,7 @@ Per model with objectives, one rule group (a slow group never delays another's e
 - alerting rules ``ModelscaleSLOBurn``: one per SLI and alert pair of the SRE workbook
   (``ALERT_PAIRS``), so the labels say which windows fired. Each fires when both windows burn
   faster than the pair's burn rate and the long window holds at least ``slo.min_events``
-  requests, so a trickle of traffic cannot page.
+  requests and ``slo.min_bad_events`` bad ones, so a trickle of traffic cannot page.
 
 The SLIs are the server's (``modelscale.observe.slo`` tracks the same ones):
 
@@ -96,6 +96,7 @@ class _Sli:
     objective: float
     window_days: float
     min_events: int
+    min_bad_events: int
     bad: str  # what a bad request did, for the annotations
     le: str | None = None  # latency: the histogram bucket the threshold is
 
@@ -224,6 +225,7 @@ def _slis(spec: DeploymentSpec, name: str, model: ModelSpec) -> list[_Sli]:
         objective=slo.availability or 0.0,
         window_days=slo.window_days,
         min_events=slo.min_events,
+        min_bad_events=slo.min_bad_events,
         bad="were answered 5xx",
     )
     out = [base] if slo.availability is not None else []
@@ -270,10 +272,20 @@ def _alert_expr(sli: _Sli, pair: AlertPair) -> str:
         f"sum by (model) (increase({_REQUESTS}{{model={_quote(sli.model)}}}"
         f"[{window_name(pair.long_s)}])) >= {sli.min_events}"
     )
+    model, long = f"model={_quote(sli.model)}", window_name(pair.long_s)
+    if sli.le is None:
+        bad = f'sum by (model) (increase({_REQUESTS}{{{model},status=~"5.."}}[{long}]))'
+    else:
+        bad = (
+            f"(sum by (model) (increase({_LATENCY}_count{{{model}}}[{long}]))"
+            f" - sum by (model) (increase({_LATENCY}_bucket{{{model},le={_quote(sli.le)}}}"
+            f"[{long}])))"
+        )
     return (
         f"{_record_name(pair.long_s)}{labels} > {threshold}\n"
         f"and\n{_record_name(pair.short_s)}{labels} > {threshold}\n"
-        f"and on (model)\n{events}"
+        f"and on (model)\n{events}\n"
+        f"and on (model)\n{bad} >= {sli.min_bad_events}"
     )
 
 
@@ -317,7 +329,8 @@ class _Traffic:
 
     def fires(self, pair: AlertPair, t: int) -> bool | None:
         """Whether the alert of ``pair`` fires at minute ``t``; None if rounding could decide."""
-        if self.count(t, pair.long_s // 60)[1] < self.sli.min_events:
+        bad_long, all_long = self.count(t, pair.long_s // 60)
+        if all_long < self.sli.min_events or bad_long < self.sli.min_bad_events:
             return False
         threshold = self.sli.threshold(pair)
         states = []

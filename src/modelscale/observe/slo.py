@@ -10,7 +10,8 @@ many series, sloth#504).
 ``SloTracker`` turns ratios into burn rates (error ratio / (1 - objective)) and alerts with the
 pairs in ``modelscale.observe.windows``: an alert fires when both its windows burn faster than
 its rate and the long window holds at least ``min_events`` requests (a trickle of traffic cannot
-page, kibana#203279), and resolves once the condition has been false for a hold time (a fifth of
+page, kibana#203279) and ``min_bad_events`` bad ones (two errors among a young server's first
+hundred requests are a 2% error ratio, but not yet evidence of one), and resolves once the condition has been false for a hold time (a fifth of
 the short window, at least a minute), so an alert fires and resolves once per incident instead of
 flapping. Each alert says which pair fired (one combined alert hides that). Times are passed in,
 never read from a clock here, so a replay of recorded traffic runs as fast as the machine can.
@@ -294,13 +295,14 @@ class SloTracker:
             slo = self.specs[o.model]
             for a in o.alerts:
                 p = a.pair
-                requests_long = o.counter.window(p.long_s)[0]
+                requests_long, bad_long = o.counter.window(p.long_s)
                 burn_long = o.counter.ratio(p.long_s) / budget
                 burn_short = o.counter.ratio(p.short_s) / budget
                 hot = (
                     burn_long > p.burn_rate
                     and burn_short > p.burn_rate
                     and requests_long >= slo.min_events
+                    and bad_long >= slo.min_bad_events
                 )
                 state = None
                 if hot:
