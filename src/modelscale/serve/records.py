@@ -151,6 +151,10 @@ class RecordQueue:
         self._thread: threading.Thread | None = None
         self._closed = False
         self._final = False
+        self._tick_s: float | None = (
+            getattr(recorder, "tick_s", None) if recorder.threaded else None
+        )
+        self._wake_at = max(1, capacity // 4)
 
     @property
     def name(self) -> str:
@@ -166,7 +170,11 @@ class RecordQueue:
         if self.recorder.threaded:
             if self._thread is None:
                 self._start_thread()
-            self._wake.set()
+            # A ticking recorder drains on its clock: waking its thread for every request would
+            # cost a thread switch (and the GIL's hand-over) per request for nothing, so it is
+            # woken early only when its queue fills up.
+            if self._tick_s is None or len(self._items) >= self._wake_at:
+                self._wake.set()
         elif not self._scheduled:
             self._scheduled = True
             asyncio.get_running_loop().call_soon(self._drain_in_loop)
