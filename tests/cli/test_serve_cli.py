@@ -46,6 +46,14 @@ def _yaml(tmp_path: pathlib.Path, data: dict) -> pathlib.Path:
         (("{mlp}", "--api-key-file", "nokey.txt"), "auth.api_key_file: file does not exist"),
         (("{not_onnx}",), "not a valid ONNX model"),
         (("{mlp}", "--name", "bad/name"), "URL-safe"),
+        (
+            ("{mlp}", "--port", "0", "--log-dir", "{not_onnx}/logs"),
+            "log.path: cannot write the request log",
+        ),
+        (
+            ("{mlp}", "--port", "0", "--log-dir", "nosuchscheme://x"),
+            "cannot open 'nosuchscheme://x'",
+        ),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, mlp_path, args, message) -> None:
@@ -87,6 +95,8 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, mlp_path, args, message) -> 
         ("--max-wait-ms", "-1"),
         ("--max-queue", "0"),
         ("--p99-ms", "0"),
+        ("--log-sample", "1.5"),
+        ("--log-sample", "-0.1"),
     ],
 )
 def test_out_of_range_options_are_rejected(mlp_path, option) -> None:

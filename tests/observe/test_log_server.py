@@ -214,3 +214,59 @@ def test_log_off_keeps_no_log_and_answers_404(
             not in httpx.post(f"{server.url}/v2/models/mlp/infer", json=_body()).headers
         )
     assert not (tmp_path / "logs").exists()
+
+
+def test_kill_9_leaves_only_readable_files_and_loses_at_most_the_unflushed(
+    mlp_path: pathlib.Path, tmp_path: pathlib.Path
+) -> None:
+    import os
+    import signal
+    import threading
+
+    logs = tmp_path / "logs"
+    server = start_server(_spec(mlp_path, logs, flush_s=0.3))
+    answered = [0]
+    try:
+        with httpx.Client(base_url=server.url) as c:
+            for _ in range(50):
+                assert c.post("/v2/models/mlp/infer", json=_body()).status_code == 200
+            time.sleep(1.0)  # three flushes: these 50 are in files
+            stop = threading.Event()
+
+            def more() -> None:
+                with httpx.Client(base_url=server.url) as c2:
+                    while not stop.is_set():
+                        try:
+                            if c2.post("/v2/models/mlp/infer", json=_body()).status_code == 200:
+                                answered[0] += 1
+                        except httpx.HTTPError:
+                            return
+
+            t = threading.Thread(target=more)
+            t.start()
+            time.sleep(1.0)
+            assert server.proc is not None
+            os.kill(server.proc.pid, signal.SIGKILL)
+            stop.set()
+            t.join(10)
+    finally:
+        server.close()
+    files = sorted(logs.rglob("*.parquet"))
+    rows = sum(pq.read_table(f).num_rows for f in files)  # every file reads whole
+    assert 50 <= rows <= 50 + answered[0]
+    assert answered[0] > 0
+
+
+def test_the_log_routes_need_the_api_key(mlp_path: pathlib.Path, tmp_path: pathlib.Path) -> None:
+    key = tmp_path / "key.txt"
+    key.write_text("s3cret\n")
+    spec = _spec(mlp_path, tmp_path / "logs")
+    data = spec.model_dump(mode="json")
+    data["auth"]["api_key_file"] = str(key)
+    with start_server(DeploymentSpec.from_dict(data)) as server:
+        assert httpx.get(f"{server.url}/v2/logs").status_code == 401
+        assert httpx.get(f"{server.url}/v2/observe/live").status_code == 401
+        ok = httpx.get(f"{server.url}/v2/logs", headers={"Authorization": "Bearer s3cret"})
+        assert ok.status_code == 200 and ok.json() == {"records": [], "count": 0}
+        assert httpx.get(f"{server.url}/dashboard").status_code == 200  # no data on the page
+        assert httpx.post(f"{server.url}/dashboard").status_code == 405

@@ -12,6 +12,7 @@ second.
 from __future__ import annotations
 
 import math
+import warnings
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -98,7 +99,8 @@ class _Summaries:
             if kind == "f":
                 nans = np.count_nonzero(np.isnan(stacked), axis=1)
                 if nans.any():
-                    with np.errstate(all="ignore"):
+                    with np.errstate(all="ignore"), warnings.catch_warnings():
+                        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows: None
                         means = np.nanmean(stacked, axis=1, dtype=np.float64)
                         mins = np.nanmin(np.where(np.isnan(stacked), np.inf, stacked), axis=1)
                         maxs = np.nanmax(np.where(np.isnan(stacked), -np.inf, stacked), axis=1)
@@ -151,7 +153,8 @@ def _scalar_stats(a: np.ndarray) -> tuple[float | None, float | None, float | No
     nan = int(np.count_nonzero(np.isnan(flat))) if flat.dtype.kind == "f" else 0
     if nan == flat.size:
         return None, None, None, nan
-    with np.errstate(all="ignore"):
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
         return (
             _finite(np.nanmean(flat, dtype=np.float64)),
             _finite(np.nanmin(flat)),
