@@ -80,6 +80,15 @@ def _render(step: DemoStep) -> None:
     elif isinstance(step, LoadStep):
         console.print(f"Serving digits at {step.url} ({step.served})")
         render_load(step.result)
+        if step.log_stats is not None:
+            for row in step.log_stats.rows:
+                console.print(
+                    f"Request log {step.log_path}: {row.requests:,} requests to "
+                    f"{row.group['model']}:{row.group['version']}, {row.error_rate:.2%} errors, "
+                    f"p50 {_ms(row.p50_ms)}, p99 {_ms(row.p99_ms)} "
+                    f"(modelscale logs stats {step.log_path})",
+                    soft_wrap=True,
+                )
     else:
         render_plan(step.result)
         if step.files:
@@ -91,6 +100,10 @@ def _render(step: DemoStep) -> None:
             console.print("No configuration on this machine meets the bound; nothing to validate.")
         else:
             render_validation(step.validation)
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f} ms"
 
 
 def _stored(steps: list[DemoStep]) -> str:

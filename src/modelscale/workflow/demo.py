@@ -18,6 +18,7 @@ from modelscale.config import DeploymentSpec
 from modelscale.examples import ExampleBuild, build_example
 from modelscale.loadgen import LoadOptions, LoadResult, run_load
 from modelscale.model import ModelArtifact
+from modelscale.observe import LogStats, log_stats
 from modelscale.plan import PlanResult, emit, plan_model
 from modelscale.profile import (
     MeasureOptions,
@@ -95,6 +96,10 @@ class LoadStep:
     served: str
     result: LoadResult
     run_id: int
+    log_path: pathlib.Path | None = None
+    """The server's request log."""
+    log_stats: LogStats | None = None
+    """Requests, error rate and latency percentiles per version, read back from the log."""
 
 
 @dataclass(frozen=True)
@@ -159,8 +164,20 @@ def run_demo(
     )
     yield CompressStep(compressed, _recorded(recorder.record(compressed)))
 
-    spec = DeploymentSpec.single(
-        example.model_path, name="digits", replicas=2, max_batch=16, max_wait_ms=2
+    log_path = out / "logs"
+    spec = DeploymentSpec.from_dict(
+        {
+            "models": {
+                "digits": {
+                    "versions": {"1": {"path": str(example.model_path)}},
+                    "replicas": 2,
+                    "batching": {"max_batch": 16, "max_wait_ms": 2},
+                    "slo": {"availability": 0.999, "latency": {"threshold_ms": 100}},
+                }
+            },
+            "log": {"path": str(log_path), "flush_s": 1},
+        },
+        source="the demo's deployment",
     )
     report(on_progress, "starting the server")
     with start_server(spec) as server:
@@ -177,6 +194,8 @@ def run_demo(
         "2 replicas x 1 thread, batch 16 / 2 ms",
         loaded,
         _run(recorder.record(loaded)),
+        log_path,
+        log_stats(str(log_path), by=("model", "version")),  # the server has stopped: all flushed
     )
 
     planned = plan_model(
