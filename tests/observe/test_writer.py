@@ -142,3 +142,20 @@ def test_an_unwritable_location_is_refused_naming_the_setting(tmp_path: pathlib.
         LogLocation.of(blocker / "logs").check_writable()
     with pytest.raises(InvalidInput, match="cannot open 'nosuchscheme://x' as a filesystem"):
         LogLocation.of("nosuchscheme://x")
+
+
+def test_a_filesystem_url_works_like_a_directory() -> None:
+    # fsspec's in-memory filesystem stands for an object store (s3://...): a URL, no local path.
+    import uuid
+
+    from modelscale.observe import log_stats
+
+    url = f"memory://logs-{uuid.uuid4().hex}"
+    location = LogLocation.of(url)
+    location.check_writable()
+    writer = LogWriter(location)
+    writer.record([_rec({"x": np.ones((1, 2), dtype=np.float32)}, {}) for _ in range(5)])
+    assert writer.flush() == 5
+    assert [f.endswith(".parquet") for f in location.files()] == [True]
+    assert query_log(url, "SELECT count(*) FROM requests").rows == [[5]]
+    assert log_stats(url, by=["model"]).rows[0].requests == 5
