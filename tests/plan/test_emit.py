@@ -64,7 +64,13 @@ def test_deploy_yaml_round_trips_and_validates(plan: PlanResult, tmp_path: pathl
     m = data["models"]["mlp"]
     assert (m["replicas"], m["threads"]) == (opt.replicas, opt.threads)
     assert m["batching"]["max_batch"] == opt.max_batch
-    assert m["slo"] == {"p99_ms": 40.0, "target_rps": round(1500.0 / opt.machines, 3)}
+    slo = {k: m["slo"][k] for k in ("p99_ms", "target_rps", "availability", "latency")}
+    assert slo == {
+        "p99_ms": 40.0,
+        "target_rps": round(1500.0 / opt.machines, 3),
+        "availability": None,  # objectives the plan does not set
+        "latency": None,
+    }
     assert m["versions"] == {"1": {"path": plan.model["path"], "weight": 1.0}}
     assert data["store"] == {"url": None}
     assert yaml.safe_load(dump_yaml(data)) == data
