@@ -246,7 +246,7 @@ class _Routes:
         """The answer from the rows written last, or None when they may not hold it all (then
         the files are read)."""
         assert self.writer is not None
-        recent: list[dict[str, Any]] = list(self.writer.recent)
+        recent = self.writer.recent()
         if not recent:
             return None if self.writer.location.files() else []
         lo, hi = status_range(status) if status else (0, 999)

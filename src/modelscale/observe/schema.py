@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 if TYPE_CHECKING:
     from modelscale.serve import RequestRecord
@@ -78,24 +79,41 @@ def _ms(seconds: float | None) -> float | None:
 
 
 class _Summaries:
-    """Per request, the summaries of its tensors, computed in bulk (see the module's doc)."""
+    """Per request, the summaries of its tensors, computed in bulk (see the module's doc).
+
+    Built as columns: each group of same-shaped tensors gives arrays of statistics, the groups'
+    entries are put in request order once, and the list-of-struct column is assembled from flat
+    arrays; no dict is made per tensor (the writer shares the serving process's GIL)."""
 
     def __init__(self, n: int) -> None:
-        self.rows: list[list[dict[str, Any]]] = [[] for _ in range(n)]
+        self.n = n
+        self._idx: list[np.ndarray] = []
+        self._pos: list[np.ndarray] = []
+        self._gid: list[np.ndarray] = []
+        self._stats: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+        self._names: list[str] = []
+        self._dtypes: list[str] = []
+        self._shapes: list[list[int]] = []
         self.top_class: list[list[int] | None] = [None] * n
         self.top_score: list[list[float] | None] = [None] * n
 
-    def add(self, groups: dict[tuple[Any, ...], list[tuple[int, np.ndarray]]]) -> None:
+    def add(self, groups: dict[tuple[Any, ...], list[tuple[int, int, np.ndarray]]]) -> None:
         for (_, name, shape, dtype), members in groups.items():
             kind = np.dtype(dtype).kind
-            index = [i for i, _ in members]
+            m = len(members)
             shape_list = list(shape)
-            if kind not in _NUMERIC or not shape_list or math.prod(shape_list) == 0:
-                for i, a in members:
-                    stats = _scalar_stats(a) if kind in _NUMERIC else (None, None, None, None)
-                    self.rows[i].append(_entry(name, dtype, shape_list, *stats))
+            g = len(self._names)
+            self._names.append(name)
+            self._dtypes.append(np.dtype(dtype).str)
+            self._shapes.append(shape_list)
+            self._idx.append(np.fromiter((i for i, _, _ in members), dtype=np.int64, count=m))
+            self._pos.append(np.fromiter((j for _, j, _ in members), dtype=np.int64, count=m))
+            self._gid.append(np.full(m, g, dtype=np.int64))
+            if kind not in _NUMERIC or math.prod(shape_list) == 0:
+                none = np.full(m, np.nan)
+                self._stats.append((none, none, none, np.zeros(m, dtype=np.int64)))
                 continue
-            stacked = np.stack([a for _, a in members]).reshape(len(members), -1)
+            stacked = np.stack([a for _, _, a in members]).reshape(m, -1)
             if kind == "f":
                 nans = np.count_nonzero(np.isnan(stacked), axis=1)
                 if nans.any():
@@ -108,35 +126,61 @@ class _Summaries:
                     means = stacked.mean(axis=1, dtype=np.float64)
                     mins, maxs = stacked.min(axis=1), stacked.max(axis=1)
             else:
-                nans = np.zeros(len(members), dtype=np.int64)
+                nans = np.zeros(m, dtype=np.int64)
                 means = stacked.mean(axis=1, dtype=np.float64)
                 mins, maxs = stacked.min(axis=1), stacked.max(axis=1)
-            for k, i in enumerate(index):
-                self.rows[i].append(
-                    _entry(
-                        name,
-                        dtype,
-                        shape_list,
-                        _finite(means[k]),  # type: ignore[index]
-                        _finite(mins[k]),
-                        _finite(maxs[k]),
-                        int(nans[k]),
-                    )
+            self._stats.append(
+                (
+                    np.asarray(means, dtype=np.float64),
+                    np.asarray(mins, dtype=np.float64),
+                    np.asarray(maxs, dtype=np.float64),
+                    np.asarray(nans, dtype=np.int64),
                 )
+            )
 
-    def classify(self, groups: dict[tuple[Any, ...], list[tuple[int, np.ndarray]]]) -> None:
+    def column(self) -> pa.Array:
+        """The ``list<TENSOR_SUMMARY>`` column, one list per request (empty without tensors)."""
+        if not self._names:
+            return pa.array([[] for _ in range(self.n)], type=pa.list_(TENSOR_SUMMARY))
+        idx = np.concatenate(self._idx)
+        order = np.lexsort((np.concatenate(self._pos), idx))
+        gid = pa.array(np.concatenate(self._gid)[order])
+
+        def stat(k: int) -> pa.Array:
+            values = np.concatenate([s[k] for s in self._stats])[order]
+            if k == 3:
+                return pa.array(values, type=pa.int64())
+            return pa.array(values, type=pa.float64(), mask=~np.isfinite(values))
+
+        struct = pa.StructArray.from_arrays(
+            [
+                pa.array(self._names, type=pa.string()).take(gid),
+                pa.array(self._dtypes, type=pa.string()).take(gid),
+                pa.array(self._shapes, type=pa.list_(pa.int64())).take(gid),
+                stat(0),
+                stat(1),
+                stat(2),
+                stat(3),
+            ],
+            fields=list(TENSOR_SUMMARY),
+        )
+        offsets = np.zeros(self.n + 1, dtype=np.int32)
+        np.cumsum(np.bincount(idx, minlength=self.n), out=offsets[1:])
+        return pa.ListArray.from_arrays(pa.array(offsets), struct)
+
+    def classify(self, groups: dict[tuple[Any, ...], list[tuple[int, int, np.ndarray]]]) -> None:
         """Top class and score per item, from the first output of each request."""
         for (_, _, shape, dtype), members in groups.items():
             kind = np.dtype(dtype).kind
             if kind == "f" and len(shape) == 2 and 2 <= shape[1] <= 100_000 and shape[0] >= 1:
-                stacked = np.stack([a for _, a in members])  # (n, items, classes)
+                stacked = np.stack([a for _, _, a in members])  # (n, items, classes)
                 classes = stacked.argmax(axis=2)
                 scores = np.take_along_axis(stacked, classes[..., None], axis=2)[..., 0]
-                for k, (i, _) in enumerate(members):
+                for k, (i, _, _) in enumerate(members):
                     self.top_class[i] = classes[k].tolist()
                     self.top_score[i] = scores[k].astype(np.float64).tolist()
             elif kind in "iu" and len(shape) in (1, 2) and (len(shape) == 1 or shape[1] == 1):
-                for i, a in members:
+                for i, _, a in members:
                     if self.top_class[i] is None:
                         self.top_class[i] = a.reshape(-1).astype(np.int64).tolist()
 
@@ -146,51 +190,15 @@ def _finite(value: Any) -> float | None:
     return v if math.isfinite(v) else None
 
 
-def _scalar_stats(a: np.ndarray) -> tuple[float | None, float | None, float | None, int]:
-    if a.size == 0:
-        return None, None, None, 0
-    flat = a.reshape(-1)
-    nan = int(np.count_nonzero(np.isnan(flat))) if flat.dtype.kind == "f" else 0
-    if nan == flat.size:
-        return None, None, None, nan
-    with np.errstate(all="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return (
-            _finite(np.nanmean(flat, dtype=np.float64)),
-            _finite(np.nanmin(flat)),
-            _finite(np.nanmax(flat)),
-            nan,
-        )
+_Groups = dict[tuple[Any, ...], list[tuple[int, int, np.ndarray]]]
 
 
-def _entry(
-    name: str,
-    dtype: str,
-    shape: list[int],
-    mean: float | None,
-    lo: float | None,
-    hi: float | None,
-    nan: int,
-) -> dict[str, Any]:
-    return {
-        "name": name,
-        "dtype": dtype,
-        "shape": shape,
-        "mean": mean,
-        "min": lo,
-        "max": hi,
-        "nan": nan,
-    }
-
-
-def _group(
-    records: Sequence[RequestRecord], which: str
-) -> tuple[
-    dict[tuple[Any, ...], list[tuple[int, np.ndarray]]],
-    dict[tuple[Any, ...], list[tuple[int, np.ndarray]]],
-]:
-    groups: dict[tuple[Any, ...], list[tuple[int, np.ndarray]]] = defaultdict(list)
-    first: dict[tuple[Any, ...], list[tuple[int, np.ndarray]]] = defaultdict(list)
+def _group(records: Sequence[RequestRecord], which: str) -> tuple[_Groups, _Groups]:
+    """Tensors by (model, name, shape, dtype): (request index, position, array); and, for
+    outputs, the same for each request's first tensor only (what ``classify`` reads)."""
+    groups: _Groups = defaultdict(list)
+    first: _Groups = defaultdict(list)
+    outputs = which != "inputs"
     for i, r in enumerate(records):
         if which == "inputs":
             tensors = r.request.inputs if r.request is not None else None
@@ -201,11 +209,15 @@ def _group(
         for j, (name, a) in enumerate(tensors.items()):
             if not isinstance(a, np.ndarray):
                 a = np.asarray(a)
-            key = (r.model, name, a.shape, a.dtype.str)
-            groups[key].append((i, a))
-            if j == 0:
-                first[key].append((i, a))
+            key = (r.model, name, a.shape, a.dtype)
+            groups[key].append((i, j, a))
+            if outputs and j == 0:
+                first[key].append((i, j, a))
     return groups, first
+
+
+def _ms_array(values: Sequence[float | None]) -> pa.Array:
+    return pc.multiply(pa.array(values, type=pa.float64()), 1000.0)
 
 
 def records_to_table(
@@ -221,24 +233,36 @@ def records_to_table(
         groups, first = _group(records, "outputs")
         outs.add(groups)
         outs.classify(first)
-    columns: dict[str, list[Any]] = {
-        "time": [int(r.time * 1_000_000) for r in records],
-        "request_id": [r.request_id for r in records],
-        "model": [r.model for r in records],
-        "version": [r.version for r in records],
-        "arm": [(r.extras or {}).get(arm_key, "") for r in records],
-        "key_id": [r.key_id for r in records],
-        "status": [r.status for r in records],
-        "error": [r.error for r in records],
-        "latency_ms": [r.latency_s * 1000.0 for r in records],
-        "queue_ms": [_ms(r.queue_s) for r in records],
-        "batch_wait_ms": [_ms(r.batch_wait_s) for r in records],
-        "compute_ms": [_ms(r.infer_s) for r in records],
-        "front_ms": [_ms(r.front_s) for r in records],
-        "batch_rows": [r.batch_rows for r in records],
-        "rows": [r.rows for r in records],
-        "inputs": ins.rows,
-        "outputs": outs.rows,
+    if n == 0:
+        return LOG_SCHEMA.empty_table()
+    # The records' fields as columns in one C-level transposition, the arithmetic in Arrow: the
+    # writer shares the serving process's GIL, so its per-record Python is kept small.
+    f = dict(zip(records[0]._fields, zip(*records, strict=True), strict=True))
+    latency = _ms_array(f["latency_s"])
+    queue = _ms_array(f["queue_s"])
+    roundtrip = _ms_array(f["roundtrip_s"])
+    front = pc.max_element_wise(pc.subtract(pc.subtract(latency, queue), roundtrip), 0.0)
+    micros = (np.asarray(f["time"], dtype=np.float64) * 1_000_000).astype(np.int64)
+    extras = f["extras"]
+    arms = [""] * n if not any(extras) else [(e or {}).get(arm_key, "") for e in extras]
+    columns: dict[str, Any] = {
+        "time": pa.array(micros, type=pa.int64()).cast(pa.timestamp("us", tz="UTC")),
+        "request_id": f["request_id"],
+        "model": f["model"],
+        "version": f["version"],
+        "arm": arms,
+        "key_id": f["key_id"],
+        "status": f["status"],
+        "error": f["error"],
+        "latency_ms": latency,
+        "queue_ms": queue,
+        "batch_wait_ms": _ms_array(f["batch_wait_s"]),
+        "compute_ms": _ms_array(f["infer_s"]),
+        "front_ms": front,
+        "batch_rows": f["batch_rows"],
+        "rows": f["rows"],
+        "inputs": ins.column(),
+        "outputs": outs.column(),
         "top_class": outs.top_class,
         "top_score": outs.top_score,
     }

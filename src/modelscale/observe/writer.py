@@ -42,6 +42,11 @@ __all__ = ["LogWriter", "WriterStats"]
 
 log = logging.getLogger("modelscale.observe")
 
+RECENT = 2_000
+"""Rows the writer keeps in memory after writing them (for ``GET /v2/logs``)."""
+_CHUNK = 256
+"""Records summarised at a time; the writer yields the GIL between chunks."""
+
 
 @dataclass(frozen=True)
 class WriterStats:
@@ -95,8 +100,7 @@ class LogWriter:
         self.sampled_out = 0
         self.failed = 0
         self.write_errors = 0
-        self.recent: deque[dict[str, Any]] = deque(maxlen=2_000)
-        """The last rows written, newest last (what ``GET /v2/logs`` answers from first)."""
+        self._recent: deque[pa.Table] = deque()
 
     def stats(self) -> WriterStats:
         """Counts since start."""
@@ -134,7 +138,11 @@ class LogWriter:
         if not batch:
             return 0
         try:
-            table = records_to_table(batch, summaries=self.summaries)
+            parts = []
+            for i in range(0, len(batch), _CHUNK):
+                parts.append(records_to_table(batch[i : i + _CHUNK], summaries=self.summaries))
+                time.sleep(0)  # let the event loop's thread have the GIL between chunks
+            table = pa.concat_tables(parts)
             written = self._write(table)
         except Exception as exc:
             self.write_errors += 1
@@ -149,8 +157,22 @@ class LogWriter:
             for _ in range(len(batch)):
                 self._pending.popleft()
         self.written += len(batch)
-        self.recent.extend(table.slice(max(0, table.num_rows - 2_000)).to_pylist())
+        with self._lock:
+            self._recent.append(table.slice(max(0, table.num_rows - RECENT)))
+            while sum(t.num_rows for t in self._recent) - self._recent[0].num_rows >= RECENT:
+                self._recent.popleft()
         return written
+
+    def recent(self) -> list[dict[str, Any]]:
+        """The last rows written (at most ``RECENT``), oldest first, as dicts: what
+        ``GET /v2/logs`` answers from before it reads files. Converted when asked for, not at
+        every flush."""
+        with self._lock:
+            tables = list(self._recent)
+        if not tables:
+            return []
+        rows = pa.concat_tables(tables).to_pylist()
+        return rows[-RECENT:]
 
     def _write(self, table: pa.Table) -> int:
         """One file per model and hour of ``table``; each written to a temporary name first."""
