@@ -27,6 +27,8 @@ __all__ = ["BATCH_BUCKETS", "CONTENT_TYPE", "GaugeSource", "Metrics", "MetricsRe
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
+SERVER_ERRORS = ("500", "503", "504")
+"""The 5xx statuses the server answers (internal error, unavailable or full, timed out)."""
 _INFER_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
@@ -137,8 +139,14 @@ class Metrics:
         self._children: dict[tuple[str, str, int], tuple[Any, Any, Any]] = {}
 
     def add_source(self, source: GaugeSource) -> None:
-        """Report queue depth and replica counts of a model version."""
+        """Report queue depth and replica counts of a model version.
+
+        Its 5xx request counters are created now, at 0: a counter series that first appears
+        with a value is one whose first increase Prometheus' ``rate()`` cannot see, so an
+        outage's first errors would reach the SLO rules a scrape late."""
         self._live.sources.append(source)
+        for status in SERVER_ERRORS:
+            self.requests.labels(source.model, source.version, status)
 
     def watch_records(self, queues: Sequence[RecordQueue]) -> None:
         """Export how many records the recorders' queues dropped."""
