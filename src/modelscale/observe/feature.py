@@ -228,17 +228,21 @@ class _Routes:
         except InvalidInput as exc:
             raise ApiError(400, str(exc), field=exc.field) from None
         model = params.get("model") or None
-        rows = self._from_memory(since, model, status, limit)
-        if rows is None:
-            rows = await asyncio.to_thread(
-                recent_records,
-                self.writer.location,
-                after=since,
-                model=model,
-                status=status,
-                limit=limit,
-            )
+        # Both lookups (Arrow rows to dicts, listing and reading files) stay off the event loop.
+        rows = await asyncio.to_thread(self._lookup, since, model, status, limit)
         ex.answer(200, orjson.dumps({"records": rows, "count": len(rows)}), [_JSON, _NO_STORE])
+
+    def _lookup(
+        self, since: dt.datetime | None, model: str | None, status: str | None, limit: int
+    ) -> list[dict[str, Any]]:
+        """From the rows written last when they hold the answer, else from the files."""
+        assert self.writer is not None
+        rows = self._from_memory(since, model, status, limit)
+        if rows is not None:
+            return rows
+        return recent_records(
+            self.writer.location, after=since, model=model, status=status, limit=limit
+        )
 
     def _from_memory(
         self, since: dt.datetime | None, model: str | None, status: str | None, limit: int
@@ -248,7 +252,7 @@ class _Routes:
         assert self.writer is not None
         recent = self.writer.recent()
         if not recent:
-            return None if self.writer.location.files() else []
+            return None  # nothing written by this server yet: the files may hold older runs
         lo, hi = status_range(status) if status else (0, 999)
         keep = [
             r

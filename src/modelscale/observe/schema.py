@@ -74,10 +74,6 @@ the replica, ``front_ms`` the rest (decoding, encoding, the trip to the replica 
 _NUMERIC = frozenset("biuf")
 
 
-def _ms(seconds: float | None) -> float | None:
-    return None if seconds is None else seconds * 1000.0
-
-
 class _Summaries:
     """Per request, the summaries of its tensors, computed in bulk (see the module's doc).
 
@@ -183,11 +179,6 @@ class _Summaries:
                 for i, _, a in members:
                     if self.top_class[i] is None:
                         self.top_class[i] = a.reshape(-1).astype(np.int64).tolist()
-
-
-def _finite(value: Any) -> float | None:
-    v = float(value)
-    return v if math.isfinite(v) else None
 
 
 _Groups = dict[tuple[Any, ...], list[tuple[int, int, np.ndarray]]]

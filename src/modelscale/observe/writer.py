@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from modelscale.errors import InvalidInput
-from modelscale.observe.schema import LOG_SCHEMA, records_to_table
+from modelscale.observe.schema import records_to_table
 from modelscale.observe.storage import LogLocation
 
 if TYPE_CHECKING:
@@ -196,8 +196,3 @@ class LogWriter:
             fs.move(tmp, f"{folder}/{name}")
             self.files += 1
         return table.num_rows
-
-
-def empty_table() -> pa.Table:
-    """A log table with no rows (the schema of an empty log)."""
-    return LOG_SCHEMA.empty_table()
