@@ -39,6 +39,7 @@ __all__ = [
     "LatencySloSpec",
     "LogSpec",
     "ModelSpec",
+    "MonitorSpec",
     "RaySpec",
     "ServerSpec",
     "Settings",
@@ -213,6 +214,66 @@ class SloSpec(_Strict):
         return out
 
 
+class MonitorSpec(_Strict):
+    """Drift, data quality and accuracy of a model's traffic against its baseline.
+
+    The server folds every answered request into tumbling windows (``window_s``, or earlier at
+    ``window_requests``) of sketches and tests each closed window against the model version's
+    baseline (``modelscale monitor baseline``). Example::
+
+        monitor: {window_s: 300, window_requests: 1000, alpha: 0.01, min_effect: 0.1}
+    """
+
+    enabled: bool = Field(default=True, description="Watch drift and accuracy (needs a baseline)")
+    baseline: str | None = Field(
+        default=None,
+        min_length=1,
+        description="The baseline: a run id or a --name given to `monitor baseline`; default: "
+        "the newest baseline of the served version, else of the model's name",
+    )
+    window_s: float = Field(
+        default=300, ge=1, le=86_400, description="A window closes after this many seconds"
+    )
+    window_requests: int = Field(
+        default=1_000, ge=1, le=100_000_000, description="... or once it holds this many requests"
+    )
+    min_rows: int = Field(
+        default=100, ge=2, le=10_000_000, description="Rows a window needs before it is tested"
+    )
+    alpha: float = Field(
+        default=0.01, gt=0, lt=1, description="False discovery rate across features (BH)"
+    )
+    min_effect: float = Field(
+        default=0.1,
+        ge=0,
+        le=100,
+        description="Smallest effect that is drift: normalised Wasserstein (numeric features), "
+        "Jensen-Shannon distance (categorical)",
+    )
+    domain_classifier: bool = Field(
+        default=True, description="Also test all numeric features together (domain classifier)"
+    )
+    label_ttl_s: float = Field(
+        default=86_400,
+        gt=0,
+        le=90 * 86_400,
+        description="Feedback for a request older than this is refused (404, counted)",
+    )
+    max_pending: int = Field(
+        default=1_000_000,
+        ge=1,
+        le=100_000_000,
+        description="Predictions kept for feedback; the oldest go first beyond this",
+    )
+    accuracy_drop: float = Field(
+        default=0.05,
+        gt=0,
+        le=1,
+        description="Alert when a window's accuracy interval lies this far below the "
+        "baseline's accuracy",
+    )
+
+
 class AutoscalingSpec(_Strict):
     """Replicas that follow the load (Ray backend): Ray adds and removes replicas of a version."""
 
@@ -239,6 +300,7 @@ class ModelSpec(_Strict):
     replicas: int = Field(default=1, ge=1, le=10_000, description="Replicas per version")
     threads: int = Field(default=1, ge=1, le=256, description="Intra-op threads per replica")
     slo: SloSpec = Field(default_factory=SloSpec)
+    monitor: MonitorSpec = Field(default_factory=MonitorSpec)
     autoscaling: AutoscalingSpec | None = Field(
         default=None, description="Ray backend only: replicas between a minimum and a maximum"
     )

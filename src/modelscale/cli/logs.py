@@ -5,9 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import pathlib
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from typing import Any
 
 import orjson
@@ -16,6 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from modelscale.cli.app import CommandGroup, app
+from modelscale.cli.remote import fetch_json, is_url, read_api_key
 from modelscale.cli.render import console, err_console, print_json, print_table
 from modelscale.errors import InvalidInput
 
@@ -62,28 +60,7 @@ def _line(r: dict[str, Any]) -> str:
 
 
 def _fetch(url: str, key: str | None, params: dict[str, Any]) -> list[dict[str, Any]]:
-    query = urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
-    request = urllib.request.Request(f"{url.rstrip('/')}/v2/logs?{query}")
-    if key:
-        request.add_header("Authorization", f"Bearer {key}")
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            body = orjson.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        try:
-            message = orjson.loads(exc.read()).get("error", exc.reason)
-        except (orjson.JSONDecodeError, AttributeError):
-            message = exc.reason
-        raise InvalidInput(f"{url} answered {exc.code}: {message}", field="target") from None
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise InvalidInput(
-            f"cannot reach {url}: {reason}. Is `modelscale serve` running there?", field="target"
-        ) from None
-    except orjson.JSONDecodeError:
-        raise InvalidInput(
-            f"{url}/v2/logs did not answer JSON; is it a modelscale server?", field="target"
-        ) from None
+    body = fetch_json(url, "/v2/logs", key, params)
     records = body.get("records") if isinstance(body, dict) else None
     if not isinstance(records, list):
         raise InvalidInput(f"{url}/v2/logs answered no records list.", field="target")
@@ -114,19 +91,8 @@ def tail(
 
     if status is not None:
         status_range(status)
-    remote = target.startswith(("http://", "https://"))
-    key = None
-    if api_key_file is not None:
-        if not remote:
-            raise InvalidInput(
-                "--api-key-file is for a server's URL, not a directory.", field="api-key-file"
-            )
-        try:
-            key = api_key_file.read_text(encoding="utf-8").splitlines()[0].strip()
-        except (OSError, IndexError, UnicodeDecodeError) as exc:
-            raise InvalidInput(
-                f"cannot read an API key from {api_key_file}: {exc}", field="api-key-file"
-            ) from None
+    remote = is_url(target)
+    key = read_api_key(api_key_file, remote=remote)
     if not remote:
         _log(target)
 

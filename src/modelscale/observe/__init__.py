@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from modelscale.lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from modelscale.observe.alerts import AlertDispatcher, SloAlert
+    from modelscale.observe.alerts import Alert, AlertDispatcher
     from modelscale.observe.query import (
         GROUP_KEYS,
         LogQuery,
@@ -29,14 +29,15 @@ if TYPE_CHECKING:
     )
     from modelscale.observe.rules import PrometheusRules, prometheus_rules
     from modelscale.observe.schema import LOG_SCHEMA, records_to_table
-    from modelscale.observe.slo import AlertEvent, BurnCounter, SloTracker
+    from modelscale.observe.slo import AlertEvent, BurnCounter, SloAlert, SloTracker
     from modelscale.observe.storage import LogLocation
     from modelscale.observe.windows import ALERT_PAIRS, WINDOWS_S, AlertPair, window_name
     from modelscale.observe.writer import LogWriter
 
 _EXPORTS = {
     "AlertDispatcher": "modelscale.observe.alerts",
-    "SloAlert": "modelscale.observe.alerts",
+    "Alert": "modelscale.observe.alerts",
+    "SloAlert": "modelscale.observe.slo",
     "GROUP_KEYS": "modelscale.observe.query",
     "LogQuery": "modelscale.observe.query",
     "LogStats": "modelscale.observe.query",
@@ -67,6 +68,7 @@ __all__ = [
     "GROUP_KEYS",
     "LOG_SCHEMA",
     "WINDOWS_S",
+    "Alert",
     "AlertDispatcher",
     "AlertEvent",
     "AlertPair",

@@ -1,4 +1,7 @@
-"""Where SLO alerts go: the server log, the knowledge base (runs of kind ``slo``), webhooks.
+"""Where alerts go: the server log, the knowledge base (runs), webhooks.
+
+SLO alerts are stored as runs of kind ``slo``; other features' alerts (drift, data quality,
+accuracy) as whatever ``as_result()`` of their event gives.
 
 Deliveries run in a thread of their own, never on the request path nor in the thread that
 evaluates the SLOs: a webhook that is down or slow costs retries with exponential backoff
@@ -18,25 +21,36 @@ import urllib.error
 import urllib.request
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, Protocol
 
-from modelscale.observe.slo import AlertEvent
+from modelscale.observe.slo import SloAlert
 from modelscale.result import Result
 
-__all__ = ["AlertDispatcher", "SloAlert"]
+__all__ = ["Alert", "AlertDispatcher", "SloAlert"]
 
 log = logging.getLogger("modelscale.observe")
 
 
-@dataclass(frozen=True)
-class SloAlert(Result):
-    """An SLO alert that fired or resolved, as the knowledge base keeps it."""
+class Alert(Protocol):
+    """An alert event: an SLO's (``Alert``) or another feature's."""
 
-    kind: ClassVar[str] = "slo"
+    @property
+    def model(self) -> str:
+        """The model alerted on."""
 
-    alert: dict[str, Any]
-    params: dict[str, Any]
+    @property
+    def state(self) -> str:
+        """'firing' or 'resolved'."""
+
+    @property
+    def message(self) -> str:
+        """One line for the server log."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready fields (the webhook's body)."""
+
+    def as_result(self) -> Result:
+        """The run the knowledge base keeps of it."""
 
 
 class AlertDispatcher:
@@ -63,13 +77,13 @@ class AlertDispatcher:
         self.backoff_s = backoff_s
         self.deliveries: Counter[tuple[str, str]] = Counter()
         """(sink, 'ok' | 'failed' | 'retried') -> count."""
-        self.events: list[AlertEvent] = []
+        self.events: list[Alert] = []
         """Every event sent, oldest first."""
-        self._queue: queue.Queue[AlertEvent | None] = queue.Queue()
+        self._queue: queue.Queue[Alert | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
-    def send(self, events: Sequence[AlertEvent]) -> None:
+    def send(self, events: Sequence[Alert]) -> None:
         """Log each event now; queue its other deliveries (never blocks)."""
         for e in events:
             level = logging.WARNING if e.state == "firing" else logging.INFO
@@ -98,7 +112,7 @@ class AlertDispatcher:
             for url in self.webhooks:
                 self._to_webhook(url, e)
 
-    def _to_store(self, e: AlertEvent) -> None:
+    def _to_store(self, e: Alert) -> None:
         try:
             from modelscale.store import open_store
 
@@ -107,20 +121,16 @@ class AlertDispatcher:
                 sha = self.model_versions(e.model) if self.model_versions else None
                 if sha is not None:
                     store.register_model(sha, name=e.model)
-                store.record(
-                    SloAlert(alert=e.to_dict(), params={"model": e.model, "sli": e.sli}),
-                    model_version=sha,
-                    note=e.message,
-                )
+                store.record(e.as_result(), model_version=sha, note=e.message)
             finally:
                 store.close()
         except Exception as exc:
             self.deliveries["store", "failed"] += 1
-            log.warning("SLO alert not recorded in the knowledge base: %s", exc)
+            log.warning("alert not recorded in the knowledge base: %s", exc)
             return
         self.deliveries["store", "ok"] += 1
 
-    def _to_webhook(self, url: str, e: AlertEvent) -> None:
+    def _to_webhook(self, url: str, e: Alert) -> None:
         body = json.dumps({"source": "modelscale", **e.to_dict()}).encode()
         delay = self.backoff_s
         for attempt in range(self.retries + 1):
@@ -136,7 +146,7 @@ class AlertDispatcher:
                 if attempt == self.retries:
                     self.deliveries["webhook", "failed"] += 1
                     log.warning(
-                        "SLO alert not delivered to %s after %d attempts: %s",
+                        "alert not delivered to %s after %d attempts: %s",
                         url,
                         attempt + 1,
                         exc,

@@ -21,16 +21,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from modelscale.observe.windows import ALERT_PAIRS, WINDOWS_S, AlertPair, window_name
+from modelscale.result import Result
 
 if TYPE_CHECKING:
     from modelscale.config import SloSpec
 
-__all__ = ["AlertEvent", "AlertState", "BurnCounter", "SloTracker", "is_bad"]
+__all__ = ["AlertEvent", "AlertState", "BurnCounter", "SloAlert", "SloTracker", "is_bad"]
 
 
 class BurnCounter:
@@ -203,6 +204,20 @@ class AlertEvent:
             "budget_left": self.budget_left,
             "message": self.message,
         }
+
+    def as_result(self) -> SloAlert:
+        """The run the knowledge base keeps (kind ``slo``)."""
+        return SloAlert(alert=self.to_dict(), params={"model": self.model, "sli": self.sli})
+
+
+@dataclass(frozen=True)
+class SloAlert(Result):
+    """An SLO alert that fired or resolved, as the knowledge base keeps it."""
+
+    kind: ClassVar[str] = "slo"
+
+    alert: dict[str, Any]
+    params: dict[str, Any]
 
 
 @dataclass

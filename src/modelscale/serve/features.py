@@ -9,8 +9,9 @@ front never imports them, and a feature is written once for every backend.
 A feature gives:
 - stage factories, placed before or after a named stage of the pipeline;
 - recorders, which get every finished inference request off the request path;
-- routes: ``GET`` paths it answers (``/v2/logs``, ``/dashboard``...), each public or behind the
-  server's API key;
+- routes: paths it answers (``GET /v2/logs``, ``/dashboard``...), each public or behind the
+  server's API key, and model routes: ``/v2/models/{name}[/versions/{v}]/{tail}`` for a tail
+  it names (``POST .../feedback``), behind the key;
 - ``close()``, called when the server stops, after the recorders' queues are drained.
 """
 
@@ -28,20 +29,37 @@ if TYPE_CHECKING:
     from modelscale.serve.pipeline import Exchange, StageContext, StageFactory
     from modelscale.serve.records import Recorder
 
-__all__ = ["ENTRY_POINT_GROUP", "Feature", "FeatureFactory", "Route", "load_features"]
+__all__ = [
+    "DEFAULT_ROUTE_BODY",
+    "ENTRY_POINT_GROUP",
+    "Feature",
+    "FeatureFactory",
+    "Route",
+    "load_features",
+]
 
 log = logging.getLogger("modelscale.serve")
 
 ENTRY_POINT_GROUP = "modelscale.serve.features"
 
 
+DEFAULT_ROUTE_BODY = 1 << 20
+
+
 @dataclass(frozen=True)
 class Route:
-    """A ``GET`` route a feature answers: ``handler`` reads the exchange and calls ``answer``."""
+    """A route a feature answers: ``handler`` reads the exchange and calls ``answer``.
+
+    For a ``POST`` the front has read the body (at most ``max_body_bytes``) into ``ex.body``
+    before the handler runs; a model route's ``ex.model`` (and ``ex.version``) come from the path.
+    """
 
     handler: Callable[[Exchange], Awaitable[None]]
     public: bool = False
     """Answered without the API key (a page that carries no data of its own)."""
+    methods: tuple[str, ...] = ("GET",)
+    """``GET`` (``HEAD`` too) and/or ``POST``."""
+    max_body_bytes: int = DEFAULT_ROUTE_BODY
 
 
 @dataclass
@@ -52,6 +70,8 @@ class Feature:
     stages: Sequence[StageFactory] = ()
     recorders: Sequence[Recorder] = ()
     routes: Mapping[str, Route] = field(default_factory=dict)
+    model_routes: Mapping[str, Route] = field(default_factory=dict)
+    """Tail -> route, answered at ``/v2/models/{name}[/versions/{v}]/{tail}``."""
     close: Callable[[], None] | None = None
 
 

@@ -7,6 +7,7 @@
     POST /v2/models/{name}[/versions/{v}]/infer     inference, JSON or binary tensors
     GET  /metrics                                   Prometheus text format
     GET  ...                                        routes of features (the request log, dashboard)
+    POST /v2/models/{name}[/versions/{v}]/{tail}    model routes of features (feedback)
 
 The same app runs under uvicorn on one machine (``modelscale serve``, replicas as local processes)
 and as the ingress of a Ray Serve application on a cluster (replicas as Ray deployments): the
@@ -25,7 +26,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,11 +83,14 @@ _WANTED = {
 }
 
 
-def parse_target(method: str, path: str) -> tuple[Endpoint, str | None, str | None]:
+def parse_target(
+    method: str, path: str, tails: Collection[str] = ()
+) -> tuple[Endpoint, str | None, str | None]:
     """(endpoint, model, version) of a request; NOT_FOUND / NOT_ALLOWED for anything else.
 
     Model routes are ``/v2/models/{name}[/versions/{v}][/ready|/infer]`` with each parameter one
-    non-empty path segment.
+    non-empty path segment, and ``.../{tail}`` for the ``tails`` features answer (FEATURE; their
+    stage checks the method).
     """
     fixed = _FIXED.get(path)
     if fixed is not None:
@@ -109,6 +113,8 @@ def parse_target(method: str, path: str) -> tuple[Endpoint, str | None, str | No
         endpoint, allowed = Endpoint.MODEL_READY, _GET
     elif tail == "infer":
         endpoint, allowed = Endpoint.INFER, _POST
+    elif tail in tails:
+        return Endpoint.FEATURE, name, version
     else:
         return Endpoint.NOT_FOUND, None, None
     if method not in allowed:
@@ -140,12 +146,16 @@ class Front:
         *,
         manage_registry: bool = False,
         routes: dict[str, Route] | None = None,
+        model_routes: dict[str, Route] | None = None,
         features: Sequence[Feature] = (),
     ) -> None:
         self.state = state
         self.pipeline = pipeline
         self.routes = routes or {}
-        """Features' GET routes by path."""
+        """Features' routes by path."""
+        self.model_routes = model_routes or {}
+        """Features' model routes by tail."""
+        self._tails = frozenset(self.model_routes)
         self.features = tuple(features)
         self.manage_registry = manage_registry
         """Start and stop the replicas with the ASGI lifespan (a test client, a Ray ingress);
@@ -172,7 +182,7 @@ class Front:
         if root and path.startswith(root):  # served under a prefix (a Ray route prefix, a proxy)
             path = path[len(root) :] or "/"
         method = scope["method"]
-        endpoint, model, version = parse_target(method, path)
+        endpoint, model, version = parse_target(method, path, self._tails)
         if endpoint is Endpoint.NOT_FOUND and path in self.routes:
             # The route's stage answers a wrong method 405 (a public page without the key).
             endpoint = Endpoint.PAGE if self.routes[path].public else Endpoint.FEATURE
@@ -312,6 +322,17 @@ def build_front(
                     field="features",
                 )
             routes[path] = route
+    model_routes: dict[str, Route] = {}
+    for feature in built:
+        for tail, route in feature.model_routes.items():
+            taken = tail in model_routes or tail in ("ready", "infer", "versions")
+            if taken or not tail or "/" in tail:
+                raise InvalidInput(
+                    f"feature {feature.name!r} adds the model route .../{tail}, which is "
+                    "taken or not one path segment.",
+                    field="features",
+                )
+            model_routes[tail] = route
     every = [*recorders, *(r for f in built for r in f.recorders)]
     queues = [RecordQueue(MetricsRecorder(metrics))] + [
         RecordQueue(r, capacity=getattr(r, "capacity", DEFAULT_CAPACITY)) for r in every
@@ -321,12 +342,15 @@ def build_front(
         q.start()  # ticking recorders work on a clock, with requests or without
     extra = [*stages, *(s for f in built for s in f.stages)]
     ordered = assemble(
-        builtin_stages(state, api_key=api_key, routes=routes), extra, context=context
+        builtin_stages(state, api_key=api_key, routes=routes, model_routes=model_routes),
+        extra,
+        context=context,
     )
     return Front(
         state,
         Pipeline(ordered, queues),
         manage_registry=manage_registry,
         routes=routes,
+        model_routes=model_routes,
         features=built,
     )

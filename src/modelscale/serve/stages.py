@@ -32,6 +32,7 @@ from modelscale.serve.protocol import ApiError, body_too_large
 if TYPE_CHECKING:
     from modelscale.serve.features import Route
     from modelscale.serve.front import FrontState
+    from modelscale.serve.registry import ModelRegistry
 
 __all__ = [
     "AnswerStage",
@@ -301,25 +302,74 @@ class ControlStage:
 
 
 class FeatureRoutesStage:
-    """Answer the GET routes that features add (``modelscale.serve.features``)."""
+    """Answer the routes that features add (``modelscale.serve.features``): read a POST's body
+    within the route's cap, check the method, call the handler."""
 
     name: ClassVar[str] = "feature_routes"
     endpoints: ClassVar[frozenset[Endpoint]] = FEATURE_ENDPOINTS
 
-    def __init__(self, routes: Mapping[str, Route]) -> None:
+    def __init__(
+        self,
+        routes: Mapping[str, Route],
+        model_routes: Mapping[str, Route] | None = None,
+        *,
+        registry: ModelRegistry | None = None,
+    ) -> None:
         self.routes = routes
+        self.model_routes = model_routes or {}
+        self.registry = registry
 
     async def __call__(self, ex: Exchange) -> None:
-        """Call the route's handler (405 for any method but GET and HEAD)."""
-        if ex.method not in ("GET", "HEAD"):
+        """Call the route's handler (405 for a method it does not take)."""
+        route = self.routes.get(ex.path)
+        if route is None:
+            route = self.model_routes[ex.path.rsplit("/", 1)[-1]]
+            models = self.registry.models if self.registry is not None else {}
+            if ex.model not in models:
+                raise ApiError(404, f"no model named {ex.model!r}", field="model")
+        allowed = set(route.methods) | ({"HEAD"} if "GET" in route.methods else set())
+        if ex.method not in allowed:
+            use = " or ".join(route.methods)
             raise ApiError(
-                405, f"{ex.method} is not allowed on {ex.path}; use GET", headers={"allow": "GET"}
+                405,
+                f"{ex.method} is not allowed on {ex.path}; use {use}",
+                headers={"allow": ", ".join(route.methods)},
             )
-        await self.routes[ex.path].handler(ex)
+        if ex.method == "POST":
+            if ex.content_type is not None:
+                check_content_type(ex.content_type)
+            ex.body = await _read_small_body(ex, route.max_body_bytes)
+        await route.handler(ex)
+
+
+async def _read_small_body(ex: Exchange, limit: int) -> bytes:
+    """A body of at most ``limit`` bytes (413 beyond), read whole."""
+    declared = ex.content_length
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise body_too_large(limit, "this route's limit", size=int(declared), who="it")
+    chunks: list[bytes] = []
+    size = 0
+    more = True
+    while more:
+        message = await ex.receive()
+        if message["type"] == "http.request":
+            chunk = message.get("body", b"")
+            more = message.get("more_body", False)
+            size += len(chunk)
+            if size > limit:
+                raise body_too_large(limit, "this route's limit", who="it")
+            chunks.append(chunk)
+        elif message["type"] == "http.disconnect":
+            raise ClientGone()
+    return b"".join(chunks)
 
 
 def builtin_stages(
-    state: FrontState, *, api_key: str | None, routes: Mapping[str, Route] | None = None
+    state: FrontState,
+    *,
+    api_key: str | None,
+    routes: Mapping[str, Route] | None = None,
+    model_routes: Mapping[str, Route] | None = None,
 ) -> list[Stage]:
     """The built-in stages in order (auth only with a key)."""
     stages: list[Stage] = [AuthStage(api_key)] if api_key is not None else []
@@ -329,6 +379,6 @@ def builtin_stages(
         DispatchStage(),
         AnswerStage(),
         ControlStage(state),
-        FeatureRoutesStage(routes or {}),
+        FeatureRoutesStage(routes or {}, model_routes, registry=state.registry),
     ]
     return stages

@@ -26,6 +26,7 @@ RUN_KINDS = (
     "laws",
     "abtest",
     "drift",
+    "baseline",
     "slo",
     "note",
 )

@@ -1,0 +1,460 @@
+"""The monitor feature of the server: drift windows, feedback, accuracy, alerts.
+
+Declared under the entry-point group ``modelscale.serve.features`` (pyproject). For every served
+model with ``monitor.enabled`` (the default) it finds the newest baseline of the served version
+in the knowledge base (or the one ``monitor.baseline`` names) and adds:
+
+- a recorder (in the event loop, constant work per request) that remembers what each request
+  predicted, for feedback to join;
+- a recorder (in its own thread, on a one-second clock) that folds answered requests into the
+  open window's sketches and closes windows: tests, a run of kind ``drift`` in the knowledge
+  base, the window's sketches as a file under ``<log dir>/monitor/`` (``monitor run`` merges the
+  files of several servers), alerts (kind ``drift``) through the alert path of the SLOs;
+- ``POST /v2/models/{name}/feedback`` and ``GET /v2/monitor`` (behind the API key);
+- metrics: ``modelscale_drift_features{model, version}`` (features drifting in the last window),
+  ``modelscale_monitor_windows_total{model, verdict}``, ``modelscale_feedback_total{model,
+  result}``, ``modelscale_model_accuracy{model, version, source}``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import socket
+import threading
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import orjson
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from modelscale.config import MonitorSpec, get_settings
+from modelscale.errors import InvalidInput, ModelscaleError
+from modelscale.monitor.baseline import Baseline
+from modelscale.monitor.drift import DriftOptions
+from modelscale.monitor.feedback import Labels, PendingPredictions, parse_feedback
+from modelscale.monitor.windows import ModelWatch, WindowResult
+from modelscale.observe import AlertDispatcher, LogLocation
+from modelscale.serve import ApiError, Feature, Route
+
+if TYPE_CHECKING:
+    from modelscale.serve import Exchange, RequestRecord, StageContext
+    from modelscale.store import Store
+
+__all__ = ["build_feature", "find_baseline"]
+
+log = logging.getLogger("modelscale.monitor")
+_JSON = (b"content-type", b"application/json")
+_NO_STORE = (b"cache-control", b"no-store")
+
+
+def find_baseline(
+    store: Store, *, sha256: str, model: str, ref: str | None = None
+) -> Baseline | None:
+    """The baseline ``ref`` names (a run id or a name), else the newest of the version, else the
+    newest of the model's name."""
+    runs = store.runs(kind="baseline")
+    if ref is not None:
+        for r in runs:
+            if str(r.id) == ref or r.results.get("name") == ref:
+                return Baseline.from_run(r)
+        raise InvalidInput(
+            f"monitor.baseline of {model}: no baseline run named or numbered {ref!r} in the "
+            "knowledge base. Make one with `modelscale monitor baseline MODEL --data ref.npz "
+            f"--name {ref}`",
+            field="monitor.baseline",
+        )
+    for r in runs:
+        if r.model_version == sha256:
+            return Baseline.from_run(r)
+    for r in runs:
+        if r.model_name == model or r.results.get("model", {}).get("name") == model:
+            return Baseline.from_run(r)
+    return None
+
+
+def _task_of(rt: Any) -> str:
+    outs = [o for o in rt.artifact.signature.outputs if o.is_tensor and o.shape is not None]
+    if not outs:
+        return "regression"
+    o = outs[0]
+    dim = o.shape[-1] if o.shape else 1
+    if o.dtype and o.dtype.startswith(("int", "uint")):
+        return "classification"
+    return (
+        "classification"
+        if len(o.shape) == 2 and (not isinstance(dim, int) or dim > 1)
+        else "regression"
+    )
+
+
+class _Model:
+    """What the feature keeps for one model name: its watches, pending predictions, labels."""
+
+    def __init__(self, name: str, spec: MonitorSpec, task: str, output: str | None) -> None:
+        self.name = name
+        self.spec = spec
+        self.task = task
+        self.output = output
+        """The output feedback is scored against."""
+        self.pending = PendingPredictions(ttl_s=spec.label_ttl_s, capacity=spec.max_pending)
+        self.labels = Labels(task=task, keep_s=spec.label_ttl_s)
+        self.watches: dict[str, ModelWatch] = {}
+
+
+class _PredictionIndex:
+    """Remembers each answered request's output by id (in the event loop: a dict insert)."""
+
+    name = "monitor_predictions"
+    threaded = False
+
+    def __init__(self, models: dict[str, _Model]) -> None:
+        self.models = models
+
+    def record(self, records: Sequence[RequestRecord]) -> None:
+        """Index the answered requests of watched models."""
+        for r in records:
+            m = self.models.get(r.model)
+            if m is None or r.status != 200 or r.request_id is None or not r.outputs:
+                continue
+            out = r.outputs.get(m.output) if m.output else None
+            if out is None:
+                out = next(iter(r.outputs.values()))
+            m.pending.add(r.request_id, r.time, r.version, out)
+
+
+class _WindowRecorder:
+    """Folds requests into windows and closes them (its own thread, on a clock)."""
+
+    name = "monitor"
+    threaded = True
+    tick_s = 1.0
+
+    def __init__(
+        self,
+        models: dict[str, _Model],
+        *,
+        location: LogLocation | None,
+        store_url: str | None,
+        dispatcher: AlertDispatcher,
+        clock: Any = time.time,
+    ) -> None:
+        self.models = models
+        self.location = location
+        self.store_url = store_url
+        self.dispatcher = dispatcher
+        self.clock = clock
+        self.verdicts: Counter[tuple[str, str]] = Counter()
+        self.errors = 0
+        self._lock = threading.Lock()
+        self._server = f"{socket.gethostname()}-{os.getpid()}"
+
+    def record(self, records: Sequence[RequestRecord]) -> None:
+        """Fold records into their versions' open windows."""
+        groups: dict[tuple[str, str, tuple[Any, ...]], list[RequestRecord]] = defaultdict(list)
+        with self._lock:
+            for r in records:
+                m = self.models.get(r.model)
+                w = m.watches.get(r.version) if m is not None else None
+                if w is None:
+                    continue
+                if r.status == 400:
+                    w.rejected(1)
+                    continue
+                if r.status != 200 or r.request is None or not r.outputs:
+                    continue
+                key = tuple(
+                    (k, a.shape[1:], a.dtype.str)
+                    for k, a in (*r.request.inputs.items(), *r.outputs.items())
+                    if isinstance(a, np.ndarray) and a.ndim
+                )
+                groups[(r.model, r.version, key)].append(r)
+            for (model, version, _), rs in groups.items():
+                w = self.models[model].watches[version]
+                inputs = _stack([r.request.inputs for r in rs if r.request is not None])
+                outputs = _stack([r.outputs for r in rs if r.outputs is not None])
+                w.fold(
+                    inputs,
+                    outputs,
+                    requests=len(rs),
+                    times=(rs[0].time, rs[-1].time),
+                )
+        self.tick()
+
+    def tick(self, *, final: bool = False) -> None:
+        """Close the windows that are due (every open one with requests when ``final``)."""
+        now = self.clock()
+        due = []
+        with self._lock:
+            for m in self.models.values():
+                for w in m.watches.values():
+                    if not (final or w.due(now)):
+                        continue
+                    if w.window.requests == 0 and w.window.rejected == 0:
+                        w.skip(now)
+                        continue
+                    result, profile = w.close(now, m.labels)
+                    due.append((m, w, result, profile))
+                m.labels.forget_before(now - m.spec.label_ttl_s - m.spec.window_s)
+        for m, w, result, profile in due:
+            self._closed(m, w, result, profile, now)
+
+    def _closed(
+        self, m: _Model, w: ModelWatch, result: WindowResult, profile: Any, now: float
+    ) -> None:
+        self.verdicts[m.name, result.verdict] += 1
+        log.info("monitor window %s", result.summary())
+        self._save(result, profile, m, w)
+        self.dispatcher.send(w.alerts(result, now))
+
+    def _save(self, result: WindowResult, profile: Any, m: _Model, w: ModelWatch) -> None:
+        if self.location is not None:
+            try:
+                self._write_file(result, profile, m)
+            except (OSError, ValueError) as exc:
+                self.errors += 1
+                log.warning("monitor window file not written: %s", exc)
+        try:
+            from modelscale.store import open_store
+
+            store = open_store(self.store_url)
+            try:
+                sha = w.baseline.model.get("sha256")
+                store.record(result, model_version=sha, note=result.summary())
+            finally:
+                store.close()
+        except (ModelscaleError, OSError) as exc:
+            self.errors += 1
+            log.warning("monitor window not recorded in the knowledge base: %s", exc)
+
+    def _write_file(self, result: WindowResult, profile: Any, m: _Model) -> None:
+        assert self.location is not None
+        fs = self.location.filesystem
+        folder = f"{self.location.root}/monitor/model={m.name}/version={result.version}"
+        stamp = dt.datetime.fromtimestamp(result.start, dt.UTC).strftime("%Y%m%dT%H%M%S.%f")
+        name = f"{stamp}-{self._server}.json"
+        preds, labels = m.labels.window(result.start, result.end, result.version)
+        body = orjson.dumps(
+            {
+                "model": m.name,
+                "version": result.version,
+                "start": result.start,
+                "end": result.end,
+                "baseline_run": result.baseline_run,
+                "task": m.task,
+                "profile": profile.to_dict(),
+                "predictions": preds.tolist(),
+                "labels": labels.tolist(),
+            },
+            option=orjson.OPT_SERIALIZE_NUMPY,
+        )
+        fs.create_dir(folder, recursive=True)
+        tmp = f"{folder}/.{name}.tmp"
+        with fs.open_output_stream(tmp) as out:
+            out.write(body)
+        fs.move(tmp, f"{folder}/{name}")
+
+
+def _stack(dicts: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+    out: dict[str, np.ndarray] = {}
+    for name in dicts[0]:
+        arrays = [np.asarray(d[name]) for d in dicts if name in d]
+        if arrays and arrays[0].ndim:
+            out[name] = arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
+    return out
+
+
+class _Collector(Collector):
+    def __init__(self, models: dict[str, _Model], windows: _WindowRecorder) -> None:
+        self.models, self.windows = models, windows
+
+    def collect(self) -> Iterable[Metric]:
+        drifted = GaugeMetricFamily(
+            "modelscale_drift_features",
+            "Features that drift in the last closed window",
+            labels=["model", "version"],
+        )
+        accuracy = GaugeMetricFamily(
+            "modelscale_model_accuracy",
+            "The model's metric in the last closed window: realized from feedback, or estimated "
+            "from confidences",
+            labels=["model", "version", "source"],
+        )
+        for m in self.models.values():
+            for v, w in m.watches.items():
+                if not w.closed:
+                    continue
+                last = w.closed[-1]
+                drifted.add_metric([m.name, v], len(last.drift.get("drifted") or []))
+                for source in ("realized", "estimate"):
+                    got = last.accuracy.get(source)
+                    if got:
+                        accuracy.add_metric([m.name, v, source], got["value"])
+        windows = CounterMetricFamily(
+            "modelscale_monitor_windows",
+            "Closed monitor windows by verdict (ok, drift, quality, accuracy, too few rows)",
+            labels=["model", "verdict"],
+        )
+        for (model, verdict), n in sorted(self.windows.verdicts.items()):
+            windows.add_metric([model, verdict], n)
+        feedback = CounterMetricFamily(
+            "modelscale_feedback",
+            "Feedback labels by result (joined, unknown, expired, invalid, replaced)",
+            labels=["model", "result"],
+        )
+        for m in self.models.values():
+            for result in ("joined", "unknown", "expired", "invalid", "replaced"):
+                feedback.add_metric([m.name, result], m.labels.counts[result])
+        return [drifted, accuracy, windows, feedback]
+
+
+class _Routes:
+    def __init__(self, models: dict[str, _Model], windows: _WindowRecorder) -> None:
+        self.models, self.windows = models, windows
+
+    async def feedback(self, ex: Exchange) -> None:
+        m = self.models.get(ex.model or "")
+        if m is None:
+            raise ApiError(
+                404,
+                f"model {ex.model!r} is not monitored (monitor.enabled: false in deploy.yaml)",
+                field="model",
+            )
+        try:
+            body = orjson.loads(ex.body or b"")
+        except orjson.JSONDecodeError as exc:
+            m.labels.counts["invalid"] += 1
+            raise ApiError(400, f"the body is not JSON: {exc}", field="body") from None
+        try:
+            items = parse_feedback(body, task=m.task)
+        except InvalidInput as exc:
+            m.labels.counts["invalid"] += 1
+            raise ApiError(400, str(exc), field=exc.field) from None
+        now = time.time()
+        found: list[tuple[Any, Any]] = []
+        missing: dict[str, list[str]] = {"unknown": [], "expired": []}
+        for item in items:
+            state, pending = m.pending.take(item.id, now)
+            if pending is None:
+                missing[state].append(item.id)
+            else:
+                found.append((item, pending))
+        # Check every label against its request before keeping any.
+        for item, pending in found:
+            rows = (
+                int(np.asarray(pending.output).shape[0]) if np.asarray(pending.output).ndim else 1
+            )
+            if len(item.label) != rows:
+                m.labels.counts["invalid"] += 1
+                raise ApiError(
+                    400,
+                    f"request {item.id} answered {rows} row(s); feedback gave {len(item.label)} "
+                    "label(s). Expected one label per row",
+                    field="label",
+                )
+        for item, pending in found:
+            m.labels.join(item, pending)
+        for state, ids in missing.items():
+            m.labels.counts[state] += len(ids)
+        if len(items) == 1 and not found:
+            state = "expired" if missing["expired"] else "unknown"
+            why = (
+                f"is older than monitor.label_ttl_s ({m.spec.label_ttl_s:g} s)"
+                if state == "expired"
+                else "is not one this server answered recently"
+            )
+            raise ApiError(404, f"request id {items[0].id!r} {why}", field="id")
+        answer = {"accepted": len(found), **{k: v for k, v in missing.items() if v}}
+        ex.answer(200, orjson.dumps(answer), [_JSON, _NO_STORE])
+
+    async def status(self, ex: Exchange) -> None:
+        with self.windows._lock:
+            views = [w.view() for m in self.models.values() for w in m.watches.values()]
+        feedback = {m.name: dict(m.labels.counts) for m in self.models.values()}
+        body = {"models": views, "feedback": feedback}
+        ex.answer(200, orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), [_JSON, _NO_STORE])
+
+
+def build_feature(context: StageContext) -> Feature | None:
+    """The monitor feature for one server (None when no model is monitored)."""
+    spec = context.spec
+    wanted = {name: m for name, m in spec.models.items() if m.monitor.enabled}
+    if not wanted:
+        return None
+    models: dict[str, _Model] = {}
+    now = time.time()
+    store = None
+    try:
+        from modelscale.store import open_store
+
+        store = open_store(spec.store.url)
+    except (ModelscaleError, OSError) as exc:
+        log.warning("monitor: the knowledge base cannot be opened (%s); no drift windows", exc)
+    try:
+        for rt in context.registry.runtimes():
+            mspec = wanted.get(rt.name)
+            if mspec is None:
+                continue
+            base = (
+                find_baseline(
+                    store, sha256=rt.artifact.sha256, model=rt.name, ref=mspec.monitor.baseline
+                )
+                if store is not None
+                else None
+            )
+            task = base.task if base is not None and base.task != "none" else _task_of(rt)
+            output = base.feature_plan().scores_output() if base is not None else None
+            m = models.get(rt.name) or _Model(rt.name, mspec.monitor, task, output)
+            models[rt.name] = m
+            if base is None:
+                log.info(
+                    "monitor: no baseline for %s v%s: feedback only, no drift windows. Make one "
+                    "with `modelscale monitor baseline MODEL --data ref.npz`",
+                    rt.name,
+                    rt.version,
+                )
+                continue
+            mon = mspec.monitor
+            m.watches[rt.version] = ModelWatch(
+                rt.name,
+                rt.version,
+                base,
+                options=DriftOptions(
+                    alpha=mon.alpha, min_effect=mon.min_effect, min_rows=mon.min_rows
+                ),
+                window_s=mon.window_s,
+                window_requests=mon.window_requests,
+                accuracy_drop=mon.accuracy_drop,
+                domain=mon.domain_classifier,
+                now=now,
+            )
+    finally:
+        if store is not None:
+            store.close()
+    location = None
+    if spec.log.enabled:
+        location = LogLocation.of(spec.log.path or get_settings().log_dir)
+    dispatcher = AlertDispatcher(
+        webhooks=spec.alerts.webhooks,
+        retries=spec.alerts.retries,
+        timeout_s=spec.alerts.timeout_s,
+        store_url=spec.store.url,
+        model_versions=lambda model: None,
+    )
+    windows = _WindowRecorder(
+        models, location=location, store_url=spec.store.url, dispatcher=dispatcher
+    )
+    context.metrics.registry.register(_Collector(models, windows))
+    routes = _Routes(models, windows)
+    return Feature(
+        name="monitor",
+        recorders=[_PredictionIndex(models), windows],
+        routes={"/v2/monitor": Route(routes.status)},
+        model_routes={"feedback": Route(routes.feedback, methods=("POST",))},
+        close=dispatcher.close,
+    )
