@@ -26,6 +26,7 @@ from modelscale.workflow import (
     LoadStep,
     PlanStep,
     ProfileStep,
+    WatchStep,
     run_demo,
 )
 
@@ -36,6 +37,7 @@ _WAITING = (
     "loading",
     "compressing",
     "starting the server",
+    "making the baseline",
     "planning",
 )
 
@@ -77,6 +79,8 @@ def _render(step: DemoStep) -> None:
         console.print(f"Plot: {step.plot}")
     elif isinstance(step, CompressStep):
         render_compress(step.result)
+    elif isinstance(step, WatchStep):
+        _render_watch(step)
     elif isinstance(step, LoadStep):
         console.print(f"Serving digits at {step.url} ({step.served})")
         render_load(step.result)
@@ -102,6 +106,45 @@ def _render(step: DemoStep) -> None:
             render_validation(step.validation)
 
 
+def _render_watch(step: WatchStep) -> None:
+    b = step.baseline
+    ref = b.reference_metric or {}
+    console.print(
+        f"Baseline {b.name} (run {b.run_id}): {b.rows} labelled rows, {len(b.features)} features, "
+        f"reference accuracy {ref.get('value', float('nan')):.3f}",
+        soft_wrap=True,
+    )
+    console.print(
+        f"Traffic: {step.clean.overall.achieved_rps:.0f} req/s of clean digits, then "
+        f"{step.shifted.overall.achieved_rps:.0f} req/s of shifted ones ({step.shifted_path}: lower "
+        "contrast, sensor noise)",
+        soft_wrap=True,
+    )
+    for w in step.windows:
+        acc = w["accuracy"].get("estimate") or {}
+        drifted = w["drift"].get("drifted") or []
+        shown = ", ".join(drifted[:3]) + (" ..." if len(drifted) > 3 else "")
+        console.print(
+            f"  window (run {w['run_id']}): {w['drift']['rows']:>4} rows  {w['verdict']:<8} "
+            f"estimated accuracy {acc.get('value', float('nan')):.3f}  {shown}",
+            soft_wrap=True,
+        )
+    if step.flagged_after is None:
+        console.print("[red]No window flagged the shift.[/]")
+    else:
+        console.print(
+            f"The shift was flagged by window {step.flagged_after} of the shifted traffic; "
+            f"{len(step.alerts)} alert event(s) recorded"
+            + (
+                f" (run {step.alerts[0]['run_id']}: {step.alerts[0]['message']})"
+                if step.alerts
+                else ""
+            )
+            + ". See: modelscale monitor status digits",
+            soft_wrap=True,
+        )
+
+
 def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f} ms"
 
@@ -117,6 +160,10 @@ def _stored(steps: list[DemoStep]) -> str:
             )
         elif isinstance(s, LoadStep):
             ids["load"] = f"the load test as run {s.run_id}"
+        elif isinstance(s, WatchStep):
+            ids["watch"] = (
+                f"the baseline as run {s.baseline.run_id} and {len(s.windows)} monitor window(s)"
+            )
         elif isinstance(s, PlanStep):
             checked = (
                 ""

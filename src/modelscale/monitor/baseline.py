@@ -233,7 +233,7 @@ def build_baseline(
     outputs = _run_model(model, data, rows, batched, on_progress)
     inputs = {k: v for k, v in data.items() if batched.get(k)}
     plan = FeaturePlan.build(inputs, outputs, task=opt.task, seed=opt.seed)
-    profile = Profile.empty(plan.kinds())
+    profile = Profile.empty(plan.kinds(), sampled=plan.input_features())
     report(on_progress, "baseline: folding sketches", 0, rows)
     for start in range(0, rows, 65_536):
         part_in = {k: v[start : start + 65_536] for k, v in inputs.items()}

@@ -67,7 +67,9 @@ class DriftOptions:
     """A window with fewer rows is reported but not tested."""
     max_missing_increase: float = 0.01
     """NaN/Inf share above the reference's by more than this is a data-quality issue."""
-    max_out_of_range: float = 0.01
+    max_out_of_range: float = 0.05
+    """Share of values outside the reference's range, beyond the 2 / (n + 1) that a draw from
+    the reference's own distribution falls outside the range of n reference values."""
     max_rejected: float = 0.01
 
     def __post_init__(self) -> None:
@@ -321,7 +323,8 @@ def _quality(
         lo, hi = ref.min, ref.max
         below, upto = cur.kll.get_cdf([lo, hi], False)[:2], cur.kll.get_cdf([hi], True)[0]
         outside = below[0] + (1.0 - upto)
-        if outside > opt.max_out_of_range:
+        expected = 2.0 / (ref.count + 1)
+        if outside > expected + opt.max_out_of_range:
             out.append(
                 QualityIssue(
                     name,
@@ -413,11 +416,15 @@ def compare_profiles(
 
 
 def describe(drift: WindowDrift, limit: int = 3) -> str:
-    """One line naming the drifting features (for alerts)."""
+    """One line naming the drifting features and the domain classifier's verdict (for alerts)."""
     feats = sorted((f for f in drift.features if f.drift), key=lambda f: -f.effect)
     names = ", ".join(f"{f.feature} ({f.effect:.2f})" for f in feats[:limit])
     more = f" and {len(feats) - limit} more" if len(feats) > limit else ""
-    return f"{len(feats)} feature(s) drift: {names}{more}" if feats else "no feature drifts"
+    text = f"{len(feats)} feature(s) drift: {names}{more}" if feats else "no feature drifts"
+    dom = drift.domain
+    if dom and dom.get("drift"):
+        text += f"; the domain classifier tells the window from the reference (AUC {dom['auc']:.2f})"
+    return text
 
 
 def options_from(spec: Mapping[str, Any] | None) -> DriftOptions:

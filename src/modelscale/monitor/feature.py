@@ -224,7 +224,9 @@ class _WindowRecorder:
 
             store = open_store(self.store_url)
             try:
-                sha = w.baseline.model.get("sha256")
+                sha = w.sha256
+                if sha is not None:
+                    store.register_model(sha, name=m.name)
                 store.record(result, model_version=sha, note=result.summary())
             finally:
                 store.close()
@@ -424,6 +426,7 @@ def build_feature(context: StageContext) -> Feature | None:
                 rt.name,
                 rt.version,
                 base,
+                sha256=rt.artifact.sha256,
                 options=DriftOptions(
                     alpha=mon.alpha, min_effect=mon.min_effect, min_rows=mon.min_rows
                 ),
@@ -444,7 +447,6 @@ def build_feature(context: StageContext) -> Feature | None:
         retries=spec.alerts.retries,
         timeout_s=spec.alerts.timeout_s,
         store_url=spec.store.url,
-        model_versions=lambda model: None,
     )
     windows = _WindowRecorder(
         models, location=location, store_url=spec.store.url, dispatcher=dispatcher

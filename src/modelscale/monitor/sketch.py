@@ -347,14 +347,18 @@ class Profile:
     end: float | None = None
 
     @classmethod
-    def empty(cls, kinds: Mapping[str, str], *, reservoir: bool = True) -> Profile:
-        """A profile with no rows yet for features of the given kinds (name -> kind)."""
+    def empty(
+        cls, kinds: Mapping[str, str], *, sampled: Sequence[str] | None = None
+    ) -> Profile:
+        """A profile with no rows yet for features of the given kinds (name -> kind), keeping a
+        reservoir sample of the ``sampled`` numeric features (default: all of them)."""
         feats: dict[str, _Sketch] = {
             name: NumericSketch() if kind == NUMERIC else CategoricalSketch()
             for name, kind in kinds.items()
         }
-        numeric = [n for n, k in kinds.items() if k == NUMERIC]
-        return cls(feats, Reservoir(numeric) if reservoir and numeric else None)
+        if sampled is None:
+            sampled = [n for n, k in kinds.items() if k == NUMERIC]
+        return cls(feats, Reservoir(sampled) if sampled else None)
 
     def kinds(self) -> dict[str, str]:
         """Feature name -> kind."""

@@ -325,6 +325,16 @@ class FeaturePlan:
             out.update(p.names())
         return out
 
+    def input_features(self) -> list[str]:
+        """The numeric features of the inputs: what the domain classifier compares (a covariate
+        test; the outputs' drift is tested per feature, and a model's outputs on rows it was
+        trained on differ from those on new rows without any drift in what it is sent)."""
+        out = []
+        for p in self.tensors:
+            if p.role == "input":
+                out += [n for n, k in p.names().items() if k == NUMERIC]
+        return out
+
     def scores_output(self) -> str | None:
         """The classifier output accuracy is measured on (None for other models)."""
         for p in self.tensors:

@@ -78,6 +78,8 @@ class MonitorAlert:
     at: float
     detail: str
     window: dict[str, Any] = field(default_factory=dict)
+    sha256: str | None = None
+    """The served version's id (the run is filed under it)."""
 
     @property
     def message(self) -> str:
@@ -159,6 +161,7 @@ class ModelWatch:
         version: str,
         baseline: Baseline,
         *,
+        sha256: str | None = None,
         options: DriftOptions,
         window_s: float,
         window_requests: int,
@@ -167,6 +170,8 @@ class ModelWatch:
         now: float,
     ) -> None:
         self.model, self.version = model, version
+        self.sha256 = sha256 or baseline.model.get("sha256")
+        """The served version's id (windows and alerts are filed under it)."""
         self.baseline = baseline
         self.plan: FeaturePlan = baseline.feature_plan()
         self.reference: Profile = baseline.reference()
@@ -187,7 +192,7 @@ class ModelWatch:
         aligned = math.floor(now / self.window_s) * self.window_s
         self.start = now if at_once else aligned
         self.deadline = aligned + self.window_s
-        self.window = Profile.empty(self.plan.kinds())
+        self.window = Profile.empty(self.plan.kinds(), sampled=self.plan.input_features())
         self.window.start = self.start
         self.confidences: list[np.ndarray] = []
         self._conf_rows = 0
@@ -304,6 +309,7 @@ class ModelWatch:
                         now,
                         details[sli] if on else f"the window from {_hm(result.start)} is clean",
                         {"start": result.start, "end": result.end, "verdict": result.verdict},
+                        self.sha256,
                     )
                 )
         return events

@@ -118,7 +118,9 @@ class AlertDispatcher:
 
             store = open_store(self.store_url)
             try:
-                sha = self.model_versions(e.model) if self.model_versions else None
+                sha = getattr(e, "sha256", None)
+                if sha is None and self.model_versions is not None:
+                    sha = self.model_versions(e.model)
                 if sha is not None:
                     store.register_model(sha, name=e.model)
                 store.record(e.as_result(), model_version=sha, note=e.message)

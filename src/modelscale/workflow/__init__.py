@@ -3,7 +3,7 @@
 Validating a plan starts (or reaches) a server, load-tests it and meters it, then hands the
 measurement to ``plan``'s calibration math (``validate_plan``, ``validate_local``,
 ``validate_server``); the demo runs build, profile, compress, serve, load, plan and validate in
-one go (``run_demo``); ``compress_example`` compresses a built-in example with its own data.
+one go (``run_demo``), watching the served model for drift on the way (``watch_example``); ``compress_example`` compresses a built-in example with its own data.
 ``record`` (or a ``Recorder``) is the one way results go into the knowledge base; a
 ``Recorder`` that cannot store saves the result as JSON instead (``NotStored``).
 """
@@ -42,6 +42,7 @@ from modelscale.workflow.validate import (
     validate_plan,
     validate_server,
 )
+from modelscale.workflow.watch import WatchStep, shift_digits, watch_example
 
 __all__ = [
     "DEMO_STEPS",
@@ -61,6 +62,7 @@ __all__ = [
     "Recorder",
     "Validation",
     "ValidationOptions",
+    "WatchStep",
     "batch_deltas",
     "batch_totals",
     "check_server",
@@ -70,8 +72,10 @@ __all__ = [
     "record",
     "run_demo",
     "save_json",
+    "shift_digits",
     "speed_ratio",
     "validate_local",
     "validate_plan",
     "validate_server",
+    "watch_example",
 ]

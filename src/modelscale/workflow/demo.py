@@ -1,9 +1,9 @@
 """The demo: the main job end to end on the built-in digits example, one step at a time.
 
 ``run_demo`` builds the example, profiles it, compresses it within an accuracy tolerance, serves
-it with two replica processes and load-tests the server, then plans capacity and cost for a
-target rate and validates the plan with a load test of the planned configuration; everything is
-recorded in the knowledge base. It yields each step's outcome as the step finishes, so a caller
+it with two replica processes and load-tests the server, watches it for drift (a baseline, clean
+then shifted traffic), then plans capacity and cost for a target rate and validates the plan
+with a load test of the planned configuration; everything is recorded in the knowledge base. It yields each step's outcome as the step finishes, so a caller
 shows one step before the next one starts.
 """
 
@@ -33,6 +33,7 @@ from modelscale.store import Store, open_store
 from modelscale.workflow.example import compress_example
 from modelscale.workflow.record import Recorded, Recorder
 from modelscale.workflow.validate import Validation, ValidationOptions, validate_plan
+from modelscale.workflow.watch import WatchStep, watch_example
 
 __all__ = [
     "DEMO_STEPS",
@@ -44,6 +45,7 @@ __all__ = [
     "LoadStep",
     "PlanStep",
     "ProfileStep",
+    "WatchStep",
     "run_demo",
 ]
 
@@ -57,7 +59,8 @@ DEMO_STEPS = (
     "2. profile: what it costs to run here, per batch size and thread count",
     "3. compress: the smallest, fastest model within 1 accuracy point",
     "4. serve with 2 replica processes (KServe V2) and load-test it, open loop",
-    f"5. plan: machines, replicas and cost for {PLAN_RPS:g} req/s at p99 <= {PLAN_P99_MS:g} ms, "
+    "5. monitor: a baseline, then clean and shifted traffic; the server's windows flag drift",
+    f"6. plan: machines, replicas and cost for {PLAN_RPS:g} req/s at p99 <= {PLAN_P99_MS:g} ms, "
     "then validate it here",
 )
 """The steps' titles, in the order ``run_demo`` yields them."""
@@ -123,7 +126,7 @@ class PlanStep:
     load_run_id: int | None
 
 
-DemoStep = ExampleStep | ProfileStep | CompressStep | LoadStep | PlanStep
+DemoStep = ExampleStep | ProfileStep | CompressStep | LoadStep | WatchStep | PlanStep
 """One step's outcome."""
 
 
@@ -197,6 +200,8 @@ def run_demo(
         log_path,
         log_stats(str(log_path), by=("model", "version")),  # the server has stopped: all flushed
     )
+
+    yield watch_example(example, out / "monitor", recorder=recorder, on_progress=on_progress)
 
     planned = plan_model(
         artifact,
