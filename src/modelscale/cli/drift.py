@@ -91,7 +91,7 @@ def baseline_command(
     if as_json:
         out = result.to_dict()
         out.pop("profile")
-        print_json({"run_id": run_id, **out})
+        print_json({**out, "run_id": run_id})
         return
     kinds = result.features
     numeric = sum(1 for k in kinds.values() if k == "numeric")

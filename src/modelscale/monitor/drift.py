@@ -81,10 +81,13 @@ class DriftOptions:
             ("max_rejected", 0.0, 1.0),
         ):
             v = getattr(self, name)
-            if not (lo <= v <= hi) or (name == "alpha" and v in (0.0, 1.0)):
+            if name == "alpha":
+                ok, where = 0.0 < v < 1.0, "in (0, 1)"
+            else:
+                ok, where = lo <= v <= hi, f"in [{lo:g}, {hi:g}]"
+            if not ok:
                 raise InvalidInput(
-                    f"The {name!r} of drift must be in ({lo:g}, {hi:g}]. Got {v!r} instead.",
-                    field=name,
+                    f"The {name!r} of drift must be {where}. Got {v!r} instead.", field=name
                 )
         if self.min_rows < 2:
             raise InvalidInput(
