@@ -84,7 +84,9 @@ def test_interval_holds_the_value_and_is_reproducible(metric: str) -> None:
     assert ci.lo < ci.hi
     assert (ci.metric, ci.n, ci.level) == (metric, 300, 0.9)
     assert realized_metric(pred, labels, metric=metric, level=0.9, resamples=500, seed=4) == ci
-    assert realized_metric(pred, labels, metric=metric, level=0.9, resamples=500, seed=5) != ci
+    other = realized_metric(pred, labels, metric=metric, level=0.9, resamples=500, seed=5)
+    # Accuracy's interval is Wilson's (no resampling); F1's and MAE's are bootstrapped.
+    assert (other == ci) if metric == "accuracy" else (other != ci)
     assert json.loads(json.dumps(ci.to_dict())) == ci.to_dict()
 
 
@@ -114,10 +116,18 @@ def test_large_windows_are_bootstrapped_in_chunks() -> None:
     assert ci.value == accuracy_score(labels, pred)
 
 
-def test_one_row_gives_a_zero_width_interval() -> None:
-    ci = realized_metric([2], [2])
-    assert ci.value == ci.lo == ci.hi == 1.0
-    assert ci.n == 1
+def test_one_row_gives_a_zero_width_bootstrap_and_a_wide_wilson_interval() -> None:
+    ci = realized_metric([2.0], [2.5], metric="mae")
+    assert ci.value == ci.lo == ci.hi == 0.5
+    acc = realized_metric([2], [2])
+    assert acc.value == acc.hi == 1.0 and acc.n == 1
+    assert acc.lo == pytest.approx(0.2065, abs=1e-4)  # one right answer says little
+
+
+def test_accuracy_interval_is_wilsons_and_not_degenerate_without_errors() -> None:
+    ci = realized_metric(np.zeros(60, np.int64), np.zeros(60, np.int64))
+    # Wilson's score interval for 60 of 60 at 95%: the bootstrap would give [1, 1].
+    assert ci.hi == 1.0 and ci.lo == pytest.approx(0.9398, abs=1e-4)
 
 
 def test_no_rows_is_refused() -> None:

@@ -21,7 +21,7 @@ from modelscale.errors import InvalidInput
 from modelscale.model import ModelArtifact
 from modelscale.monitor.accuracy import softmax_top
 from modelscale.monitor.sketch import Profile
-from modelscale.monitor.summary import MIN_REFERENCE_ROWS, FeaturePlan
+from modelscale.monitor.summary import MIN_REFERENCE_ROWS, FeaturePlan, predictions_of
 from modelscale.progress import OnProgress, report
 from modelscale.result import ModelVersionInfo, Result, RunLinks
 from modelscale.runtime import Engine, EngineOptions
@@ -31,7 +31,6 @@ __all__ = [
     "Baseline",
     "BaselineOptions",
     "build_baseline",
-    "predictions_of",
 ]
 
 TASKS = ("auto", "classification", "regression")
@@ -165,16 +164,6 @@ def _run_model(
         ):
             out[name] = np.concatenate(chunks)
     return out
-
-
-def predictions_of(outputs: np.ndarray, task: str) -> np.ndarray:
-    """Predicted class per row (classification) or the predicted value (regression)."""
-    a = np.asarray(outputs)
-    if task == "classification":
-        if a.ndim >= 2 and a.shape[1] > 1:
-            return softmax_top(a.reshape(a.shape[0], -1))[0]
-        return a.reshape(a.shape[0], -1)[:, 0].astype(np.int64)
-    return a.reshape(a.shape[0], -1)[:, 0].astype(np.float64)
 
 
 def _task(labels: np.ndarray | None, plan: FeaturePlan, wanted: str) -> str:

@@ -426,7 +426,9 @@ def describe(drift: WindowDrift, limit: int = 3) -> str:
     text = f"{len(feats)} feature(s) drift: {names}{more}" if feats else "no feature drifts"
     dom = drift.domain
     if dom and dom.get("drift"):
-        text += f"; the domain classifier tells the window from the reference (AUC {dom['auc']:.2f})"
+        text += (
+            f"; the domain classifier tells the window from the reference (AUC {dom['auc']:.2f})"
+        )
     return text
 
 

@@ -155,36 +155,56 @@ class _WindowRecorder:
         self._server = f"{socket.gethostname()}-{os.getpid()}"
 
     def record(self, records: Sequence[RequestRecord]) -> None:
-        """Fold records into their versions' open windows."""
-        groups: dict[tuple[str, str, tuple[Any, ...]], list[RequestRecord]] = defaultdict(list)
+        """Fold records into their versions' open windows, closing a window at the request that
+        fills it (a batch of records may span several windows)."""
+        closed = []
         with self._lock:
+            pending: dict[tuple[str, str], list[RequestRecord]] = defaultdict(list)
             for r in records:
                 m = self.models.get(r.model)
                 w = m.watches.get(r.version) if m is not None else None
-                if w is None:
+                if m is None or w is None:
                     continue
                 if r.status == 400:
                     w.rejected(1)
                     continue
                 if r.status != 200 or r.request is None or not r.outputs:
                     continue
-                key = tuple(
-                    (k, a.shape[1:], a.dtype.str)
-                    for k, a in (*r.request.inputs.items(), *r.outputs.items())
-                    if isinstance(a, np.ndarray) and a.ndim
-                )
-                groups[(r.model, r.version, key)].append(r)
-            for (model, version, _), rs in groups.items():
-                w = self.models[model].watches[version]
-                inputs = _stack([r.request.inputs for r in rs if r.request is not None])
-                outputs = _stack([r.outputs for r in rs if r.outputs is not None])
-                w.fold(
-                    inputs,
-                    outputs,
-                    requests=len(rs),
-                    times=(rs[0].time, rs[-1].time),
-                )
+                batch = pending[r.model, r.version]
+                batch.append(r)
+                if w.window.requests + len(batch) >= w.window_requests:
+                    self._fold(w, batch)
+                    batch.clear()
+                    # Closed just after its last request: labels join by request time.
+                    end = r.time + 1e-6
+                    result, profile = w.close(end, m.labels)
+                    closed.append((m, w, result, profile, end))
+            for (model, version), batch in pending.items():
+                if batch:
+                    self._fold(self.models[model].watches[version], batch)
+        for m, w, result, profile, end in closed:
+            self._closed(m, w, result, profile, end)
         self.tick()
+
+    @staticmethod
+    def _fold(w: ModelWatch, records: Sequence[RequestRecord]) -> None:
+        """Fold answered requests in, stacked by the shapes of their tensors."""
+        groups: dict[tuple[Any, ...], list[RequestRecord]] = defaultdict(list)
+        for r in records:
+            assert r.request is not None and r.outputs is not None
+            key = tuple(
+                (k, a.shape[1:], a.dtype.str)
+                for k, a in (*r.request.inputs.items(), *r.outputs.items())
+                if isinstance(a, np.ndarray) and a.ndim
+            )
+            groups[key].append(r)
+        for rs in groups.values():
+            w.fold(
+                _stack([r.request.inputs for r in rs if r.request is not None]),
+                _stack([r.outputs for r in rs if r.outputs is not None]),
+                requests=len(rs),
+                times=(rs[0].time, rs[-1].time),
+            )
 
     def tick(self, *, final: bool = False) -> None:
         """Close the windows that are due (every open one with requests when ``final``)."""

@@ -14,16 +14,14 @@ from __future__ import annotations
 
 import math
 import threading
-import time
 from collections import Counter, OrderedDict
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from modelscale.errors import InvalidInput
-from modelscale.monitor.accuracy import softmax_top
+from modelscale.monitor.summary import predictions_of
 
 __all__ = ["FeedbackItem", "Labels", "PendingPredictions", "parse_feedback"]
 
@@ -53,6 +51,13 @@ def _label_values(raw: Any, where: str, task: str) -> tuple[Any, ...]:
                 + ("a class index (a whole number)" if task == "classification" else "a number"),
                 field="label",
             )
+        if isinstance(v, int):
+            if not -(2**63) <= v < 2**63:
+                raise InvalidInput(
+                    f"{at}: label {v} is out of range; expected a 64-bit integer", field="label"
+                )
+            out.append(v)
+            continue
         if not math.isfinite(v):
             raise InvalidInput(f"{at}: label is {v}; expected a finite number", field="label")
         if task == "classification":
@@ -170,16 +175,7 @@ class Labels:
     def join(self, item: FeedbackItem, pending: _Pending) -> None:
         """Keep ``item``'s labels against the prediction of its request (replacing an earlier
         label for the same id)."""
-        out = pending.output
-        if self.task == "classification":
-            a = np.asarray(out)
-            preds = (
-                softmax_top(a.reshape(a.shape[0], -1))[0]
-                if a.ndim >= 2 and a.shape[1] > 1
-                else a.reshape(-1).astype(np.int64)
-            )
-        else:
-            preds = np.asarray(out, dtype=np.float64).reshape(np.asarray(out).shape[0], -1)[:, 0]
+        preds = predictions_of(np.asarray(pending.output), self.task)
         labels = np.asarray(item.label)
         if labels.shape[0] != preds.shape[0]:
             raise InvalidInput(
@@ -220,12 +216,3 @@ class Labels:
                 self._rows = keep
                 self._by_id = {r[2]: i for i, r in enumerate(keep)}
 
-
-def feedback_answer(results: Mapping[str, Sequence[str]], joined: int) -> dict[str, Any]:
-    """The JSON answer of a feedback request."""
-    return {"accepted": joined, **{k: list(v) for k, v in results.items() if v}}
-
-
-def now() -> float:
-    """Unix time (a seam for tests that replay time)."""
-    return time.time()

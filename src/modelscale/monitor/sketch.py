@@ -20,6 +20,7 @@ for the knowledge base and the files ``monitor run`` reads.
 from __future__ import annotations
 
 import base64
+import binascii
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -167,17 +168,14 @@ class CategoricalSketch:
     """Value counts (frequent items) and distinct count (HLL) of one categorical feature."""
 
     kind = CATEGORICAL
-    __slots__ = ("freq", "hll", "n", "weight")
+    __slots__ = ("freq", "hll", "n")
 
     def __init__(self) -> None:
         self.freq = ds.frequent_strings_sketch(FREQ_LG_K)
         self.hll = ds.hll_sketch(HLL_LG_K)
         self.n = 0
-        """Rows."""
-        self.weight = 1.0
-        """Rows per counted item: a feature with several items per row (token-id buckets of a
-        sequence) counts each, and its tests use ``n`` rows, not the item count, as the sample
-        size."""
+        """Rows. A feature with several items per row (token-id buckets of a sequence) counts
+        each item, and its tests use ``n`` rows, not the item count, as the sample size."""
 
     def update(self, values: np.ndarray, *, rows: int | None = None) -> None:
         """Fold values in (one per row, or several per row with ``rows`` given)."""
@@ -347,9 +345,7 @@ class Profile:
     end: float | None = None
 
     @classmethod
-    def empty(
-        cls, kinds: Mapping[str, str], *, sampled: Sequence[str] | None = None
-    ) -> Profile:
+    def empty(cls, kinds: Mapping[str, str], *, sampled: Sequence[str] | None = None) -> Profile:
         """A profile with no rows yet for features of the given kinds (name -> kind), keeping a
         reservoir sample of the ``sampled`` numeric features (default: all of them)."""
         feats: dict[str, _Sketch] = {
@@ -462,4 +458,16 @@ class Profile:
             d = orjson.loads(data)
         except orjson.JSONDecodeError as exc:
             raise InvalidInput(f"not a monitor profile: {exc}", field="profile") from None
-        return cls.from_dict(d)
+        if not isinstance(d, dict):
+            raise InvalidInput(
+                f"not a monitor profile: a JSON {type(d).__name__}, expected an object",
+                field="profile",
+            )
+        try:
+            return cls.from_dict(d)
+        except InvalidInput:
+            raise
+        except (KeyError, TypeError, ValueError, IndexError, RuntimeError, binascii.Error) as exc:
+            raise InvalidInput(
+                f"not a monitor profile ({type(exc).__name__}: {exc})", field="profile"
+            ) from None

@@ -28,7 +28,7 @@ an integer output              ``name.class`` (categorical)
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,7 +42,7 @@ __all__ = [
     "MIN_REFERENCE_ROWS",
     "FeaturePlan",
     "TensorPlan",
-    "stack_rows",
+    "predictions_of",
 ]
 
 MIN_REFERENCE_ROWS = 100
@@ -54,6 +54,26 @@ PCS = 8
 MAX_PCA_DIM = 4_096
 TOKEN_BUCKETS = 32
 _PCA_ROWS = 5_000
+
+
+def predictions_of(outputs: np.ndarray, task: str) -> np.ndarray:
+    """Predicted class per row (classification) or the predicted value (regression).
+
+    A classifier's single output per row is a class id when it is an integer, else a
+    probability of the positive class (>= 0.5) when it lies in [0, 1], else a logit (>= 0).
+    """
+    a = np.asarray(outputs)
+    rows = a.shape[0] if a.ndim else 1
+    flat = a.reshape(rows, -1)
+    if task != "classification":
+        return flat[:, 0].astype(np.float64)
+    if flat.shape[1] > 1:
+        return softmax_top(flat)[0]
+    col = flat[:, 0]
+    if col.dtype.kind in "iub":
+        return col.astype(np.int64)
+    threshold = 0.5 if np.all((col >= 0) & (col <= 1)) else 0.0
+    return (col >= threshold).astype(np.int64)
 
 
 @dataclass(frozen=True)
@@ -73,6 +93,8 @@ class TensorPlan:
     pca_components: tuple[tuple[float, ...], ...] = ()
     positions: tuple[int, ...] = ()
     """Flattened positions the projections read, when a row has more than 4,096 values."""
+    width: int = 0
+    """Values per flattened row in the reference (projections need the same)."""
 
     def names(self) -> dict[str, str]:
         """Feature name -> kind."""
@@ -111,6 +133,8 @@ class TensorPlan:
             flat = a.reshape(a.shape[0], -1, a.shape[-1]).mean(axis=1)
         else:
             flat = a.reshape(a.shape[0], -1)
+        if self.width and flat.shape[1] != self.width:
+            return None
         if self.positions:
             if flat.shape[1] <= max(self.positions):
                 return None
@@ -135,9 +159,15 @@ class TensorPlan:
         elif self.mode == "classes":
             categorical[f"{t}.class"] = (a.reshape(n, -1)[:, 0].astype(np.int64), None)
         elif self.mode == "scores":
-            top, prob = softmax_top(a.reshape(n, -1))
+            scores = a.reshape(n, -1)
+            finite = np.isfinite(scores).all(axis=1)
+            conf = np.full(n, np.nan, np.float32)
+            top = np.empty(0, np.int64)
+            if finite.any():  # a row with a NaN score has no class and a NaN confidence
+                top, prob = softmax_top(scores[finite])
+                conf[finite] = prob
             categorical[f"{t}.class"] = (top, None)
-            numeric[f"{t}.confidence"] = prob.astype(np.float32)
+            numeric[f"{t}.confidence"] = conf
         elif self.mode == "mask":
             numeric[f"{t}.ones"] = a.reshape(n, -1).sum(axis=1).astype(np.float32)
         elif self.mode == "tokens":
@@ -193,6 +223,7 @@ class TensorPlan:
             "pca_mean": list(self.pca_mean),
             "pca_components": [list(c) for c in self.pca_components],
             "positions": list(self.positions),
+            "width": self.width,
         }
 
     @classmethod
@@ -209,6 +240,7 @@ class TensorPlan:
             pca_mean=tuple(float(v) for v in d.get("pca_mean", ())),
             pca_components=tuple(tuple(float(v) for v in c) for c in d.get("pca_components", ())),
             positions=tuple(int(v) for v in d.get("positions", ())),
+            width=int(d.get("width", 0)),
         )
 
 
@@ -269,6 +301,7 @@ def _plan_tensor(name: str, role: str, a: np.ndarray, *, task: str, seed: int) -
     else:
         mode, flat = "vector", a.reshape(n, -1)
     positions: tuple[int, ...] = ()
+    width = flat.shape[1]
     if flat.shape[1] > MAX_PCA_DIM:
         rng = np.random.default_rng(seed)
         positions = tuple(sorted(rng.choice(flat.shape[1], MAX_PCA_DIM, replace=False).tolist()))
@@ -282,6 +315,7 @@ def _plan_tensor(name: str, role: str, a: np.ndarray, *, task: str, seed: int) -
         pca_mean=mean,
         pca_components=comps,
         positions=positions,
+        width=width,
     )
 
 
@@ -377,10 +411,3 @@ class FeaturePlan:
         """Read back ``to_dict()``."""
         return cls(tuple(TensorPlan.from_dict(t) for t in d["tensors"]))
 
-
-def stack_rows(arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """Arrays concatenated along the batch axis, one per distinct per-row shape."""
-    groups: dict[tuple[Any, ...], list[np.ndarray]] = {}
-    for a in arrays:
-        groups.setdefault((a.shape[1:], a.dtype.str), []).append(a)
-    return [g[0] if len(g) == 1 else np.concatenate(g) for g in groups.values()]

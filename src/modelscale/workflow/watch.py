@@ -78,7 +78,7 @@ def watch_example(
     *,
     recorder: Recorder,
     rate: float = 200.0,
-    window_requests: int = 400,
+    window_requests: int = 200,
     on_progress: OnProgress | None = None,
 ) -> WatchStep:
     """Baseline, serve, send clean then shifted traffic, and read back windows and alerts."""
