@@ -16,10 +16,13 @@ power, accuracy, and the demo's end-to-end detection.
    smallest shift detected in >= 80% of windows per window size.
 4. accuracy: bench/monitor_accuracy.py (digits: CBPE interval coverage under covariate shift, a
    concept shift where it fails, 30%-feedback interval coverage).
-5. e2e: the demo's monitor step (digits served, clean then shifted traffic through the load
+5. feedback: digits served with a baseline, every held-out row sent with an id and every label fed
+   back: the window's realized accuracy against the offline accuracy of the same rows; then labels
+   for a random 30%: does the window's interval cover the accuracy of all rows.
+6. e2e: the demo's monitor step (digits served, clean then shifted traffic through the load
    generator): the window that flags the shift, and the alerts recorded.
 
-Run: .venv/bin/python bench/monitor.py [--only speed,false_alarms,power,accuracy,e2e]
+Run: .venv/bin/python bench/monitor.py [--only speed,false_alarms,power,accuracy,feedback,e2e]
      [--rows 1000000] [--out bench/results/monitor.json]
 """
 
@@ -259,14 +262,105 @@ def accuracy() -> dict[str, Any]:
     return out
 
 
+def feedback() -> dict[str, Any]:
+    """Digits served with a baseline; every held-out row sent with an id, all labels fed back:
+    the window's realized accuracy against the offline one on the same rows; then the same with
+    labels for a random 30% of the requests."""
+    import httpx
+
+    from modelscale.config import DeploymentSpec
+    from modelscale.examples import build_example
+    from modelscale.model import ModelArtifact, load_npz
+    from modelscale.monitor import BaselineOptions, build_baseline
+    from modelscale.serve import start_server
+    from modelscale.store import open_store
+    from modelscale.workflow import Recorder
+
+    example = build_example("digits")
+    assert example.eval_path is not None
+    artifact = ModelArtifact.load(example.model_path, name="digits")
+    pixels = load_npz(example.eval_path, artifact.signature)["pixels"]
+    labels = np.load(example.eval_path)["labels"]
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        store = open_store(f"sqlite:///{tmp}/kb.db")
+        Recorder(store).run_id(
+            build_baseline(artifact, {"pixels": pixels}, labels=labels, options=BaselineOptions())
+        )
+        store.close()
+        n = len(labels)
+        for share in (1.0, 0.3):
+            spec = DeploymentSpec.from_dict(
+                {
+                    "models": {
+                        "digits": {
+                            "versions": {"1": {"path": str(example.model_path)}},
+                            "monitor": {"window_s": 3600, "window_requests": n},
+                        }
+                    },
+                    "log": {"path": f"{tmp}/logs"},
+                    "store": {"url": f"sqlite:///{tmp}/kb.db"},
+                }
+            )
+            rng = np.random.default_rng(7)
+            with start_server(spec) as server, httpx.Client(base_url=server.url) as c:
+                served = []
+                for i in range(n):
+                    x = pixels[i : i + 1]
+                    body = {
+                        "id": f"r{i}",
+                        "inputs": [
+                            {
+                                "name": "pixels",
+                                "shape": list(x.shape),
+                                "datatype": "FP32",
+                                "data": x.ravel().tolist(),
+                            }
+                        ],
+                    }
+                    served.append(
+                        int(
+                            np.argmax(
+                                c.post("/v2/models/digits/infer", json=body).json()["outputs"][0][
+                                    "data"
+                                ]
+                            )
+                        )
+                    )
+                chosen = np.flatnonzero(rng.random(n) < share) if share < 1 else np.arange(n)
+                items = [{"id": f"r{i}", "label": int(labels[i])} for i in chosen]
+                c.post("/v2/models/digits/feedback", json={"items": items}).raise_for_status()
+                deadline = time.monotonic() + 20
+                while time.monotonic() < deadline:
+                    views = c.get("/v2/monitor").json()["models"]
+                    if views and views[0]["windows"]:
+                        break
+                    time.sleep(0.2)
+                if not views or not views[0]["windows"]:
+                    raise RuntimeError(f"no window closed: {views}\n{server.log_tail(40)}")
+                window = views[0]["windows"][0]
+            served_arr = np.asarray(served)
+            realized = window["accuracy"]["realized"]
+            full = float(np.mean(served_arr == labels))
+            out[f"share_{share}"] = {
+                "labelled": int(realized["n"]),
+                "realized": realized,
+                "offline_on_labelled_rows": float(np.mean(served_arr[chosen] == labels[chosen])),
+                "offline_all_rows": full,
+                "equal": realized["value"] == float(np.mean(served_arr[chosen] == labels[chosen])),
+                "covers_full": realized["lo"] <= full <= realized["hi"],
+                "estimate": window["accuracy"].get("estimate"),
+            }
+    return out
+
+
 def e2e() -> dict[str, Any]:
     from modelscale.examples import build_example
     from modelscale.store import open_store
     from modelscale.workflow import Recorder, watch_example
 
     with tempfile.TemporaryDirectory() as tmp:
-        os.environ["MODELSCALE_DB"] = f"sqlite:///{tmp}/kb.db"
-        store = open_store()
+        store = open_store(f"sqlite:///{tmp}/kb.db")
         try:
             step = watch_example(
                 build_example("digits"), pathlib.Path(tmp) / "w", recorder=Recorder(store)
@@ -294,6 +388,7 @@ SECTIONS = {
     "false_alarms": false_alarms,
     "power": power,
     "accuracy": accuracy,
+    "feedback": feedback,
     "e2e": e2e,
 }
 

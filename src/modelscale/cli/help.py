@@ -53,7 +53,23 @@ EXAMPLES: Mapping[str, tuple[str, ...]] = {
         "modelscale logs stats .modelscale/logs --by version --since 1h",
         "modelscale logs stats s3://bucket/logs --by model --by hour --json",
     ),
-    "monitor": ("modelscale monitor rules -c deploy.yaml --out rules.yaml",),
+    "monitor": (
+        "modelscale monitor baseline model.onnx --data reference.npz",
+        "modelscale monitor status http://127.0.0.1:8000",
+        "modelscale monitor rules -c deploy.yaml --out rules.yaml",
+    ),
+    "monitor baseline": (
+        "modelscale monitor baseline model.onnx --data reference.npz",
+        "modelscale monitor baseline clf.onnx --data eval.npz --labels y --name v2-eval",
+    ),
+    "monitor status": (
+        "modelscale monitor status http://127.0.0.1:8000",
+        "modelscale monitor status digits -n 5 --json",
+    ),
+    "monitor run": (
+        "modelscale monitor run --logs .modelscale/logs",
+        "modelscale monitor run --logs s3://bucket/logs --window 3600 --since 1d",
+    ),
     "monitor rules": (
         "modelscale monitor rules -c deploy.yaml --out prometheus/rules.yaml",
         "promtool test rules prometheus/rules.test.yaml",

@@ -20,7 +20,8 @@ __all__ = ["monitor_app", "rules_command"]
 
 monitor_app = typer.Typer(
     cls=CommandGroup,
-    help="Watch a deployment's SLOs: Prometheus rules that alert on error budget burn.",
+    help="Watch served models: drift, data quality and accuracy against a baseline; Prometheus "
+    "rules that alert on SLO error budget burn.",
     no_args_is_help=True,
 )
 app.add_typer(monitor_app, name="monitor")

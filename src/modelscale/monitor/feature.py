@@ -206,6 +206,11 @@ class _WindowRecorder:
                 times=(rs[0].time, rs[-1].time),
             )
 
+    def views(self) -> list[dict[str, Any]]:
+        """Every watched version's windows (JSON-ready)."""
+        with self._lock:
+            return [w.view() for m in self.models.values() for w in m.watches.values()]
+
     def tick(self, *, final: bool = False) -> None:
         """Close the windows that are due (every open one with requests when ``final``)."""
         now = self.clock()
@@ -395,8 +400,7 @@ class _Routes:
         ex.answer(200, orjson.dumps(answer), [_JSON, _NO_STORE])
 
     async def status(self, ex: Exchange) -> None:
-        with self.windows._lock:
-            views = [w.view() for m in self.models.values() for w in m.watches.values()]
+        views = self.windows.views()
         feedback = {m.name: dict(m.labels.counts) for m in self.models.values()}
         body = {"models": views, "feedback": feedback}
         ex.answer(200, orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), [_JSON, _NO_STORE])
