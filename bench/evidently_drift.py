@@ -175,7 +175,9 @@ def load_npz(path: str) -> dict[str, Any]:
     if "ref_cat" in data:
         m = data["ref_cat"].shape[1]
         if data["cur_cat"].shape[1] != m or len(data["cat_names"]) != m:
-            raise ValueError("ref_cat, cur_cat and cat_names disagree on the number of categorical columns")
+            raise ValueError(
+                "ref_cat, cur_cat and cat_names disagree on the number of categorical columns"
+            )
     return data
 
 
@@ -199,13 +201,19 @@ def run_evidently(data: dict[str, Any]) -> dict[str, Any]:
     cat_names: list[str] = data.get("cat_names", [])
     ref_df = _frame(data["ref_num"], num_names, data.get("ref_cat"), cat_names)
     cur_df = _frame(data["cur_num"], num_names, data.get("cur_cat"), cat_names)
-    definition = DataDefinition(numerical_columns=list(num_names), categorical_columns=list(cat_names))
+    definition = DataDefinition(
+        numerical_columns=list(num_names), categorical_columns=list(cat_names)
+    )
     ref_ds = Dataset.from_pandas(ref_df, data_definition=definition)
     cur_ds = Dataset.from_pandas(cur_df, data_definition=definition)
 
     snapshot = Report([DataDriftPreset()]).run(cur_ds, ref_ds)
 
-    display_to_name = {st.display_name: name for name, by_type in _registered_stat_tests.items() for st in by_type.values()}
+    display_to_name = {
+        st.display_name: name
+        for name, by_type in _registered_stat_tests.items()
+        for st in by_type.values()
+    }
 
     # Evidently's own per-column verdicts, from the legacy DataDriftTable the preset computed.
     legacy: dict[str, Any] = {}
@@ -230,7 +238,9 @@ def run_evidently(data: dict[str, Any]) -> dict[str, Any]:
         threshold = float(config["threshold"])
         col = legacy.get(name)
         if col is not None:
-            if col.stattest_name != display or not np.isclose(float(col.drift_score), score, rtol=1e-9, atol=0.0):
+            if col.stattest_name != display or not np.isclose(
+                float(col.drift_score), score, rtol=1e-9, atol=0.0
+            ):
                 raise RuntimeError(f"ValueDrift and DataDriftTable disagree on column {name!r}")
             drift = bool(col.drift_detected)
             source = "evidently"

@@ -215,4 +215,3 @@ class Labels:
             if len(keep) != len(self._rows):
                 self._rows = keep
                 self._by_id = {r[2]: i for i, r in enumerate(keep)}
-

@@ -410,4 +410,3 @@ class FeaturePlan:
     def from_dict(cls, d: Mapping[str, Any]) -> FeaturePlan:
         """Read back ``to_dict()``."""
         return cls(tuple(TensorPlan.from_dict(t) for t in d["tensors"]))
-
