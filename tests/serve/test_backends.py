@@ -285,7 +285,13 @@ def test_metrics_count_what_clients_got(served: Served) -> None:
     assert ready == {"mlp": 1, "seq": 1, "slow": 1, "bcast": 1}
     assert any(s.value > 0 for s in after["modelscale_batch_size"] if s.name.endswith("_count"))
     dropped = {s.labels["recorder"]: s.value for s in after["modelscale_records_dropped"]}
-    assert dropped == {"metrics": 0, "log": 0, "observe": 0}
+    assert dropped == {
+        "metrics": 0,
+        "log": 0,
+        "observe": 0,
+        "monitor": 0,
+        "monitor_predictions": 0,
+    }
 
 
 def test_healthy_after_everything(served: Served) -> None:

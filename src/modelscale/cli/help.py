@@ -60,7 +60,7 @@ EXAMPLES: Mapping[str, tuple[str, ...]] = {
     ),
     "monitor baseline": (
         "modelscale monitor baseline model.onnx --data reference.npz",
-        "modelscale monitor baseline clf.onnx --data eval.npz --labels y --name v2-eval",
+        "modelscale monitor baseline clf.onnx --data eval.npz --labels y",
     ),
     "monitor status": (
         "modelscale monitor status http://127.0.0.1:8000",
