@@ -19,10 +19,13 @@ power, accuracy, and the demo's end-to-end detection.
 5. feedback: digits served with a baseline, every held-out row sent with an id and every label fed
    back: the window's realized accuracy against the offline accuracy of the same rows; then labels
    for a random 30%: does the window's interval cover the accuracy of all rows.
-6. e2e: the demo's monitor step (digits served, clean then shifted traffic through the load
+6. cost: the highest rate of digits at p99 <= 25 ms (2 x 1, batch 8 / 5 ms) with the monitor off,
+   on (5-minute windows) and on with 1,000-request windows, alternating (``--only cost``; not in
+   the default run: about 10 minutes).
+7. e2e: the demo's monitor step (digits served, clean then shifted traffic through the load
    generator): the window that flags the shift, and the alerts recorded.
 
-Run: .venv/bin/python bench/monitor.py [--only speed,false_alarms,power,accuracy,feedback,e2e]
+Run: .venv/bin/python bench/monitor.py [--only speed,false_alarms,power,accuracy,feedback,e2e,cost]
      [--rows 1000000] [--out bench/results/monitor.json]
 """
 
@@ -354,6 +357,89 @@ def feedback() -> dict[str, Any]:
     return out
 
 
+def _findmax_digits(monitor: dict[str, Any], tmp: str, step: float) -> float:
+    from modelscale.config import DeploymentSpec
+    from modelscale.examples import build_example
+    from modelscale.loadgen import LoadOptions, run_load
+    from modelscale.serve import start_server
+
+    example = build_example("digits")
+    spec = DeploymentSpec.from_dict(
+        {
+            "models": {
+                "digits": {
+                    "versions": {"1": {"path": str(example.model_path)}},
+                    "replicas": 2,
+                    "threads": 1,
+                    "batching": {"max_batch": 8, "max_wait_ms": 5, "max_queue": 4096},
+                    "monitor": monitor,
+                }
+            },
+            "log": {"path": f"{tmp}/logs"},
+            "store": {"url": f"sqlite:///{tmp}/kb.db"},
+        }
+    )
+    with start_server(spec) as server:
+        r = run_load(
+            server.url,
+            model="digits",
+            options=LoadOptions(
+                find_max=True,
+                rate=400,
+                duration_s=step,
+                inputs=example.eval_path,
+                p99_ms=25.0,
+                tolerance=0.05,
+                warmup_s=2,
+            ),
+        )
+    assert r.max_rate_rps is not None
+    return float(r.max_rate_rps)
+
+
+def cost(runs: int = 2, step: float = 8.0) -> dict[str, Any]:
+    """The highest rate at p99 <= 25 ms of digits (2 x 1, batch 8 / 5 ms: a model so cheap that
+    the server's own work is most of a request's cost, the worst case for monitoring), with the
+    monitor off, on (5-minute windows), and on with 1,000-request windows, alternating."""
+    import statistics
+
+    from modelscale.examples import build_example
+    from modelscale.model import ModelArtifact, load_npz
+    from modelscale.store import open_store
+    from modelscale.workflow import Recorder
+
+    example = build_example("digits")
+    assert example.eval_path is not None
+    artifact = ModelArtifact.load(example.model_path, name="digits")
+    configs = {
+        "off": {"enabled": False},
+        "on": {},
+        "on_1000_requests": {"window_requests": 1000},
+    }
+    rates: dict[str, list[float]] = {k: [] for k in configs}
+    with tempfile.TemporaryDirectory() as tmp:
+        store = open_store(f"sqlite:///{tmp}/kb.db")
+        data = load_npz(example.eval_path, artifact.signature)
+        labels = np.load(example.eval_path)["labels"]
+        from modelscale.monitor import build_baseline
+
+        Recorder(store).run_id(build_baseline(artifact, data, labels=labels))
+        store.close()
+        for run in range(runs):
+            order = list(configs) if run % 2 == 0 else list(reversed(configs))
+            for name in order:
+                rate = _findmax_digits(configs[name], tmp, step)
+                rates[name].append(rate)
+                print(f"cost: {name}: {rate:.0f} req/s ({os.getloadavg()[0]:.2f})", flush=True)
+    med = {k: statistics.median(v) for k, v in rates.items()}
+    return {
+        "rates": rates,
+        "median": med,
+        "on_share": med["on"] / med["off"],
+        "on_1000_share": med["on_1000_requests"] / med["off"],
+    }
+
+
 def e2e() -> dict[str, Any]:
     from modelscale.examples import build_example
     from modelscale.store import open_store
@@ -390,12 +476,13 @@ SECTIONS = {
     "accuracy": accuracy,
     "feedback": feedback,
     "e2e": e2e,
+    "cost": cost,
 }
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    p.add_argument("--only", default=",".join(SECTIONS))
+    p.add_argument("--only", default=",".join(k for k in SECTIONS if k != "cost"))
     p.add_argument("--rows", type=int, default=1_000_000)
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "monitor.json"))
     args = p.parse_args(argv)

@@ -218,10 +218,14 @@ class MonitorSpec(_Strict):
     """Drift, data quality and accuracy of a model's traffic against its baseline.
 
     The server folds every answered request into tumbling windows (``window_s``, or earlier at
-    ``window_requests``) of sketches and tests each closed window against the model version's
-    baseline (``modelscale monitor baseline``). Example::
+    ``window_requests`` when set) of sketches and tests each closed window against the model
+    version's baseline (``modelscale monitor baseline``). Example::
 
         monitor: {window_s: 300, window_requests: 1000, alpha: 0.01, min_effect: 0.1}
+
+    Windows are by time unless ``window_requests`` is set: a window's sketches cost the same
+    whatever it holds, while every window is a run in the knowledge base and a file, and
+    1,000-request windows at 500 req/s would be 43,200 of each a day.
     """
 
     enabled: bool = Field(default=True, description="Watch drift and accuracy (needs a baseline)")
@@ -234,8 +238,11 @@ class MonitorSpec(_Strict):
     window_s: float = Field(
         default=300, ge=1, le=86_400, description="A window closes after this many seconds"
     )
-    window_requests: int = Field(
-        default=1_000, ge=1, le=100_000_000, description="... or once it holds this many requests"
+    window_requests: int | None = Field(
+        default=None,
+        ge=1,
+        le=100_000_000,
+        description="... or once it holds this many requests (default: by time only)",
     )
     min_rows: int = Field(
         default=100, ge=2, le=10_000_000, description="Rows a window needs before it is tested"
@@ -252,6 +259,13 @@ class MonitorSpec(_Strict):
     )
     domain_classifier: bool = Field(
         default=True, description="Also test all numeric features together (domain classifier)"
+    )
+    domain_every_s: float = Field(
+        default=60,
+        ge=0,
+        le=86_400,
+        description="The domain classifier (about 0.3 s of CPU) runs on a window at most this "
+        "often per version; windows between say it was skipped",
     )
     label_ttl_s: float = Field(
         default=86_400,

@@ -16,6 +16,7 @@ from modelscale.monitor.feedback import (
     PendingPredictions,
     parse_feedback,
 )
+from modelscale.monitor.summary import predictions_of
 
 T0 = 1_700_000_000.0
 
@@ -112,7 +113,7 @@ def test_pending_predictions_are_found_until_their_ttl() -> None:
     pending.add("a", T0, "v1", out)
     state, p = pending.take("a", T0 + 60)
     assert state == "ok" and p is not None
-    assert (p.time, p.version) == (T0, "v1") and p.output is out
+    assert p[:2] == (T0, "v1") and p[2] is out
     assert pending.take("a", T0 + 60.5) == ("expired", None)
     assert pending.take("never", T0) == ("unknown", None)
 
@@ -135,7 +136,7 @@ def test_the_oldest_pending_predictions_are_evicted_beyond_capacity() -> None:
     assert pending.evicted == 3
     assert pending.take("r3", T0 + 8)[0] == "unknown"
     state, p = pending.take("r2", T0 + 8)
-    assert state == "ok" and p is not None and p.version == "v2"
+    assert state == "ok" and p is not None and p[1] == "v2"
 
 
 def test_adding_drops_the_expired_predictions() -> None:
@@ -152,9 +153,12 @@ def test_adding_drops_the_expired_predictions() -> None:
 # --- Labels --------------------------------------------------------------------------------
 
 
-def pending_of(at: float, output: np.ndarray, version: str = "v1") -> Any:
+def pending_of(
+    at: float, output: np.ndarray, version: str = "v1", task: str = "classification"
+) -> Any:
+    """What the server keeps for a request that answered ``output``: its predictions."""
     p = PendingPredictions(ttl_s=1e9, capacity=10)
-    p.add("x", at, version, output)
+    p.add("x", at, version, predictions_of(output, task))
     return p.take("x", at)[1]
 
 
@@ -173,7 +177,9 @@ def test_a_classifier_label_joins_the_argmax_of_its_logits() -> None:
 
 def test_a_regressor_label_joins_its_value() -> None:
     labels = Labels(task="regression", keep_s=3_600)
-    labels.join(FeedbackItem("a", (1.5, 2.0)), pending_of(T0, np.array([[1.25], [2.5]])))
+    labels.join(
+        FeedbackItem("a", (1.5, 2.0)), pending_of(T0, np.array([[1.25], [2.5]]), task="regression")
+    )
     pred, lab = labels.window(T0, T0 + 1)
     np.testing.assert_array_equal(pred, [1.25, 2.5])
     np.testing.assert_array_equal(lab, [1.5, 2.0])

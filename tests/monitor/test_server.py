@@ -3,6 +3,7 @@ knowledge base; the model has the dims converters write ('?' and an odd name).""
 
 from __future__ import annotations
 
+import json
 import pathlib
 import time
 from typing import Any
@@ -17,6 +18,7 @@ from modelscale.config import DeploymentSpec
 from modelscale.model import ModelArtifact
 from modelscale.serve import start_server
 from modelscale.store import open_store
+from tests.cli.helpers import invoke
 
 pytestmark = pytest.mark.e2e
 
@@ -91,7 +93,20 @@ def test_windows_pass_clean_traffic_and_flag_a_shift_with_the_alert_recorded(
 ) -> None:
     rng = np.random.default_rng(1)
     with start_server(_spec(clf, tmp_path)) as server, httpx.Client(base_url=server.url) as c:
-        for _ in range(220):
+        for _ in range(150):
+            assert _infer(c, rng.standard_normal((1, D_IN)).astype(np.float32)).status_code == 200
+        # The open window, tested as it stands.
+        deadline = time.monotonic() + 10
+        while (current := c.get("/v2/monitor").json()["models"][0]["current"]) is None or current[
+            "drift"
+        ]["rows"] < 150:
+            assert time.monotonic() < deadline, current
+            time.sleep(0.2)
+        assert current["verdict"] == "ok" and current["drift"]["domain"] is None
+        status = invoke("monitor", "status", server.url)
+        assert status.exit_code == 0, status.output
+        assert "clf v1 open window, so far:" in status.stdout and "150 rows" in status.stdout
+        for _ in range(70):
             assert _infer(c, rng.standard_normal((1, D_IN)).astype(np.float32)).status_code == 200
         first = _windows(c, 1)
         assert len(first) == 1
@@ -107,6 +122,11 @@ def test_windows_pass_clean_traffic_and_flag_a_shift_with_the_alert_recorded(
     assert "x[2]" in latest["drift"]["drifted"]
     assert not {"x[0]", "x[1]", "x[3]", "x[4]", "x[5]"} & set(latest["drift"]["drifted"])
     assert 'modelscale_monitor_windows_total{model="clf",verdict="drift"}' in metrics
+    status = invoke("monitor", "status", "clf", "-n", "3", "--json")
+    assert status.exit_code == 0, status.output
+    # Newest first: the rest closed when the server stopped (too few rows), then the shift.
+    verdicts = [w["verdict"] for w in json.loads(status.stdout)["windows"]]
+    assert verdicts == ["too few rows", "drift", "ok"]
     store = open_store()
     try:
         runs = store.runs(model="clf", kind="drift")

@@ -125,7 +125,7 @@ def _fmt_p(p: float | None) -> str:
     return f"{p:.1e}" if p < 1e-3 else f"{p:.3f}"
 
 
-def render_window(w: Mapping[str, Any], *, limit: int = 15) -> None:
+def render_window(w: Mapping[str, Any], *, limit: int = 15, current: bool = False) -> None:
     """Print one window: the feature table, data quality and the accuracy line."""
     d, acc = w["drift"], w["accuracy"]
     start = dt.datetime.fromtimestamp(w["start"], dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
@@ -133,8 +133,9 @@ def render_window(w: Mapping[str, Any], *, limit: int = 15) -> None:
     colour = {"ok": "green", "drift": "red", "quality": "yellow", "accuracy": "red"}.get(
         w["verdict"], "white"
     )
+    what = "open window, so far:" if current else "window"
     console.print(
-        f"[bold]{escape(w['model'])}[/] v{escape(str(w['version']))} window {start}-{end} UTC: "
+        f"[bold]{escape(w['model'])}[/] v{escape(str(w['version']))} {what} {start}-{end} UTC: "
         f"{d['rows']:,} rows, {d['requests']:,} requests — [{colour}]{w['verdict']}[/]",
         soft_wrap=True,
     )
@@ -172,7 +173,9 @@ def render_window(w: Mapping[str, Any], *, limit: int = 15) -> None:
     if len(feats) > limit:
         console.print(f"... and {len(feats) - limit} more features (--json for all)")
     dom = d.get("domain")
-    if dom:
+    if dom and "skipped" in dom:
+        console.print(f"Domain classifier: skipped, {dom['skipped']}")
+    elif dom:
         console.print(
             f"Domain classifier: AUC {dom['auc']:.3f} [{dom['lo']:.3f}, {dom['hi']:.3f}], "
             f"p {_fmt_p(dom['p_value'])} — {'[red]drift[/]' if dom['drift'] else 'ok'}"
@@ -267,19 +270,22 @@ def run_command(
 def status_command(
     target: str = typer.Argument(..., help="A server's URL (http://host:port) or a model name."),
     model: str | None = typer.Option(None, "--model", help="Only this model (with a URL)."),
-    windows: int = typer.Option(1, "--windows", "-n", min=1, max=100, help="Windows to show."),
+    windows: int = typer.Option(
+        1, "--windows", "-n", min=0, max=100, help="Closed windows to show (besides the open one)."
+    ),
     api_key_file: pathlib.Path | None = typer.Option(
         None, "--api-key-file", help="The server's API key (first line of the file)."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """The latest closed windows: per-feature tests, verdicts and accuracy (server or knowledge base)."""
+    """The current window (a server's open one, tested as it stands) and the latest closed ones:
+    per-feature tests, verdicts and accuracy. A model name reads the knowledge base's closed
+    windows."""
     remote = is_url(target)
     key = read_api_key(api_key_file, remote=remote)
     if remote:
         body = fetch_json(target, "/v2/monitor", key, {})
         views = [v for v in body.get("models", []) if model is None or v["model"] == model]
-        shown = [w for v in views for w in v["windows"][:windows]]
         if as_json:
             print_json({"models": views, "feedback": body.get("feedback", {})})
             return
@@ -295,15 +301,17 @@ def status_command(
                 console.print(
                     f"[red]Alerts firing for {escape(v['model'])}: {', '.join(v['firing'])}[/]"
                 )
-            if not v["windows"]:
+            if v.get("current"):
+                render_window(v["current"], current=True)
+            else:
                 o = v["open"]
                 console.print(
-                    f"{escape(v['model'])} v{v['version']}: no window closed yet; the open one "
-                    f"has {o['rows']:,} rows and closes at "
-                    f"{dt.datetime.fromtimestamp(o['closes'], dt.UTC):%H:%M:%S} UTC."
+                    f"{escape(v['model'])} v{v['version']}: no request in the open window yet; "
+                    f"it closes at {dt.datetime.fromtimestamp(o['closes'], dt.UTC):%H:%M:%S} UTC."
                 )
-        for w in shown:
-            render_window(w)
+            for w in v["windows"][:windows]:
+                console.print()
+                render_window(w)
         return
     from modelscale.store import open_store
 
@@ -313,7 +321,7 @@ def status_command(
             r
             for r in kb.runs(model=target, kind="drift", limit=max(50, windows * 5))
             if "verdict" in r.results
-        ][:windows]
+        ][: max(windows, 1)]
     finally:
         kb.close()
     if as_json:

@@ -4,7 +4,7 @@ A ``ModelWatch`` keeps the open window's ``Profile`` (sketches of every watched 
 confidences of its rows (for the label-free accuracy estimate) and the last closed windows. A
 window closes ``window_s`` after it opened (windows are aligned to multiples of ``window_s``
 since the epoch, so several servers' windows line up and merge) or once it holds
-``window_requests`` requests. Closing tests the window against the baseline (per-feature drift,
+``window_requests`` requests when that is set. Closing tests the window against the baseline (per-feature drift,
 data quality, the domain classifier), measures accuracy from the feedback that joined its
 requests (and estimates it from confidences), and gives a ``WindowResult``: a run of kind
 ``drift``, a file of its sketches for ``monitor run``, and alert events when a finding starts or
@@ -164,10 +164,11 @@ class ModelWatch:
         sha256: str | None = None,
         options: DriftOptions,
         window_s: float,
-        window_requests: int,
+        window_requests: int | None,
         accuracy_drop: float,
         domain: bool,
         now: float,
+        domain_every_s: float = 0.0,
     ) -> None:
         self.model, self.version = model, version
         self.sha256 = sha256 or baseline.model.get("sha256")
@@ -178,6 +179,8 @@ class ModelWatch:
         self.options = options
         self.window_s = window_s
         self.window_requests = window_requests
+        self.domain_every_s = domain_every_s
+        self._domain_at: float | None = None
         self.accuracy_drop = accuracy_drop
         self.domain = domain
         self.scores = self.plan.scores_output()
@@ -220,40 +223,67 @@ class ModelWatch:
 
     def due(self, now: float) -> bool:
         """Whether the open window should close."""
-        return now >= self.deadline or self.window.requests >= self.window_requests
+        return now >= self.deadline or self.full(0)
+
+    def full(self, more: int) -> bool:
+        """Whether the open window is full with ``more`` requests added."""
+        limit = self.window_requests
+        return limit is not None and self.window.requests + more >= limit
 
     def close(self, now: float, labels: Any) -> tuple[WindowResult, Profile]:
         """Close the open window: test it and open the next; returns its result and profile."""
-        window, start = self.window, self.start
+        window = self.window
         by_count = now < self.deadline
         end = now if by_count else self.deadline
-        domain = None
-        if (
+        result = self._test(end, labels, domain=self._domain(now))
+        self.closed.append(result)
+        self.profiles.append((self.start, window))
+        self._open(now, at_once=by_count)
+        return result, window
+
+    def peek(self, now: float, labels: Any) -> WindowResult | None:
+        """The open window tested as it stands (no domain classifier), None while it is empty.
+
+        Nothing changes: the sketches are only read.
+        """
+        if not self.window.requests:
+            return None
+        return self._test(now, labels, domain=None)
+
+    def _domain(self, now: float) -> dict[str, Any] | None:
+        window = self.window
+        if not (
             self.domain
             and window.rows >= self.options.min_rows
             and window.reservoir is not None
             and self.reference.reservoir is not None
         ):
-            domain = domain_test(
-                self.reference.reservoir.rows,
-                window.reservoir.rows,
-                alpha=self.options.alpha,
-            )
-        drift = compare_profiles(self.reference, window, self.options, domain=domain)
-        conf = np.concatenate(self.confidences) if self.confidences else None
-        preds, labs = (
-            labels.window(start, end, self.version)
-            if labels is not None
-            else (
-                np.empty(0),
-                np.empty(0),
-            )
+            return None
+        last = self._domain_at
+        if last is not None and now - last < self.domain_every_s:
+            return {
+                "skipped": f"ran {now - last:.0f} s ago (monitor.domain_every_s: "
+                f"{self.domain_every_s:g})",
+                "drift": False,
+            }
+        self._domain_at = now
+        return domain_test(
+            self.reference.reservoir.rows, window.reservoir.rows, alpha=self.options.alpha
         )
+
+    def _test(self, end: float, labels: Any, *, domain: dict[str, Any] | None) -> WindowResult:
+        start = self.start
+        drift = compare_profiles(self.reference, self.window, self.options, domain=domain)
+        conf = np.concatenate(self.confidences) if self.confidences else None
+        if labels is not None:
+            preds, labs = labels.window(start, end, self.version)
+        else:
+            preds, labs = np.empty(0), np.empty(0)
         accuracy = accuracy_of(preds, labs, conf, self.baseline, self.accuracy_drop)
         verdict = drift.verdict
         if accuracy.get("drop") and verdict in ("ok", "quality"):
             verdict = "accuracy"
-        result = WindowResult(
+        return WindowResult(
             model=self.model,
             version=self.version,
             start=start,
@@ -271,10 +301,6 @@ class ModelWatch:
                 "min_effect": self.options.min_effect,
             },
         )
-        self.closed.append(result)
-        self.profiles.append((start, window))
-        self._open(now, at_once=by_count)
-        return result, window
 
     def skip(self, now: float) -> None:
         """Open the next window without closing this one (it saw no requests)."""
@@ -314,8 +340,9 @@ class ModelWatch:
                 )
         return events
 
-    def view(self) -> dict[str, Any]:
-        """The open window and the closed ones, newest first (JSON-ready)."""
+    def view(self, now: float, labels: Any = None) -> dict[str, Any]:
+        """The open window (tested as it stands) and the closed ones, newest first (JSON-ready)."""
+        current = self.peek(now, labels)
         return {
             "model": self.model,
             "version": self.version,
@@ -331,6 +358,7 @@ class ModelWatch:
                 "rows": self.window.rows,
                 "requests": self.window.requests,
             },
+            "current": current.to_dict() if current is not None else None,
             "windows": [w.to_dict() for w in reversed(self.closed)],
             "firing": [k for k, v in self.firing.items() if v],
         }
