@@ -357,14 +357,12 @@ def feedback() -> dict[str, Any]:
     return out
 
 
-def _findmax_digits(monitor: dict[str, Any], tmp: str, step: float) -> float:
+def _digits_spec(monitor: dict[str, Any], tmp: str) -> Any:
     from modelscale.config import DeploymentSpec
     from modelscale.examples import build_example
-    from modelscale.loadgen import LoadOptions, run_load
-    from modelscale.serve import start_server
 
     example = build_example("digits")
-    spec = DeploymentSpec.from_dict(
+    return DeploymentSpec.from_dict(
         {
             "models": {
                 "digits": {
@@ -379,6 +377,38 @@ def _findmax_digits(monitor: dict[str, Any], tmp: str, step: float) -> float:
             "store": {"url": f"sqlite:///{tmp}/kb.db"},
         }
     )
+
+
+def _fixed_rate(monitor: dict[str, Any], tmp: str, rate: float, seconds: float) -> dict[str, float]:
+    """The front process's CPU per request and the p99 at a fixed open-loop rate."""
+    from modelscale.examples import build_example
+    from modelscale.loadgen import LoadOptions, run_load
+    from modelscale.serve import start_server
+
+    example = build_example("digits")
+    with start_server(_digits_spec(monitor, tmp)) as server:
+        proc = psutil.Process(server.pid)
+        before = proc.cpu_times()
+        r = run_load(
+            server.url,
+            model="digits",
+            options=LoadOptions(
+                rate=rate, duration_s=seconds, inputs=example.eval_path, warmup_s=1
+            ),
+        )
+        after = proc.cpu_times()
+    cpu = (after.user + after.system) - (before.user + before.system)
+    sent = r.overall.achieved_rps * seconds
+    return {"cpu_ms_per_request": 1000 * cpu / max(sent, 1), "p99_ms": r.overall.p99_ms}
+
+
+def _findmax_digits(monitor: dict[str, Any], tmp: str, step: float) -> float:
+    from modelscale.examples import build_example
+    from modelscale.loadgen import LoadOptions, run_load
+    from modelscale.serve import start_server
+
+    example = build_example("digits")
+    spec = _digits_spec(monitor, tmp)
     with start_server(spec) as server:
         r = run_load(
             server.url,
@@ -417,6 +447,7 @@ def cost(runs: int = 2, step: float = 8.0) -> dict[str, Any]:
         "on_1000_requests": {"window_requests": 1000},
     }
     rates: dict[str, list[float]] = {k: [] for k in configs}
+    fixed: dict[str, list[dict[str, float]]] = {k: [] for k in configs}
     with tempfile.TemporaryDirectory() as tmp:
         store = open_store(f"sqlite:///{tmp}/kb.db")
         data = load_npz(example.eval_path, artifact.signature)
@@ -425,6 +456,12 @@ def cost(runs: int = 2, step: float = 8.0) -> dict[str, Any]:
 
         Recorder(store).run_id(build_baseline(artifact, data, labels=labels))
         store.close()
+        for run in range(3):
+            order = list(configs) if run % 2 == 0 else list(reversed(configs))
+            for name in order:
+                got = _fixed_rate(configs[name], tmp, 1_000, 10)
+                fixed[name].append(got)
+                print(f"cost: {name} at 1,000 req/s: {got} ({os.getloadavg()[0]:.2f})", flush=True)
         for run in range(runs):
             order = list(configs) if run % 2 == 0 else list(reversed(configs))
             for name in order:
@@ -432,7 +469,12 @@ def cost(runs: int = 2, step: float = 8.0) -> dict[str, Any]:
                 rates[name].append(rate)
                 print(f"cost: {name}: {rate:.0f} req/s ({os.getloadavg()[0]:.2f})", flush=True)
     med = {k: statistics.median(v) for k, v in rates.items()}
+    cpu = {k: statistics.median(x["cpu_ms_per_request"] for x in v) for k, v in fixed.items()}
+    p99 = {k: statistics.median(x["p99_ms"] for x in v) for k, v in fixed.items()}
     return {
+        "fixed_1000": fixed,
+        "cpu_ms_per_request": cpu,
+        "p99_ms_at_1000": p99,
         "rates": rates,
         "median": med,
         "on_share": med["on"] / med["off"],

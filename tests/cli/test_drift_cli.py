@@ -111,6 +111,42 @@ def test_baseline_bad_input_is_named_and_nothing_is_stored(
         store.close()
 
 
+def test_baseline_without_data_uses_the_eval_set_of_the_models_compress_run(
+    model: pathlib.Path, tmp_path: pathlib.Path
+) -> None:
+    import dataclasses
+    from typing import Any, ClassVar
+
+    from modelscale.model import ModelArtifact
+    from modelscale.result import Result
+
+    assert_bad_input(
+        invoke("monitor", "baseline", str(model)), "no --data, and no compress run of clf"
+    )
+
+    @dataclasses.dataclass(frozen=True)
+    class _Compressed(Result):  # what a compress run stores about its eval set
+        kind: ClassVar[str] = "compress"
+        eval_source: str
+        chosen_sha256: str
+        params: dict[str, Any]
+
+    data = _data(tmp_path, 300)
+    sha = ModelArtifact.load(model).sha256
+    store = open_store()
+    try:
+        store.register_model(sha, name="clf")
+        run = store.record(
+            _Compressed(str(data), "f" * 64, {"labels_key": "labels"}), model_version=sha
+        )
+    finally:
+        store.close()
+    result = invoke("monitor", "baseline", str(model))
+    assert result.exit_code == 0, result.output
+    assert f"the eval set of compress run {run}" in result.stderr
+    assert "300 rows" in result.stdout and "Reference accuracy: 1.0000" in result.stdout
+
+
 def test_run_merges_the_windows_several_servers_wrote(
     model: pathlib.Path, tmp_path: pathlib.Path
 ) -> None:

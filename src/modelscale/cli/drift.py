@@ -47,10 +47,11 @@ def _labels(path: pathlib.Path, key: str | None, inputs: Sequence[str]) -> np.nd
 @monitor_app.command("baseline")
 def baseline_command(
     model: pathlib.Path = typer.Argument(..., help="ONNX model file (the version to watch)."),
-    data: pathlib.Path = typer.Option(
-        ...,
+    data: pathlib.Path | None = typer.Option(
+        None,
         "--data",
-        help="Reference inputs: an .npz with one array per model input (and labels, optional).",
+        help="Reference inputs: an .npz with one array per model input (and labels, optional). "
+        "Default: the eval set the model's newest `compress` run used.",
     ),
     name: str | None = typer.Option(
         None, "--name", help="A name to find the baseline by (deploy.yaml monitor.baseline)."
@@ -76,12 +77,26 @@ def baseline_command(
     calibration of the label-free estimate. Stored in the knowledge base under the version.
     """
     from modelscale.monitor import BaselineOptions, build_baseline
+    from modelscale.monitor.baseline import compress_eval_set
 
     options = BaselineOptions(name=name, task=task)
     artifact = ModelArtifact.load(model, name=model_name)
+    recorder = Recorder.open(True)
+    if data is None:
+        assert recorder.store is not None  # Recorder.open(True) always opens one
+        found = compress_eval_set(recorder.store, artifact.sha256)
+        if found is None:
+            raise InvalidInput(
+                f"no --data, and no compress run of {artifact.name} ({artifact.sha256[:12]}) "
+                "with an eval set on disk to use instead. Give reference inputs: --data ref.npz",
+                field="data",
+            )
+        data = pathlib.Path(found[0])
+        if found[1] != "labels":  # the default key is among those looked for anyway
+            labels = labels or found[1]
+        err_console.print(f"Reference: {data}, the eval set of compress run {found[2]}.")
     arrays = load_npz(data, artifact.signature)
     y = _labels(data, labels, list(arrays))
-    recorder = Recorder.open(True)
     bar = ProgressBar()
     with bar.showing("baseline"):
         result = build_baseline(

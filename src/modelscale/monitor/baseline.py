@@ -31,6 +31,7 @@ __all__ = [
     "Baseline",
     "BaselineOptions",
     "build_baseline",
+    "compress_eval_set",
 ]
 
 TASKS = ("auto", "classification", "regression")
@@ -164,6 +165,22 @@ def _run_model(
         ):
             out[name] = np.concatenate(chunks)
     return out
+
+
+def compress_eval_set(store: Any, sha256: str) -> tuple[str, str, int] | None:
+    """(path, labels key, run id) of the eval set the newest ``compress`` run of this model
+    version (or one it made) used, when it was an .npz file that still exists."""
+    import pathlib
+
+    for run in store.runs(kind="compress"):
+        r = run.results
+        made = r.get("chosen_sha256")
+        if run.model_version != sha256 and made != sha256:
+            continue
+        source = str(r.get("eval_source") or "")
+        if source.endswith(".npz") and pathlib.Path(source).is_file():
+            return source, str(run.params.get("labels_key") or "labels"), run.id
+    return None
 
 
 def _task(labels: np.ndarray | None, plan: FeaturePlan, wanted: str) -> str:

@@ -19,7 +19,9 @@ in the knowledge base (or the one ``monitor.baseline`` names) and adds:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
+import functools
 import logging
 import os
 import socket
@@ -33,11 +35,13 @@ import numpy as np
 import orjson
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from sqlalchemy.exc import SQLAlchemyError
 from threadpoolctl import ThreadpoolController
 
 from modelscale.config import MonitorSpec, get_settings
 from modelscale.errors import InvalidInput, ModelscaleError
 from modelscale.monitor.baseline import Baseline
+from modelscale.monitor.domain import DomainTester
 from modelscale.monitor.drift import DriftOptions
 from modelscale.monitor.feedback import Labels, PendingPredictions, parse_feedback
 from modelscale.monitor.summary import predictions_of
@@ -170,6 +174,8 @@ class _WindowRecorder:
         # OpenBLAS's pool, whose threads then spin beside the event loop (measured: 0.8 s of CPU
         # per 12,000 requests at 1,500 req/s on digits, a quarter of the front's own).
         self._threads = ThreadpoolController()
+        self._store: Store | None = None
+        self._registered: set[str] = set()
 
     def record(self, records: Sequence[RequestRecord]) -> None:
         """Fold records into their versions' open windows, closing a window at the request that
@@ -275,19 +281,28 @@ class _WindowRecorder:
                 self.errors += 1
                 log.warning("monitor window file not written: %s", exc)
         try:
-            from modelscale.store import open_store
+            # One connection for the server's life: opening one (engine, schema check) costs
+            # tens of milliseconds of Python, and windows of a few hundred requests close often.
+            if self._store is None:
+                from modelscale.store import open_store
 
-            store = open_store(self.store_url)
-            try:
-                sha = w.sha256
-                if sha is not None:
-                    store.register_model(sha, name=m.name)
-                store.record(result, model_version=sha, note=result.summary())
-            finally:
-                store.close()
-        except (ModelscaleError, OSError) as exc:
+                self._store = open_store(self.store_url)
+            sha = w.sha256
+            if sha is not None and sha not in self._registered:
+                self._store.register_model(sha, name=m.name)
+                self._registered.add(sha)
+            self._store.record(result, model_version=sha, note=result.summary())
+        except (ModelscaleError, OSError, SQLAlchemyError) as exc:
             self.errors += 1
             log.warning("monitor window not recorded in the knowledge base: %s", exc)
+            self.close_store()  # reconnect at the next window
+
+    def close_store(self) -> None:
+        """Close the knowledge base connection (the server stops, or it failed)."""
+        store, self._store = self._store, None
+        if store is not None:
+            with contextlib.suppress(Exception):
+                store.close()
 
     def _write_file(self, result: WindowResult, profile: Any, m: _Model) -> None:
         assert self.location is not None
@@ -442,6 +457,12 @@ class _Routes:
         ex.answer(200, orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), [_JSON, _NO_STORE])
 
 
+def _close(dispatcher: AlertDispatcher, windows: _WindowRecorder, domain: DomainTester) -> None:
+    dispatcher.close()
+    windows.close_store()
+    domain.close()
+
+
 def build_feature(context: StageContext) -> Feature | None:
     """The monitor feature for one server (None when no model is monitored)."""
     spec = context.spec
@@ -450,6 +471,7 @@ def build_feature(context: StageContext) -> Feature | None:
         return None
     models: dict[str, _Model] = {}
     now = time.time()
+    domain = DomainTester()
     store = None
     try:
         from modelscale.store import open_store
@@ -492,6 +514,7 @@ def build_feature(context: StageContext) -> Feature | None:
                 window_s=mon.window_s,
                 window_requests=mon.window_requests,
                 domain_every_s=mon.domain_every_s,
+                domain_runner=domain,
                 accuracy_drop=mon.accuracy_drop,
                 domain=mon.domain_classifier,
                 now=now,
@@ -518,5 +541,5 @@ def build_feature(context: StageContext) -> Feature | None:
         recorders=[_PredictionIndex(models), windows],
         routes={"/v2/monitor": Route(routes.status)},
         model_routes={"feedback": Route(routes.feedback, methods=("POST",))},
-        close=dispatcher.close,
+        close=functools.partial(_close, dispatcher, windows, domain),
     )

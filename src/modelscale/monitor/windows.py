@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -169,6 +169,7 @@ class ModelWatch:
         domain: bool,
         now: float,
         domain_every_s: float = 0.0,
+        domain_runner: Callable[..., dict[str, Any] | None] = domain_test,
     ) -> None:
         self.model, self.version = model, version
         self.sha256 = sha256 or baseline.model.get("sha256")
@@ -180,6 +181,8 @@ class ModelWatch:
         self.window_s = window_s
         self.window_requests = window_requests
         self.domain_every_s = domain_every_s
+        self.domain_runner = domain_runner
+        """Runs the domain classifier (the server runs it in a worker process)."""
         self._domain_at: float | None = None
         self.accuracy_drop = accuracy_drop
         self.domain = domain
@@ -267,7 +270,7 @@ class ModelWatch:
                 "drift": False,
             }
         self._domain_at = now
-        return domain_test(
+        return self.domain_runner(
             self.reference.reservoir.rows, window.reservoir.rows, alpha=self.options.alpha
         )
 
