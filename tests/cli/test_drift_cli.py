@@ -127,9 +127,9 @@ def test_baseline_without_data_uses_the_eval_set_of_the_models_compress_run(
     @dataclasses.dataclass(frozen=True)
     class _Compressed(Result):  # what a compress run stores about its eval set
         kind: ClassVar[str] = "compress"
-        eval_source: str
-        chosen_sha256: str
-        params: dict[str, Any]
+        eval_source: str = ""
+        chosen_sha256: str = ""
+        params: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     data = _data(tmp_path, 300)
     sha = ModelArtifact.load(model).sha256
@@ -137,7 +137,10 @@ def test_baseline_without_data_uses_the_eval_set_of_the_models_compress_run(
     try:
         store.register_model(sha, name="clf")
         run = store.record(
-            _Compressed(str(data), "f" * 64, {"labels_key": "labels"}), model_version=sha
+            _Compressed(
+                eval_source=str(data), chosen_sha256="f" * 64, params={"labels_key": "labels"}
+            ),
+            model_version=sha,
         )
     finally:
         store.close()

@@ -94,7 +94,9 @@ def baseline_command(
         data = pathlib.Path(found[0])
         if found[1] != "labels":  # the default key is among those looked for anyway
             labels = labels or found[1]
-        err_console.print(f"Reference: {data}, the eval set of compress run {found[2]}.")
+        err_console.print(
+            f"Reference: {data}, the eval set of compress run {found[2]}.", soft_wrap=True
+        )
     arrays = load_npz(data, artifact.signature)
     y = _labels(data, labels, list(arrays))
     bar = ProgressBar()
