@@ -95,3 +95,11 @@ def test_rows_repeated_in_the_window_are_not_read_as_drift() -> None:
     result = domain_test(ref, cur)
     assert result is not None
     assert result["drift"] is False and result["auc"] < 0.6
+
+
+def test_a_window_of_one_repeated_row_is_not_classified() -> None:
+    # Synthetic load sends one request over and over: a single distinct row cannot fill folds
+    # that keep identical rows together.
+    ref = np.random.default_rng(0).standard_normal((500, 4))
+    same = np.repeat(ref[:1], 500, axis=0)
+    assert domain_test(ref, same) is None

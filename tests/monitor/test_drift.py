@@ -369,3 +369,17 @@ def test_a_window_lacking_a_baseline_feature_is_refused(baseline: Profile) -> No
     with pytest.raises(InvalidInput, match="lacks features of the baseline: x3") as exc:
         compare_profiles(baseline, w)
     assert exc.value.field == "features"
+
+
+def test_a_feature_constant_in_the_reference_is_tested_without_error() -> None:
+    # token_type_ids of a single-segment encoder: all zeros in the reference.
+    from modelscale.monitor import Profile
+
+    ref = Profile.empty({"t": "numeric"})
+    ref.update({"t": np.zeros(1_000, np.float32)}, {}, rows=1_000)
+    cur = Profile.empty({"t": "numeric"})
+    cur.update({"t": np.ones(500, np.float32)}, {}, rows=500)
+    result = compare_profiles(ref, cur)
+    assert result.features[0].drift is True
+    issues = {q.issue for q in result.quality}
+    assert "out_of_range" in issues

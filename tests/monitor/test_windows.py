@@ -142,3 +142,19 @@ def test_mae_drops_when_the_error_grows(baseline: Baseline) -> None:
     assert worse["drop"] and not better["drop"]
     few = accuracy_of(preds[:10], np.full(10, 5.0), None, base, 0.05)
     assert not few["drop"]  # under 30 labels the realized metric alone does not alert
+
+
+def test_a_failing_domain_classifier_leaves_the_window_tested_and_recorded(
+    baseline: Baseline,
+) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise ValueError("only one class in a fold")
+
+    w = _watch(baseline, domain_runner=broken)
+    _fold(w, 300, seed=5)
+    result, _ = w.close(w.deadline, None)
+    assert result.verdict == "ok"
+    assert result.drift["domain"] == {
+        "error": "ValueError: only one class in a fold",
+        "drift": False,
+    }

@@ -192,6 +192,8 @@ def render_window(w: Mapping[str, Any], *, limit: int = 15, current: bool = Fals
     dom = d.get("domain")
     if dom and "skipped" in dom:
         console.print(f"Domain classifier: skipped, {dom['skipped']}")
+    elif dom and "error" in dom:
+        console.print(f"[yellow]Domain classifier failed: {escape(dom['error'])}[/]")
     elif dom:
         console.print(
             f"Domain classifier: AUC {dom['auc']:.3f} [{dom['lo']:.3f}, {dom['hi']:.3f}], "

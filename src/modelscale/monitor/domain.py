@@ -54,6 +54,13 @@ def domain_test(
     n0, n1 = reference.shape[0], window.shape[0]
     if n0 < MIN_DOMAIN_ROWS or n1 < MIN_DOMAIN_ROWS:
         return None
+    # Folds keep identical rows together, so each side needs enough distinct rows to fill them
+    # (a window of one request repeated has one; its per-feature tests say all there is).
+    distinct = [
+        np.unique(np.nan_to_num(a, nan=np.inf), axis=0).shape[0] for a in (reference, window)
+    ]
+    if min(distinct) < MIN_DOMAIN_ROWS:
+        return None
     x = np.concatenate([reference, window]).astype(np.float32)
     x[~np.isfinite(x)] = np.nan  # the classifier handles missing values itself
     y = np.concatenate([np.zeros(n0, np.int8), np.ones(n1, np.int8)])

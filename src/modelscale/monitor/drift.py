@@ -215,6 +215,12 @@ def _quantiles(sk: NumericSketch) -> np.ndarray:
     return np.asarray(sk.kll.get_quantiles(_GRID.tolist()), dtype=np.float64)
 
 
+def _split_points(points: np.ndarray) -> np.ndarray:
+    """Strictly increasing split points as the float32 sketch sees them (two float64 values can
+    round to one float32, and DataSketches refuses repeated split points)."""
+    return np.unique(np.asarray(points, dtype=np.float32)).astype(np.float64)
+
+
 def _cdf(sk: NumericSketch, points: np.ndarray) -> np.ndarray:
     return np.asarray(sk.kll.get_cdf(points.tolist(), True)[:-1], dtype=np.float64)
 
@@ -225,7 +231,7 @@ def numeric_drift(name: str, ref: NumericSketch, cur: NumericSketch) -> FeatureD
     if n1 < 2 or n2 < 2:
         return FeatureDrift(name, "numeric", "ks", math.nan, math.nan, rows=n2)
     q_ref, q_cur = _quantiles(ref), _quantiles(cur)
-    points = np.unique(np.concatenate([q_ref, q_cur]))
+    points = _split_points(np.concatenate([q_ref, q_cur]))
     d = float(np.max(np.abs(_cdf(ref, points) - _cdf(cur, points))))
     # Both sketches' rank errors, and the grid: between two grid quantiles a CDF moves <= 1/1000.
     err = ref.rank_error + cur.rank_error + 1.0 / len(_GRID)
@@ -235,7 +241,7 @@ def numeric_drift(name: str, ref: NumericSketch, cur: NumericSketch) -> FeatureD
     w = float(np.mean(np.abs(q_ref - q_cur)))
     wn = w / sd if sd > 0 else (0.0 if w == 0 else math.inf)
     # PSI on the reference's deciles (unique edges: a feature with few values has fewer bins).
-    edges = np.unique(np.asarray(ref.kll.get_quantiles([0.1 * i for i in range(1, 10)])))
+    edges = _split_points(np.asarray(ref.kll.get_quantiles([0.1 * i for i in range(1, 10)])))
     r = np.diff(np.concatenate([[0.0], _cdf_excl(ref, edges), [1.0]]))
     c = np.diff(np.concatenate([[0.0], _cdf_excl(cur, edges), [1.0]]))
     r, c = np.maximum(r, _PSI_FLOOR), np.maximum(c, _PSI_FLOOR)
@@ -324,8 +330,9 @@ def _quality(
         )
     if cur.count and ref.count:
         lo, hi = ref.min, ref.max
-        below, upto = cur.kll.get_cdf([lo, hi], False)[:2], cur.kll.get_cdf([hi], True)[0]
-        outside = below[0] + (1.0 - upto)
+        below = cur.kll.get_cdf([lo], False)[0]  # values < lo
+        upto = cur.kll.get_cdf([hi], True)[0]  # values <= hi
+        outside = below + (1.0 - upto)
         expected = 2.0 / (ref.count + 1)
         if outside > expected + opt.max_out_of_range:
             out.append(

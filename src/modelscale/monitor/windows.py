@@ -13,6 +13,7 @@ ends.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -29,6 +30,8 @@ from modelscale.monitor.summary import FeaturePlan
 from modelscale.result import Result
 
 __all__ = ["ModelWatch", "MonitorAlert", "WindowResult", "accuracy_of"]
+
+log = logging.getLogger("modelscale.monitor")
 
 MAX_CONFIDENCES = 200_000
 KEEP_CLOSED = 24
@@ -270,9 +273,13 @@ class ModelWatch:
                 "drift": False,
             }
         self._domain_at = now
-        return self.domain_runner(
-            self.reference.reservoir.rows, window.reservoir.rows, alpha=self.options.alpha
-        )
+        try:
+            return self.domain_runner(
+                self.reference.reservoir.rows, window.reservoir.rows, alpha=self.options.alpha
+            )
+        except Exception as exc:  # the window is still tested and recorded without it
+            log.warning("domain classifier failed on %s v%s: %s", self.model, self.version, exc)
+            return {"error": f"{type(exc).__name__}: {exc}", "drift": False}
 
     def _test(self, end: float, labels: Any, *, domain: dict[str, Any] | None) -> WindowResult:
         start = self.start
@@ -345,7 +352,12 @@ class ModelWatch:
 
     def view(self, now: float, labels: Any = None) -> dict[str, Any]:
         """The open window (tested as it stands) and the closed ones, newest first (JSON-ready)."""
-        current = self.peek(now, labels)
+        try:
+            current = self.peek(now, labels)
+        except Exception as exc:
+            # The open window's view must never fail the route; say what went wrong instead.
+            log.warning("testing the open window of %s failed: %s", self.model, exc)
+            current = None
         return {
             "model": self.model,
             "version": self.version,
