@@ -209,6 +209,8 @@ def _accuracy_line(acc: Mapping[str, Any]) -> str:
     parts = []
     ref = acc.get("reference")
     r, e = acc.get("realized"), acc.get("estimate")
+    if not (r or e or ref):
+        return "Accuracy: not measured (no labelled baseline, no feedback yet)"
     if r:
         parts.append(
             f"{metric} {r['value']:.3f} [{r['lo']:.3f}, {r['hi']:.3f}] from {r['n']:,} labels"
