@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from modelscale.errors import InvalidInput
-from modelscale.model import ModelArtifact
+from modelscale.model import ModelArtifact, take_rows
 from modelscale.monitor.accuracy import softmax_top
 from modelscale.monitor.sketch import Profile
 from modelscale.monitor.summary import MIN_REFERENCE_ROWS, FeaturePlan, predictions_of
@@ -147,12 +147,10 @@ def _run_model(
     on_progress: OnProgress | None,
 ) -> dict[str, np.ndarray]:
     engine = Engine(model, EngineOptions(intra_op_threads=1))
+    axes = {k: 0 if batched.get(k) and a.ndim else None for k, a in inputs.items()}
     parts: dict[str, list[np.ndarray]] = {}
     for start in range(0, rows, _CHUNK):
-        feeds = {
-            k: (a[start : start + _CHUNK] if batched.get(k) and a.ndim else a)
-            for k, a in inputs.items()
-        }
+        feeds = take_rows(inputs, slice(start, start + _CHUNK), axes)
         outs = engine.run(feeds)
         for name, value in zip(engine.output_names, outs, strict=True):
             if isinstance(value, np.ndarray):
