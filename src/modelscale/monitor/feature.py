@@ -47,7 +47,7 @@ from modelscale.monitor.feedback import Labels, PendingPredictions, parse_feedba
 from modelscale.monitor.summary import predictions_of
 from modelscale.monitor.windows import ModelWatch, WindowResult
 from modelscale.observe import AlertDispatcher, LogLocation
-from modelscale.serve import ApiError, Feature, Route
+from modelscale.serve import ApiError, Events, Feature, Route
 
 if TYPE_CHECKING:
     from modelscale.serve import Exchange, RequestRecord, StageContext
@@ -386,8 +386,31 @@ class _Collector(Collector):
 
 
 class _Routes:
-    def __init__(self, models: dict[str, _Model], windows: _WindowRecorder) -> None:
-        self.models, self.windows = models, windows
+    def __init__(
+        self, models: dict[str, _Model], windows: _WindowRecorder, events: Events | None = None
+    ) -> None:
+        self.models, self.windows, self.events = models, windows, events
+
+    def _publish(self, m: _Model, item: Any, pending: Any) -> None:
+        """Tell the other features (an experiment's accuracy per arm) what a label scored."""
+        assert self.events is not None
+        _, version, preds = pending
+        labels = np.asarray(item.label)
+        score: dict[str, float] = {}
+        if m.task == "classification":
+            score["correct"] = float(np.mean(np.asarray(preds) == labels))
+        else:
+            diff = np.asarray(preds, dtype=np.float64) - labels.astype(np.float64)
+            score["abs_error"] = float(np.mean(np.abs(diff)))
+        self.events.publish(
+            "feedback",
+            model=m.name,
+            version=version,
+            id=item.id,
+            task=m.task,
+            rows=int(labels.shape[0]),
+            **score,
+        )
 
     async def feedback(self, ex: Exchange) -> None:
         m = self.models.get(ex.model or "")
@@ -434,8 +457,11 @@ class _Routes:
                     "label(s). Expected one label per row",
                     field="label",
                 )
+        publish = self.events is not None and self.events.wanted("feedback")
         for item, pending in found:
             m.labels.join(item, pending)
+            if publish:
+                self._publish(m, item, pending)
         for state, ids in missing.items():
             m.labels.counts[state] += len(ids)
         if len(items) == 1 and not found:
@@ -535,7 +561,7 @@ def build_feature(context: StageContext) -> Feature | None:
         models, location=location, store_url=spec.store.url, dispatcher=dispatcher
     )
     context.metrics.registry.register(_Collector(models, windows))
-    routes = _Routes(models, windows)
+    routes = _Routes(models, windows, context.events)
     return Feature(
         name="monitor",
         recorders=[_PredictionIndex(models), windows],

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from modelscale.serve.background import ServerProcess, start_server
     from modelscale.serve.codec import DecodedRequest, decode_request, encode_response
     from modelscale.serve.contract import ModelContract
-    from modelscale.serve.features import Feature, FeatureFactory, Route
+    from modelscale.serve.features import Events, Feature, FeatureFactory, Route
     from modelscale.serve.front import Front, build_front
     from modelscale.serve.metrics import Metrics
     from modelscale.serve.pipeline import (
@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 
 _EXPORTS = {
     "ApiError": "modelscale.serve.protocol",
+    "Events": "modelscale.serve.features",
     "Feature": "modelscale.serve.features",
     "FeatureFactory": "modelscale.serve.features",
     "Route": "modelscale.serve.features",
@@ -88,6 +89,7 @@ __all__ = [
     "BatchOutcome",
     "DecodedRequest",
     "Endpoint",
+    "Events",
     "Exchange",
     "Feature",
     "FeatureFactory",

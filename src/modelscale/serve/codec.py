@@ -49,6 +49,8 @@ class DecodedRequest:
     timeout_s: float | None
     key: tuple[Any, ...]
     """Requests with equal keys have equal non-batch shapes and may be stacked."""
+    parameters: dict[str, Any] | None = None
+    """The request's top-level ``parameters`` (e.g. a user id an experiment assigns by)."""
 
 
 def _loc(parts: tuple[int | str, ...]) -> str:
@@ -334,6 +336,7 @@ def decode_request(
         binary_outputs=binary,
         timeout_s=timeout_s,
         key=key,
+        parameters=req.parameters,
     )
 
 

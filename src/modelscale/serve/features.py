@@ -13,6 +13,10 @@ A feature gives:
   server's API key, and model routes: ``/v2/models/{name}[/versions/{v}]/{tail}`` for a tail
   it names (``POST .../feedback``), behind the key;
 - ``close()``, called when the server stops, after the recorders' queues are drained.
+
+Features never import each other; when one has news another may use (the monitor joined a
+feedback label to a request; an experiment wants accuracy per arm), it publishes it on the
+server's ``Events`` (``StageContext.events``) and whoever subscribed gets it, in the same thread.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_ROUTE_BODY",
     "ENTRY_POINT_GROUP",
+    "Events",
     "Feature",
     "FeatureFactory",
     "Route",
@@ -44,6 +49,35 @@ ENTRY_POINT_GROUP = "modelscale.serve.features"
 
 
 DEFAULT_ROUTE_BODY = 1 << 20
+
+
+class Events:
+    """Notices between the features of one server: topic -> subscribers, called in order.
+
+    A subscriber that fails is logged and skipped: one feature's bug never fails another's
+    request. Topics in use: ``feedback`` (the monitor joined labels to a request: ``model``,
+    ``version``, ``id``, ``task``, ``rows``, and ``correct`` (share of rows right) or
+    ``abs_error`` (mean absolute error)).
+    """
+
+    def __init__(self) -> None:
+        self._subscribers: dict[str, list[Callable[..., None]]] = {}
+
+    def subscribe(self, topic: str, fn: Callable[..., None]) -> None:
+        """Call ``fn(**payload)`` for every notice published on ``topic``."""
+        self._subscribers.setdefault(topic, []).append(fn)
+
+    def wanted(self, topic: str) -> bool:
+        """Whether anyone listens to ``topic`` (publishers skip building payloads otherwise)."""
+        return bool(self._subscribers.get(topic))
+
+    def publish(self, topic: str, **payload: object) -> None:
+        """Hand ``payload`` to each subscriber of ``topic``."""
+        for fn in self._subscribers.get(topic, ()):
+            try:
+                fn(**payload)
+            except Exception:
+                log.exception("a subscriber to %r failed", topic)
 
 
 @dataclass(frozen=True)

@@ -218,6 +218,8 @@ class Front:
             log.error("no stage answered %s %s", method, path)
             ex.answer(500, _INTERNAL, [_JSON])
         headers = ex.response_headers
+        if ex.more_headers:
+            headers.extend(ex.more_headers)
         if ex.request_id is not None:
             headers.append((b"x-request-id", ex.request_id.encode("latin-1")))
         await _send(send, ex.status, ex.content, headers, head=method == "HEAD")

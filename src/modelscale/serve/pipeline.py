@@ -24,12 +24,13 @@ import enum
 import logging
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import orjson
 
 from modelscale.errors import InvalidInput
+from modelscale.serve.features import Events
 from modelscale.serve.protocol import ApiError
 from modelscale.serve.records import RecordQueue, RequestRecord
 
@@ -98,6 +99,7 @@ class Exchange:
         "key_id",
         "method",
         "model",
+        "more_headers",
         "path",
         "receive",
         "reply",
@@ -152,6 +154,14 @@ class Exchange:
         self.extras: dict[str, Any] | None = None
         """What stages leave for recorders (experiment arm, redaction report, ...); made by the
         first stage that has something to leave."""
+        self.more_headers: list[tuple[bytes, bytes]] | None = None
+        """Headers a stage adds to whatever answer the request gets (an experiment's arm)."""
+
+    def add_header(self, name: bytes, value: bytes) -> None:
+        """Send ``name: value`` (lower-case name) with the answer, whichever stage gives it."""
+        if self.more_headers is None:
+            self.more_headers = []
+        self.more_headers.append((name, value))
 
     def answer(self, status: int, content: bytes, headers: list[tuple[bytes, bytes]]) -> None:
         """Set the answer (the remaining stages are skipped)."""
@@ -185,6 +195,8 @@ class StageContext:
     spec: DeploymentSpec
     registry: ModelRegistry
     metrics: Metrics
+    events: Events = field(default_factory=Events)
+    """Notices between features (``modelscale.serve.features.Events``)."""
 
 
 class StageFactory(Protocol):

@@ -27,6 +27,7 @@ RUN_KINDS = (
     "abtest",
     "drift",
     "baseline",
+    "experiment",
     "slo",
     "note",
 )
