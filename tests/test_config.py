@@ -220,3 +220,65 @@ def test_connection_and_watchdog_limits_must_be_positive(
     with pytest.raises(InvalidInput) as info:
         load_deployment(write(tmp_path, data))
     assert path in str(info.value)
+
+
+def _experiment(tmp_path: pathlib.Path, **experiment: object) -> DeploymentSpec:
+    return load_deployment(
+        write(
+            tmp_path,
+            {
+                "models": {
+                    "digits": {
+                        "versions": {
+                            "1": {"path": "digits.onnx"},
+                            "2": {"path": "digits.onnx", "weight": 0},
+                        },
+                        "experiment": {"arms": {"control": "1", "treatment": "2"}, **experiment},
+                    }
+                }
+            },
+        )
+    )
+
+
+def test_an_experiment_gets_the_defaults_of_its_kind(tmp_path, model_file) -> None:
+    canary = _experiment(tmp_path, kind="canary").models["digits"].experiment
+    assert canary is not None
+    assert [g.metric for g in canary.guardrail_specs()] == ["errors", "latency", "p99", "agreement"]
+    assert canary.ramp == (1, 5, 25, 50, 100) and canary.unit == "request"
+    ab = _experiment(tmp_path, kind="ab", metrics=["click", {"name": "revenue"}]).models["digits"]
+    assert ab.experiment is not None and ab.experiment.treatment_share() == 0.5
+    assert [m.name for m in ab.experiment.outcome_metrics()] == ["click", "revenue"]
+    assert [g.metric for g in ab.experiment.guardrail_specs()] == ["errors", "latency"]
+    shadow = _experiment(tmp_path, kind="shadow").models["digits"].experiment
+    assert shadow is not None and shadow.guardrail_specs() == []
+
+
+@pytest.mark.parametrize(
+    ("experiment", "message"),
+    [
+        (
+            {"kind": "ab", "arms": {"control": "1", "treatment": "3"}},
+            "experiment.arms.treatment names version '3', which is not served; the versions "
+            "are 1, 2",
+        ),
+        ({"kind": "ab", "arms": {"a": "1", "b": "2"}}, "exactly the arms control and treatment"),
+        ({"kind": "ab", "arms": {"control": "1", "treatment": "1"}}, "both version '1'"),
+        ({"kind": "ab", "split": {"control": 50, "treatment": 40}}, "split must sum to 100"),
+        ({"kind": "ab", "split": {"control": 100, "treatment": 0}}, "gives an arm 0%"),
+        ({"kind": "canary", "split": {"control": 50, "treatment": 50}}, "split is for kind ab"),
+        ({"kind": "canary", "ramp": [5, 1, 100]}, "must rise strictly"),
+        ({"kind": "canary", "ramp": [5, 50]}, "must end at 100"),
+        ({"kind": "ab", "unit": "cookie:id"}, "'request', 'header:NAME' or 'parameter:NAME'"),
+        ({"kind": "ab", "guardrails": ["clicks"]}, "guardrail 'clicks' is not a metric"),
+        ({"kind": "ab", "metrics": ["click", "click"]}, "metrics are named twice"),
+        ({"kind": "ab", "alpha": 0.7}, "experiment.alpha"),
+        ({"kind": "blue-green"}, "experiment.kind"),
+        ({"kind": "ab", "shadow": {"sample": 0}}, "experiment.shadow.sample"),
+    ],
+)
+def test_experiment_errors_name_the_problem(tmp_path, model_file, experiment, message) -> None:
+    arms = experiment.pop("arms", {"control": "1", "treatment": "2"})
+    with pytest.raises(InvalidInput) as info:
+        _experiment(tmp_path, arms=arms, **experiment)
+    assert message in str(info.value)

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import functools
+import itertools
 import pathlib
 import re
 from typing import Any, Literal
@@ -29,6 +30,7 @@ from modelscale.errors import InvalidInput
 
 __all__ = [
     "DEFAULT_LATENCY_BUCKETS_MS",
+    "EXPERIMENT_BUILTIN_METRICS",
     "RAY_FRONT",
     "RAY_IMPORT_PATH",
     "AlertsSpec",
@@ -36,13 +38,17 @@ __all__ = [
     "AutoscalingSpec",
     "BatchingSpec",
     "DeploymentSpec",
+    "ExperimentSpec",
+    "GuardrailSpec",
     "LatencySloSpec",
     "LogSpec",
     "ModelSpec",
     "MonitorSpec",
+    "OutcomeMetricSpec",
     "RaySpec",
     "ServerSpec",
     "Settings",
+    "ShadowSpec",
     "SloSpec",
     "StoreSpec",
     "VersionSpec",
@@ -306,6 +312,257 @@ class AutoscalingSpec(_Strict):
         return self
 
 
+EXPERIMENT_BUILTIN_METRICS = ("errors", "latency", "p99", "agreement", "accuracy", "mae")
+"""Metrics every experiment measures without outcomes: per request, from the server itself
+(``accuracy``/``mae`` from monitor feedback)."""
+
+_UNIT = re.compile(
+    r"^(request|header:[A-Za-z0-9!#$%&'*+.^_`|~\-]{1,128}|parameter:[A-Za-z0-9_.\-]{1,128})$"
+)
+_ARMS = ("control", "treatment")
+_DEFAULT_TOLERANCE = {
+    "errors": 0.01,
+    "latency": 0.2,
+    "p99": 0.01,
+    "agreement": 0.9,
+    "accuracy": 0.02,
+    "mae": 0.1,
+}
+
+
+class OutcomeMetricSpec(_Strict):
+    """An engagement or business metric the client reports (``POST .../outcome``)."""
+
+    name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_.\-]{0,63}$")
+    kind: Literal["mean", "proportion"] = Field(
+        default="mean",
+        description="mean: the sum of a unit's values (revenue, clicks per user); proportion: "
+        "whether a unit had any value > 0 (converted or not)",
+    )
+    direction: Literal["increase", "decrease"] = Field(
+        default="increase", description="Which way is better"
+    )
+
+
+class GuardrailSpec(_Strict):
+    """A metric the treatment must not harm: beyond ``tolerance`` it is rolled back or stopped.
+
+    Tolerances (defaults): ``errors`` absolute share of 5xx answers (0.01); ``latency`` relative
+    rise of the geometric-mean latency (0.2); ``p99`` absolute share of requests over the p99
+    objective (0.01); ``agreement`` the least share of rows whose outputs agree with the
+    control's (0.9); ``accuracy`` absolute drop (0.02); ``mae`` relative rise (0.1); an outcome
+    metric: relative harm (default 0.05).
+    """
+
+    metric: str = Field(min_length=1)
+    tolerance: float | None = Field(default=None, ge=0, le=1e6)
+
+    def limit(self) -> float:
+        """The tolerance, or the metric's default."""
+        if self.tolerance is not None:
+            return self.tolerance
+        return _DEFAULT_TOLERANCE.get(self.metric, 0.05)
+
+
+class ShadowSpec(_Strict):
+    """Copies of requests sent to the other arm after the answer, to compare outputs."""
+
+    sample: float = Field(
+        default=1.0,
+        gt=0,
+        le=1,
+        description="Share of requests copied (shadow: to the treatment; "
+        "canary and ab: treatment requests copied to the control for the agreement guardrail)",
+    )
+    max_in_flight: int = Field(
+        default=64,
+        ge=1,
+        le=100_000,
+        description="Rows of copies queued or running at most; beyond, copies are dropped and "
+        "counted, never slowing the answered requests",
+    )
+
+
+class ExperimentSpec(_Strict):
+    """An A/B test, shadow or canary between two versions of a model, decided in the server.
+
+    Example::
+
+        experiment:
+          kind: canary                      # ab | shadow | canary
+          arms: {control: "1", treatment: "2"}
+          unit: header:X-User-Id            # | parameter:user | request
+          metrics: [click, {name: revenue, kind: mean}]
+          guardrails: [errors, latency, p99, agreement]
+          ramp: [1, 5, 25, 50, 100]
+
+    Unversioned requests are assigned by a hash of the unit key salted with the experiment's name:
+    the same unit gets the same arm on every server and after restarts, and a canary's ramp only
+    moves units from control to treatment. Requests naming a version bypass the experiment.
+    """
+
+    name: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$",
+        description="Identifies the experiment in the knowledge base and salts the assignment "
+        "(default: MODEL-CONTROL-vs-TREATMENT-KIND); a new name starts afresh",
+    )
+    kind: Literal["ab", "shadow", "canary"]
+    arms: dict[str, str] = Field(description="control and treatment -> version labels")
+    split: dict[str, float] | None = Field(
+        default=None, description="ab: percent of units per arm, summing to 100 (default 50/50)"
+    )
+    unit: str = Field(
+        default="request",
+        description="What is randomised: request, header:NAME or parameter:NAME",
+    )
+    unit_required: bool = Field(
+        default=False,
+        description="Answer 400 to a request without the unit (default: assign it by request, "
+        "counted in modelscale_experiment_missing_unit_total)",
+    )
+    metrics: tuple[str | OutcomeMetricSpec, ...] = Field(
+        default=(),
+        description="Outcome metrics (the first is primary); built-ins (errors, latency, p99, "
+        "agreement, accuracy, mae) may be named too",
+    )
+    guardrails: tuple[str | GuardrailSpec, ...] | None = Field(
+        default=None,
+        description="Default: errors, latency, p99 and agreement (canary), errors and latency "
+        "(ab), none (shadow)",
+    )
+    alpha: float = Field(default=0.05, gt=0, lt=0.5, description="Error rate of every test")
+    planned_units: int = Field(
+        default=10_000,
+        ge=10,
+        le=10**9,
+        description="Units per comparison where the tests are tuned to be tightest",
+    )
+    min_units: int = Field(
+        default=100, ge=2, le=10**7, description="Units each arm needs before any decision"
+    )
+    ramp: tuple[float, ...] = Field(
+        default=(1, 5, 25, 50, 100),
+        description="canary: the treatment's percent of units, step by step, ending at 100",
+    )
+    step_min_units: int = Field(
+        default=200, ge=1, le=10**8, description="canary: treatment requests a step needs"
+    )
+    step_min_s: float = Field(
+        default=60, ge=0, le=30 * 86_400, description="canary: seconds a step lasts at least"
+    )
+    stop_on_harm: bool = Field(
+        default=True, description="ab: send every unit to the control when a guardrail breaks"
+    )
+    shadow: ShadowSpec = Field(default_factory=ShadowSpec)
+    agreement_cosine: float = Field(
+        default=0.99,
+        gt=-1,
+        le=1,
+        description="Outputs that are not classes agree when their cosine similarity is >= this",
+    )
+    max_units: int = Field(
+        default=1_000_000,
+        ge=100,
+        le=10**8,
+        description="Units (and request ids) remembered for outcomes; the oldest go first",
+    )
+    outcome_ttl_s: float = Field(
+        default=7 * 86_400,
+        gt=0,
+        le=365 * 86_400,
+        description="Outcomes later than this are refused",
+    )
+    cuped: bool = Field(
+        default=False,
+        description="Adjust outcome metrics by the unit's pre-period value ('pre' in an outcome)",
+    )
+
+    @field_validator("unit")
+    @classmethod
+    def _unit(cls, value: str) -> str:
+        if not _UNIT.match(value):
+            raise ValueError(f"must be 'request', 'header:NAME' or 'parameter:NAME'; got {value!r}")
+        return value
+
+    @field_validator("arms")
+    @classmethod
+    def _arms(cls, value: dict[str, str]) -> dict[str, str]:
+        if sorted(value) != sorted(_ARMS):
+            raise ValueError(
+                f"must name exactly the arms control and treatment; got {', '.join(value) or 'none'}"
+            )
+        if value["control"] == value["treatment"]:
+            raise ValueError(f"control and treatment are both version {value['control']!r}")
+        return value
+
+    @field_validator("ramp")
+    @classmethod
+    def _ramp(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if not value or value[-1] != 100:
+            raise ValueError(f"must end at 100 (percent); got {list(value)}")
+        if any(not 0 < v <= 100 for v in value) or any(
+            a >= b for a, b in itertools.pairwise(value)
+        ):
+            raise ValueError(f"must rise strictly within (0, 100]; got {list(value)}")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ExperimentSpec:
+        if self.split is not None:
+            if self.kind != "ab":
+                raise ValueError(
+                    f"split is for kind ab; a {self.kind} sets the treatment's share by "
+                    + ("its ramp" if self.kind == "canary" else "sending it copies (shadow.sample)")
+                )
+            if sorted(self.split) != sorted(_ARMS):
+                raise ValueError(
+                    f"split must give control and treatment; got {', '.join(self.split)}"
+                )
+            if any(v < 0 for v in self.split.values()):
+                raise ValueError(f"split shares must be >= 0; got {self.split}")
+            total = sum(self.split.values())
+            if abs(total - 100) > 1e-6:
+                raise ValueError(f"split must sum to 100 (percent); got {total:g}")
+            if min(self.split.values()) == 0:
+                raise ValueError("split gives an arm 0%: nothing to compare")
+        names = [m if isinstance(m, str) else m.name for m in self.metrics]
+        if len(set(names)) != len(names):
+            raise ValueError(f"metrics are named twice: {names}")
+        known = set(names) | set(EXPERIMENT_BUILTIN_METRICS)
+        for g in self.guardrail_specs():
+            if g.metric not in known:
+                raise ValueError(
+                    f"guardrail {g.metric!r} is not a metric: expected one of "
+                    f"{', '.join(sorted(known))}"
+                )
+        return self
+
+    def outcome_metrics(self) -> list[OutcomeMetricSpec]:
+        """The outcome metrics, as specs (built-in names left out)."""
+        out = []
+        for m in self.metrics:
+            spec = OutcomeMetricSpec(name=m) if isinstance(m, str) else m
+            if spec.name not in EXPERIMENT_BUILTIN_METRICS:
+                out.append(spec)
+        return out
+
+    def guardrail_specs(self) -> list[GuardrailSpec]:
+        """The guardrails, as specs (the kind's defaults when unset)."""
+        if self.guardrails is None:
+            names = {
+                "canary": ("errors", "latency", "p99", "agreement"),
+                "ab": ("errors", "latency"),
+                "shadow": (),
+            }[self.kind]
+            return [GuardrailSpec(metric=n) for n in names]
+        return [GuardrailSpec(metric=g) if isinstance(g, str) else g for g in self.guardrails]
+
+    def treatment_share(self) -> float:
+        """ab: the treatment's share of units (0-1)."""
+        return (self.split or {"treatment": 50.0})["treatment"] / 100
+
+
 class ModelSpec(_Strict):
     """A served model: its versions and how each version is batched and replicated."""
 
@@ -315,6 +572,9 @@ class ModelSpec(_Strict):
     threads: int = Field(default=1, ge=1, le=256, description="Intra-op threads per replica")
     slo: SloSpec = Field(default_factory=SloSpec)
     monitor: MonitorSpec = Field(default_factory=MonitorSpec)
+    experiment: ExperimentSpec | None = Field(
+        default=None, description="An A/B test, shadow or canary between two of its versions"
+    )
     autoscaling: AutoscalingSpec | None = Field(
         default=None, description="Ray backend only: replicas between a minimum and a maximum"
     )
@@ -337,6 +597,18 @@ class ModelSpec(_Strict):
         if not any(v.weight > 0 for v in value.values()):
             raise ValueError("at least one version needs a weight > 0")
         return value
+
+    @model_validator(mode="after")
+    def _experiment_arms(self) -> ModelSpec:
+        exp = self.experiment
+        if exp is not None:
+            for arm, version in exp.arms.items():
+                if version not in self.versions:
+                    raise ValueError(
+                        f"experiment.arms.{arm} names version {version!r}, which is not served; "
+                        f"the versions are {', '.join(self.versions)}"
+                    )
+        return self
 
 
 class ServerSpec(_Strict):
