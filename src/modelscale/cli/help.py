@@ -74,6 +74,17 @@ EXAMPLES: Mapping[str, tuple[str, ...]] = {
         "modelscale monitor rules -c deploy.yaml --out prometheus/rules.yaml",
         "promtool test rules prometheus/rules.test.yaml",
     ),
+    "experiment": (
+        "modelscale experiment status http://127.0.0.1:8000 digits",
+        "modelscale experiment promote http://127.0.0.1:8000 digits",
+    ),
+    "experiment status": (
+        "modelscale experiment status http://127.0.0.1:8000 digits",
+        "modelscale experiment status http://127.0.0.1:8000 digits --json",
+    ),
+    "experiment stop": ("modelscale experiment stop http://127.0.0.1:8000 digits",),
+    "experiment promote": ("modelscale experiment promote http://127.0.0.1:8000 digits",),
+    "experiment rollback": ("modelscale experiment rollback http://127.0.0.1:8000 digits",),
     "load": (
         "modelscale load http://127.0.0.1:8000 -m minilm --rate 200 -d 30",
         "modelscale load http://127.0.0.1:8000 -m minilm --dim seq=128 --rate 50",

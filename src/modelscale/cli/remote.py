@@ -37,10 +37,17 @@ def read_api_key(path: pathlib.Path | None, *, remote: bool) -> str | None:
         ) from None
 
 
-def fetch_json(url: str, route: str, key: str | None, params: dict[str, Any]) -> Any:
-    """GET ``route`` of the server at ``url``; its JSON, or InvalidInput naming what went wrong."""
+def fetch_json(
+    url: str, route: str, key: str | None, params: dict[str, Any], *, post: Any = None
+) -> Any:
+    """GET ``route`` of the server at ``url`` (POST ``post`` as JSON when given); its JSON, or
+    InvalidInput naming what went wrong."""
     query = urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
-    request = urllib.request.Request(f"{url.rstrip('/')}{route}?{query}")
+    request = urllib.request.Request(f"{url.rstrip('/')}{route}" + (f"?{query}" if query else ""))
+    if post is not None:
+        request.data = orjson.dumps(post)
+        request.method = "POST"
+        request.add_header("Content-Type", "application/json")
     if key:
         request.add_header("Authorization", f"Bearer {key}")
     try:
