@@ -26,6 +26,7 @@ from modelscale.workflow import (
     LoadStep,
     PlanStep,
     ProfileStep,
+    RolloutStep,
     WatchStep,
     run_demo,
 )
@@ -38,6 +39,7 @@ _WAITING = (
     "compressing",
     "starting the server",
     "making the baseline",
+    "starting the canary",
     "planning",
 )
 
@@ -62,7 +64,7 @@ def demo_command(
         _render(step)
         done.append(step)
 
-    console.rule("6. the knowledge base")
+    console.rule(f"{len(DEMO_STEPS) + 1}. the knowledge base")
     console.print(_stored(done))
     console.print("Next: modelscale profile YOUR_MODEL.onnx --batch 1,8,32 --threads 1,2")
 
@@ -81,6 +83,8 @@ def _render(step: DemoStep) -> None:
         render_compress(step.result)
     elif isinstance(step, WatchStep):
         _render_watch(step)
+    elif isinstance(step, RolloutStep):
+        _render_rollout(step)
     elif isinstance(step, LoadStep):
         console.print(f"Serving digits at {step.url} ({step.served})")
         render_load(step.result)
@@ -145,6 +149,28 @@ def _render_watch(step: WatchStep) -> None:
         )
 
 
+def _render_rollout(step: RolloutStep) -> None:
+    s = step.status
+    arms = s["arms"]
+    console.print(
+        f"Canary {step.name}: control version {arms['control']['version']} (the original), "
+        f"treatment version {arms['treatment']['version']} (the compressed model); "
+        f"{step.requests:,} requests of held-out digits, open loop",
+        soft_wrap=True,
+    )
+    for share, seconds in step.steps:
+        console.print(f"  treatment at {share:>4.0%} for {seconds:5.1f} s: no harm found")
+    colour = {"promoted": "green", "rolled_back": "red"}.get(step.state, "yellow")
+    console.print(
+        f"[{colour}]{step.state}[/] after {step.seconds:.1f} s; the treatment answered "
+        f"{step.treatment_requests:,} requests (p99 {_ms(arms['treatment']['p99_ms'])} against "
+        f"the control's {_ms(arms['control']['p99_ms'])}). See: modelscale runs --kind experiment",
+        soft_wrap=True,
+    )
+    for reason in s.get("reasons") or []:
+        console.print(f"  [red]{reason}[/]")
+
+
 def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f} ms"
 
@@ -164,6 +190,8 @@ def _stored(steps: list[DemoStep]) -> str:
             ids["watch"] = (
                 f"the baseline as run {s.baseline.run_id} and {len(s.windows)} monitor window(s)"
             )
+        elif isinstance(s, RolloutStep):
+            ids["rollout"] = f"the canary's {len(s.status['events'])} event(s) as experiment runs"
         elif isinstance(s, PlanStep):
             checked = (
                 ""

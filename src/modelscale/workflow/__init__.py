@@ -3,7 +3,8 @@
 Validating a plan starts (or reaches) a server, load-tests it and meters it, then hands the
 measurement to ``plan``'s calibration math (``validate_plan``, ``validate_local``,
 ``validate_server``); the demo runs build, profile, compress, serve, load, plan and validate in
-one go (``run_demo``), watching the served model for drift on the way (``watch_example``); ``compress_example`` compresses a built-in example with its own data.
+one go (``run_demo``), watching the served model for drift on the way (``watch_example``) and rolling the compressed
+model out as a canary (``canary_rollout``); ``compress_example`` compresses a built-in example with its own data.
 ``record`` (or a ``Recorder``) is the one way results go into the knowledge base; a
 ``Recorder`` that cannot store saves the result as JSON instead (``NotStored``).
 """
@@ -33,6 +34,7 @@ from modelscale.workflow.metering import (
     is_local_url,
 )
 from modelscale.workflow.record import NotStored, Recorded, Recorder, record, save_json
+from modelscale.workflow.rollout import RolloutStep, canary_rollout
 from modelscale.workflow.validate import (
     Validation,
     ValidationOptions,
@@ -60,11 +62,13 @@ __all__ = [
     "ProfileStep",
     "Recorded",
     "Recorder",
+    "RolloutStep",
     "Validation",
     "ValidationOptions",
     "WatchStep",
     "batch_deltas",
     "batch_totals",
+    "canary_rollout",
     "check_server",
     "compress_example",
     "inputs_file",

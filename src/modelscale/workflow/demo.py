@@ -32,6 +32,7 @@ from modelscale.serve import start_server
 from modelscale.store import Store, open_store
 from modelscale.workflow.example import compress_example
 from modelscale.workflow.record import Recorded, Recorder
+from modelscale.workflow.rollout import RolloutStep, canary_rollout
 from modelscale.workflow.validate import Validation, ValidationOptions, validate_plan
 from modelscale.workflow.watch import WatchStep, watch_example
 
@@ -45,6 +46,7 @@ __all__ = [
     "LoadStep",
     "PlanStep",
     "ProfileStep",
+    "RolloutStep",
     "WatchStep",
     "run_demo",
 ]
@@ -60,7 +62,8 @@ DEMO_STEPS = (
     "3. compress: the smallest, fastest model within 1 accuracy point",
     "4. serve with 2 replica processes (KServe V2) and load-test it, open loop",
     "5. monitor: a baseline, then clean and shifted traffic; the server's windows flag drift",
-    f"6. plan: machines, replicas and cost for {PLAN_RPS:g} req/s at p99 <= {PLAN_P99_MS:g} ms, "
+    "6. rollout: the compressed model as a canary beside the original, under load",
+    f"7. plan: machines, replicas and cost for {PLAN_RPS:g} req/s at p99 <= {PLAN_P99_MS:g} ms, "
     "then validate it here",
 )
 """The steps' titles, in the order ``run_demo`` yields them."""
@@ -126,7 +129,7 @@ class PlanStep:
     load_run_id: int | None
 
 
-DemoStep = ExampleStep | ProfileStep | CompressStep | LoadStep | WatchStep | PlanStep
+DemoStep = ExampleStep | ProfileStep | CompressStep | LoadStep | WatchStep | RolloutStep | PlanStep
 """One step's outcome."""
 
 
@@ -202,6 +205,19 @@ def run_demo(
     )
 
     yield watch_example(example, out / "monitor", recorder=recorder, on_progress=on_progress)
+
+    # The compressed model goes out the way a new version should: a canary that steps up only
+    # while its guardrails hold (errors, latency, the p99 objective, agreement with the original).
+    candidate = compressed.chosen_path
+    if candidate is None or compressed.chosen_is_original:
+        candidate = str(example.model_path)  # nothing smaller passed: roll out the original
+    yield canary_rollout(
+        example.model_path,
+        pathlib.Path(candidate),
+        inputs=example.eval_path,
+        rate=300,
+        on_progress=on_progress,
+    )
 
     planned = plan_model(
         artifact,
