@@ -166,7 +166,10 @@ class _Recorder:
             if exp.kind == "shadow" and r.queue_s is not None and r.roundtrip_s is not None:
                 # Compared with its copies' time in the other arm's queue and replicas.
                 latency = r.queue_s + r.roundtrip_s
-            exp.served(arm, step, r.status, latency)
+            service = None
+            if exp.kind != "shadow" and r.batch_wait_s is not None:
+                service = max(0.0, latency - r.batch_wait_s)
+            exp.served(arm, step, r.status, latency, service)
             if live.wants_labels and r.request_id is not None and r.status == 200:
                 if len(live.requests) >= _LABELLED_KEPT:
                     del live.requests[next(iter(live.requests))]
