@@ -441,6 +441,12 @@ class ExperimentSpec(_Strict):
     min_units: int = Field(
         default=100, ge=2, le=10**7, description="Units each arm needs before any decision"
     )
+    sequential: Literal["open", "horizon"] = Field(
+        default="open",
+        description="ab: the primary metric's test. 'open' runs as long as it is watched "
+        "(always valid, no end); 'horizon' ends at planned_units and is sharper there (about "
+        "95% of a fixed-horizon test's power, against about 65%). Guardrails are always open",
+    )
     ramp: tuple[float, ...] = Field(
         default=(1, 5, 25, 50, 100),
         description="canary: the treatment's percent of units, step by step, ending at 100",

@@ -140,3 +140,22 @@ def test_resuming_restores_the_step_and_the_state() -> None:
     assert done.identity == exp.identity  # same name, kind, arms and unit
     other = _exp(Clock(), kind="canary", name="another")
     assert other.identity != exp.identity
+
+
+def test_an_ab_test_with_a_horizon_says_no_difference_at_its_planned_size() -> None:
+    clock = Clock()
+    exp = _exp(clock, kind="ab", sequential="horizon", planned_units=400, metrics=["revenue"])
+    rng = np.random.default_rng(4)
+    for i in range(500):
+        unit = f"u{i}"
+        exp.assign(unit, f"r{i}")
+        exp.outcome(request_id=None, unit=unit, metric="revenue", value=float(rng.normal(5, 1)))
+        if i % 50 == 49:
+            exp.evaluate()
+    assert exp.decision == "no difference" and exp.state is State.RUNNING
+    assert [e.event for e in exp.events] == ["no difference"]
+    assert "planned 400 units found no difference" in exp.events[0].detail
+    comparison = exp.step.tests["revenue"]
+    assert comparison.horizon == 400
+    # The guardrails stay open-ended.
+    assert exp.step.tests["errors"].horizon is None

@@ -18,6 +18,7 @@ from modelscale.experiment.stats import (
     SequentialSrm,
     SequentialTest,
     always_valid_p,
+    bounded_critical_value,
     compare,
     cuped_theta,
     fixed_horizon_test,
@@ -277,6 +278,77 @@ def test_ci_covers_a_known_difference_at_every_look() -> None:
     assert missed <= ALPHA + _margin(runs)
     # And the effect is found: the interval excludes 0 at the end in most runs.
     assert ((np.abs(d) > hw)[:, -1]).mean() > 0.5
+
+
+def test_bounded_critical_value_matches_a_simulated_brownian_motion() -> None:
+    assert bounded_critical_value(0.05) == pytest.approx(2.2414, abs=1e-3)
+    # Both series of the supremum's law agree where they meet, and with a direct simulation.
+    tail = stats._sup_abs_bm_tail(np.array([0.999, 1.0, 1.001]))
+    assert np.ptp(tail) < 2e-3
+    rng = np.random.default_rng(11)
+    steps = 2000
+    w = np.cumsum(rng.standard_normal((20_000, steps)), axis=1) / math.sqrt(steps)
+    top = np.abs(w).max(axis=1)
+    for c in (0.6, 1.2, 2.0, 2.4):
+        # the discretised path peaks a little lower than the continuous one
+        assert 0.0 <= stats._sup_abs_bm_tail(c) - (top >= c).mean() <= 0.02
+
+
+def test_horizon_test_keeps_its_level_at_every_look_up_to_its_horizon() -> None:
+    rng = np.random.default_rng(12)
+    runs = 2000
+    c, t = _gaussian_streams(rng, runs, 10_000, 50, 0.0)
+    d, v, n = _horizon_parts(c, t)
+    p = stats._bounded_p(d, v, n, 10_000)
+    ready = (c["n"] >= 100) & (t["n"] >= 100)
+    assert ((p < ALPHA) & ready).any(axis=1).mean() <= ALPHA + _margin(runs)
+    # With an effect it rejects by the horizon about as often as the fixed test at the horizon
+    # (a continuous O'Brien-Fleming design loses a few points), where the open sequence does not.
+    c, t = _gaussian_streams(rng, runs, 10_000, 50, 0.168)  # sd 3: 80% fixed-horizon power
+    d, v, n = _horizon_parts(c, t)
+    horizon = ((stats._bounded_p(d, v, n, 10_000) < ALPHA) & ready).any(axis=1).mean()
+    _, _, p_open, _ = _looks(c, t, binary=False, planned=10_000)
+    opened = ((p_open < ALPHA) & ready).any(axis=1).mean()
+    fixed = (np.abs(d[:, -1]) / np.sqrt(v[:, -1]) > 1.96).mean()
+    assert horizon >= 0.9 * fixed > opened
+
+
+def _horizon_parts(
+    c: dict[str, np.ndarray], t: dict[str, np.ndarray]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        var_c = stats._sample_variance(c["n"], c["s"], c["ss"])
+        var_t = stats._sample_variance(t["n"], t["s"], t["ss"])
+        d = t["s"] / t["n"] - c["s"] / c["n"]
+        v = var_c / c["n"] + var_t / t["n"]
+    return d, v, c["n"] + t["n"]
+
+
+def test_horizon_test_interval_and_p_agree_and_it_stops_at_its_horizon() -> None:
+    rng = np.random.default_rng(13)
+    y_c = rng.standard_normal(6000)
+    y_t = rng.standard_normal(6000) + 0.02
+    test = SequentialTest(horizon=8000)
+    frozen = None
+    for n in range(100, 6001, 100):
+        c, t = Moments.of(y_c[:n]), Moments.of(y_t[:n])
+        now = compare(c, t, horizon=8000)
+        assert (now.p_value < ALPHA) == (not now.ci[0] <= 0.0 <= now.ci[1])
+        got = test.update(c, t)
+        assert got.horizon == 8000 and got.final == (2 * n >= 8000)
+        if got.final and frozen is None:
+            frozen = got
+    assert frozen is not None and frozen.final
+    # Looks after the horizon return its last word unchanged.
+    later = test.update(Moments.of(y_c), Moments.of(y_t + 5.0))
+    assert later is frozen
+    # At the horizon its interval is the fixed-horizon one widened by c / 1.96.
+    c, t = Moments.of(y_c[:4000]), Moments.of(y_t[:4000])
+    at = compare(c, t, horizon=8000)
+    se = math.sqrt(c.variance / c.n + t.variance / t.n)
+    assert at.ci[1] - at.difference == pytest.approx(bounded_critical_value(0.05) * se)
+    with pytest.raises(InvalidInput, match="horizon"):
+        compare(c, t, horizon=0)
 
 
 def test_sequential_test_p_never_rises_and_ci_never_widens() -> None:

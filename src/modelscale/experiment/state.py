@@ -120,6 +120,9 @@ class _Step:
                 planned_units=exp.spec.planned_units,
                 min_units=exp.spec.min_units,
                 cuped=exp.spec.cuped and m in exp.outcome_index,
+                horizon=exp.spec.planned_units
+                if exp.spec.sequential == "horizon" and exp.kind == "ab" and m == exp.primary
+                else None,
             )
             for m in metrics
             if m != "agreement"
@@ -544,14 +547,24 @@ class Experiment:
             decision = "control wins" if better_down else "treatment wins"
         elif hi < 0:
             decision = "treatment wins" if better_down else "control wins"
+        elif c.final:
+            # The horizon test has spent its alpha: no more looks can find a difference.
+            decision = "no difference"
         self.decision = decision
         if decision != "continue" and not self.winner_said:
             self.winner_said = True
-            self._event(
-                decision,
-                f"{self.primary}: {c.difference:+.4g} (always-valid CI {lo:+.4g} .. {hi:+.4g}, "
-                f"p = {c.p_value:.2g})",
-            )
+            if decision == "no difference":
+                detail = (
+                    f"{self.primary}: the planned {self.spec.planned_units} units found no "
+                    f"difference ({c.difference:+.4g}, CI {lo:+.4g} .. {hi:+.4g}); the split "
+                    "stays until the experiment is stopped or promoted"
+                )
+            else:
+                detail = (
+                    f"{self.primary}: {c.difference:+.4g} (always-valid CI {lo:+.4g} .. "
+                    f"{hi:+.4g}, p = {c.p_value:.2g})"
+                )
+            self._event(decision, detail)
 
     def _maybe_advance(self) -> None:
         st = self.step

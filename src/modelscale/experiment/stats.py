@@ -28,6 +28,16 @@ Methods:
   p-value ``min(1, 1 / ratio)`` is exactly the inversion of that confidence sequence: the
   p-value is under ``alpha`` if and only if 0 is outside the interval, at every look, so the
   interval and the p-value never disagree.
+- **Difference of means up to a horizon** (``horizon=N``): when the experiment has a maximum
+  size, a boundary that is constant on the sum scale (a continuous-monitoring O'Brien-Fleming
+  design): with ``t = n / N`` and ``Z_n`` the estimate over its standard error, reject when
+  ``|Z_n| >= c / sqrt(t)``, where ``c`` solves ``P(sup_{t <= 1} |W(t)| >= c) = alpha`` for a
+  Brownian motion ``W`` (2.241 at alpha 0.05). Looks at any times up to ``N`` keep the level
+  (discrete looks only make it conservative), and the interval ``d +- c sqrt(v N / n)`` covers
+  the difference at every look up to ``N`` at once. It spends its alpha by ``N``, so it is
+  sharper there: about 97% of a fixed-horizon test's power at ``N`` against about 67% for the
+  open-ended sequence; the price is that it ends at ``N`` (:class:`SequentialTest` freezes at
+  the horizon).
 - **Relative lift**: the same boundary on the delta-method variance of
   ``treatment mean / control mean - 1``.
 - **One arm's mean** (:func:`mean_sequence`): the one-sample form of the same sequence.
@@ -56,7 +66,8 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from scipy.special import gammaln, stdtr
+from scipy.optimize import brentq
+from scipy.special import gammaln, ndtr, stdtr
 
 from modelscale.errors import InvalidInput
 
@@ -69,6 +80,7 @@ __all__ = [
     "SequentialTest",
     "SrmResult",
     "always_valid_p",
+    "bounded_critical_value",
     "compare",
     "cuped_theta",
     "fixed_horizon_test",
@@ -203,6 +215,57 @@ def _p_value(d: Any, v: Any, n: Any, rho2: float, xp: Any = math) -> Any:
     nr = n * rho2
     p = xp.sqrt(nr + 1.0) * xp.exp(-(d * d) * nr / (2.0 * v * (nr + 1.0)))
     return p - _clip0(p - 1.0)
+
+
+def _sup_abs_bm_tail(c: Any) -> Any:
+    """P(sup over [0, 1] of |W(t)| >= c) for a standard Brownian motion, c >= 0 (float or array).
+
+    Two series for the same law (Feller, vol. II, X.5): for c >= 1 the alternating sum of normal
+    tails (4 terms are exact to 1e-16), below 1 the theta-function series (6 terms)."""
+    c = np.asarray(c, dtype=float)
+    big = np.maximum(c, 1.0)
+    inside = np.zeros_like(big)
+    for k in range(-4, 5):
+        inside += (-1) ** (k % 2) * (ndtr((2 * k + 1) * big) - ndtr((2 * k - 1) * big))
+    small = np.minimum(np.maximum(c, 1e-3), 1.0)
+    theta = np.zeros_like(small)
+    for k in range(6):
+        j = 2 * k + 1
+        theta += (-1) ** k / j * np.exp(-(j * j) * math.pi**2 / (8.0 * small * small))
+    theta *= 4.0 / math.pi
+    tail = 1.0 - np.where(c >= 1.0, inside, theta)
+    tail = np.clip(tail, 0.0, 1.0)
+    return tail if tail.ndim else float(tail)
+
+
+_CRITICAL: dict[float, float] = {}
+
+
+def bounded_critical_value(alpha: float = 0.05) -> float:
+    """The ``c`` with P(sup over [0, 1] of |W(t)| >= c) = alpha: the horizon test's boundary on
+    the sum scale (2.241 at 0.05, against the fixed-horizon 1.960).
+
+    Raises:
+        InvalidInput: alpha outside (0, 1).
+    """
+    alpha = _check_alpha(alpha)
+    if alpha not in _CRITICAL:
+        _CRITICAL[alpha] = float(brentq(lambda c: _sup_abs_bm_tail(c) - alpha, 1e-3, 40.0))
+    return _CRITICAL[alpha]
+
+
+def _bounded_halfwidth(v: Any, n: Any, horizon: int, c: float, xp: Any = math) -> Any:
+    """Half-width of the horizon test's interval after ``n`` of ``horizon`` units (n <= N; a
+    look past the horizon is read as the look at it)."""
+    t = n / horizon
+    t = t - _clip0(t - 1.0)
+    return c * xp.sqrt(v / t)
+
+
+def _bounded_p(d: Any, v: Any, n: Any, horizon: int) -> Any:
+    """The horizon test's p-value: the smallest alpha whose boundary ``d`` reaches."""
+    t = np.minimum(np.asarray(n, dtype=float) / horizon, 1.0)
+    return _sup_abs_bm_tail(np.abs(d) / np.sqrt(v) * np.sqrt(t))
 
 
 def _difference(
@@ -440,6 +503,10 @@ class Comparison:
     alpha: float
     ready: bool
     """False until each arm has ``min_units`` units (then ci = (-inf, inf), p = 1)."""
+    horizon: int | None = None
+    """The horizon test's maximum units (None: the open-ended sequence)."""
+    final: bool = False
+    """The horizon test has reached its horizon: this look is its last word."""
 
     @property
     def significant(self) -> bool:
@@ -461,6 +528,8 @@ class Comparison:
             "alpha": self.alpha,
             "ready": self.ready,
             "significant": self.significant,
+            "horizon": self.horizon,
+            "final": self.final,
         }
 
 
@@ -473,14 +542,18 @@ def _check_plan(alpha: object, planned_units: object, min_units: object) -> tupl
 
 
 def _estimate_and_bounds(
-    d: float, v: float, n: int, rho2: float, alpha: float
+    d: float, v: float, n: int, rho2: float, alpha: float, horizon: int | None = None
 ) -> tuple[tuple[float, float], float]:
-    """(ci, p) of an estimate ``d`` with variance ``v`` after ``n`` units, v = 0 included."""
+    """(ci, p) of an estimate ``d`` with variance ``v`` after ``n`` units, v = 0 included: the
+    open-ended sequence, or the horizon test's when ``horizon`` is given."""
     if not (math.isfinite(d) and math.isfinite(v)):
         return (-math.inf, math.inf), 1.0
     if v <= 0.0:
         # Both arms constant: the difference is known exactly, with nothing to divide by.
         return (d, d), (1.0 if d == 0.0 else 0.0)
+    if horizon is not None:
+        hw = _bounded_halfwidth(v, n, horizon, bounded_critical_value(alpha))
+        return (d - hw, d + hw), float(_bounded_p(d, v, n, horizon))
     hw = _boundary(v, n, rho2, alpha)
     return (d - hw, d + hw), _p_value(d, v, n, rho2)
 
@@ -493,6 +566,7 @@ def compare(
     planned_units: int = 10_000,
     min_units: int = 100,
     cuped: bool = False,
+    horizon: int | None = None,
 ) -> Comparison:
     """Compare treatment with control on one metric, validly at any look.
 
@@ -507,6 +581,10 @@ def compare(
         min_units: units each arm needs before anything is concluded (the variance estimate
             and the normal approximation need a few units).
         cuped: adjust for the pre-period covariate in the sums (CUPED).
+        horizon: the experiment's maximum units (both arms): use the horizon test, valid at
+            any looks up to it and sharper there than the open-ended sequence; a look past it
+            is read as the look at it (:class:`SequentialTest` stops at the first such look).
+            ``planned_units`` is then unused.
 
     Returns:
         The comparison at this look.
@@ -517,6 +595,8 @@ def compare(
     control = _check_moments(control, "control")
     treatment = _check_moments(treatment, "treatment")
     alpha, planned_units, min_units = _check_plan(alpha, planned_units, min_units)
+    if horizon is not None:
+        horizon = _check_int(horizon, "horizon", minimum=1)
     n_c, n_t = control.n, treatment.n
     theta = cuped_theta(control, treatment) if cuped else 0.0
     x_mean = (control.x_total + treatment.x_total) / (n_c + n_t) if n_c + n_t else 0.0
@@ -539,14 +619,16 @@ def compare(
             p_value=1.0,
             alpha=alpha,
             ready=False,
+            horizon=horizon,
         )
     rho2 = _rho2(alpha, planned_units)
-    ci, p = _estimate_and_bounds(d, var_c / n_c + var_t / n_t, n_c + n_t, rho2, alpha)
+    n = n_c + n_t
+    ci, p = _estimate_and_bounds(d, var_c / n_c + var_t / n_t, n, rho2, alpha, horizon)
     lift_ci: tuple[float, float] | None = None
     if lift is not None:
         # Delta method: Var(t/c) ~ Var(t)/c^2 + t^2 Var(c)/c^4.
         v_lift = (var_t / n_t) / mean_c**2 + mean_t**2 * (var_c / n_c) / mean_c**4
-        lift_ci, _ = _estimate_and_bounds(lift, v_lift, n_c + n_t, rho2, alpha)
+        lift_ci, _ = _estimate_and_bounds(lift, v_lift, n, rho2, alpha, horizon)
     return Comparison(
         control=control,
         treatment=treatment,
@@ -559,6 +641,8 @@ def compare(
         p_value=float(p),
         alpha=alpha,
         ready=True,
+        horizon=horizon,
+        final=horizon is not None and n >= horizon,
     )
 
 
@@ -661,7 +745,8 @@ class SequentialTest:
     p-value and the running intersection of the confidence sequences (both stay valid).
 
     Call :meth:`update` with the cumulative sums at each look; the result's p-value never rises
-    and its intervals never widen.
+    and its intervals never widen. With a ``horizon`` it is the horizon test, and the first look
+    at or past the horizon is its last: later looks return that result unchanged.
     """
 
     def __init__(
@@ -671,10 +756,12 @@ class SequentialTest:
         planned_units: int = 10_000,
         min_units: int = 100,
         cuped: bool = False,
+        horizon: int | None = None,
     ) -> None:
         self.alpha, self.planned_units, self.min_units = _check_plan(
             alpha, planned_units, min_units
         )
+        self.horizon = None if horizon is None else _check_int(horizon, "horizon", minimum=1)
         self.cuped = bool(cuped)
         self.reset()
 
@@ -683,6 +770,7 @@ class SequentialTest:
         self._p = 1.0
         self._ci: tuple[float, float] | None = None
         self._lift_ci: tuple[float, float] | None = None
+        self._final: Comparison | None = None
         self.looks = 0
 
     def update(self, control: Moments, treatment: Moments) -> Comparison:
@@ -693,6 +781,8 @@ class SequentialTest:
             control: the control arm's cumulative sums.
             treatment: the treatment arm's cumulative sums.
         """
+        if self._final is not None:
+            return self._final
         now = compare(
             control,
             treatment,
@@ -700,6 +790,7 @@ class SequentialTest:
             planned_units=self.planned_units,
             min_units=self.min_units,
             cuped=self.cuped,
+            horizon=self.horizon,
         )
         self.looks += 1
         if not now.ready:
@@ -710,7 +801,7 @@ class SequentialTest:
         if lift_ci is not None:
             self._lift_ci = _intersect(self._lift_ci, lift_ci)
             lift_ci = self._lift_ci
-        return Comparison(
+        result = Comparison(
             control=now.control,
             treatment=now.treatment,
             control_mean=now.control_mean,
@@ -722,7 +813,12 @@ class SequentialTest:
             p_value=self._p,
             alpha=now.alpha,
             ready=True,
+            horizon=self.horizon,
+            final=now.final,
         )
+        if now.final:
+            self._final = result
+        return result
 
 
 # --------------------------------------------------------------------------------------------
