@@ -455,3 +455,19 @@ def test_experiment_cli_shows_status_and_acts(tmp_path: pathlib.Path) -> None:
     assert promoted.exit_code == 0 and "promoted" in promoted.stdout
     assert again.exit_code == 2 and "has finished (promoted)" in again.output
     assert unknown.exit_code == 2 and "no model named 'nope'" in unknown.output
+
+
+def test_a_server_without_experiments_lists_none(tmp_path: pathlib.Path) -> None:
+    control = save_classifier(tmp_path / "control.onnx")
+    spec = DeploymentSpec.from_dict(
+        {
+            "models": {"clf": {"versions": {"1": {"path": str(control)}}}},
+            "log": {"enabled": False},
+        }
+    )
+    with start_server(spec) as server, httpx.Client(base_url=server.url) as c:
+        r = c.get("/v2/experiments")
+        assert r.status_code == 200 and r.json() == {"experiments": []}
+        assert c.post("/v2/experiments").status_code == 405
+        r = c.get("/v2/models/clf/experiment")
+        assert r.status_code == 404 and r.json()["error"], r.text

@@ -508,8 +508,13 @@ def _close(recorder: _Recorder, dispatcher: AlertDispatcher) -> None:
     dispatcher.close()
 
 
+async def _no_experiments(ex: Exchange) -> None:
+    ex.answer(200, b'{"experiments":[]}', [_JSON, _NO_STORE])
+
+
 def build_feature(context: StageContext) -> Feature | None:
-    """The experiment feature for one server (None when no model runs an experiment)."""
+    """The experiment feature for one server (only ``GET /v2/experiments``, answering an empty
+    list, when no model runs an experiment)."""
     spec = context.spec
     live: dict[str, _Live] = {}
     for name, mspec in spec.models.items():
@@ -536,7 +541,8 @@ def build_feature(context: StageContext) -> Feature | None:
         if not _resume(exp, spec.store.url):
             exp.started()
     if not live:
-        return None
+        # Only the list, empty: the dashboard (and a script) can ask any server.
+        return Feature(name="experiment", routes={"/v2/experiments": Route(_no_experiments)})
     dispatcher = AlertDispatcher(
         webhooks=spec.alerts.webhooks,
         retries=spec.alerts.retries,

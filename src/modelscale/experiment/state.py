@@ -698,7 +698,13 @@ class Experiment:
                     "ci": [ag[1], ag[2]] if ag else None,
                 }
             elif m in comps:
-                entry["comparison"] = comps[m].to_dict()
+                entry["comparison"] = view = comps[m].to_dict()
+                if m == "latency" and view["difference"] is not None:
+                    # Compared on log seconds: the lift is the ratio of geometric means.
+                    view["lift"] = math.expm1(view["difference"])
+                    view["lift_ci"] = [
+                        None if b is None else math.expm1(min(b, 700.0)) for b in view["ci"]
+                    ]
             metrics.append(entry)
         srm = last.get("srm")
         return {
