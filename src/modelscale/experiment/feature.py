@@ -51,7 +51,6 @@ if TYPE_CHECKING:
     import asyncio
 
     from modelscale.serve import Exchange, RequestRecord, Stage, StageContext
-    from modelscale.serve.registry import VersionRuntime
 
 __all__ = ["build_feature"]
 
@@ -71,7 +70,7 @@ class _Live:
     def __init__(self, exp: Experiment, reader: UnitReader, runtimes: tuple[Any, Any]) -> None:
         self.exp = exp
         self.reader = reader
-        self.runtimes: tuple[VersionRuntime, VersionRuntime] = runtimes
+        self.runtimes = runtimes  # the arms' VersionRuntime (control, treatment)
         self.arm_values = (ARMS[0].encode(), ARMS[1].encode())
         self.name_value = exp.name.encode("latin-1", "replace")
         control, treatment = runtimes
