@@ -90,7 +90,10 @@ def test_numeric_statistics_agree_with_scipy_on_the_raw_rows(
     if exact:
         assert f.psi == pytest.approx(psi, rel=1e-9, abs=1e-12)
     else:
-        assert f.psi == pytest.approx(psi, rel=0.05, abs=0.005)
+        # A PSI of about 3 (shift 1 sd, half the spread) lives in tail bins that hold a few
+        # hundred reference rows, where the KLL sketch's rank error (~0.3% of all rows, random
+        # per build) is a large share of the bin: 200 builds gave relative errors up to 7.7%.
+        assert f.psi == pytest.approx(psi, rel=0.05 if psi < 1 else 0.15, abs=0.005)
     assert f.detail["reference_mean"] == pytest.approx(float(ref.astype(np.float64).mean()))
     assert f.detail["mean"] == pytest.approx(float(cur.astype(np.float64).mean()))
     assert 0.0 <= f.p_value <= 1.0
