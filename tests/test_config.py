@@ -276,6 +276,7 @@ def test_an_experiment_gets_the_defaults_of_its_kind(tmp_path, model_file) -> No
         ({"kind": "blue-green"}, "experiment.kind"),
         ({"kind": "ab", "shadow": {"sample": 0}}, "experiment.shadow.sample"),
         ({"kind": "ab", "sequential": "forever"}, "experiment.sequential"),
+        ({"kind": "canary", "compare": []}, "must list output names"),
     ],
 )
 def test_experiment_errors_name_the_problem(tmp_path, model_file, experiment, message) -> None:

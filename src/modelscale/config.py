@@ -461,6 +461,11 @@ class ExperimentSpec(_Strict):
         default=True, description="ab: send every unit to the control when a guardrail breaks"
     )
     shadow: ShadowSpec = Field(default_factory=ShadowSpec)
+    compare: tuple[str, ...] | None = Field(
+        default=None,
+        description="Outputs compared for agreement (default: every output); e.g. a sentence "
+        "embedding without the per-token states beside it",
+    )
     agreement_cosine: float = Field(
         default=0.99,
         gt=-1,
@@ -489,6 +494,13 @@ class ExperimentSpec(_Strict):
     def _unit(cls, value: str) -> str:
         if not _UNIT.match(value):
             raise ValueError(f"must be 'request', 'header:NAME' or 'parameter:NAME'; got {value!r}")
+        return value
+
+    @field_validator("compare")
+    @classmethod
+    def _compare(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if value is not None and (not value or len(set(value)) != len(value)):
+            raise ValueError(f"must list output names, each once; got {list(value)}")
         return value
 
     @field_validator("arms")

@@ -44,3 +44,14 @@ def test_a_missing_or_reshaped_output_disagrees_on_every_row() -> None:
     assert compare_outputs(ref, {"a": np.array([1, 2])}).agree == 0
     assert compare_outputs(ref, {"a": np.array([1, 2]), "b": np.zeros((2, 3))}).agree == 0
     assert compare_outputs({}, {"a": np.array([1])}).rows == 0
+
+
+def test_only_the_named_outputs_are_compared() -> None:
+    rng = np.random.default_rng(3)
+    emb = rng.standard_normal((4, 384)).astype(np.float32)
+    tokens = rng.standard_normal((4, 32, 384)).astype(np.float32)
+    ref = {"sentence_embedding": emb, "last_hidden_state": tokens}
+    cand = {"sentence_embedding": emb * 1.01, "last_hidden_state": -tokens}
+    assert compare_outputs(ref, cand).agree == 0
+    got = compare_outputs(ref, cand, names=["sentence_embedding"])
+    assert (got.rows, got.agree, got.compared) == (4, 4, ("sentence_embedding",))

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from modelscale.config import DeploymentSpec
+from modelscale.errors import ServerError
 from modelscale.serve import start_server
 from modelscale.store import open_store
 from tests.cli.helpers import invoke
@@ -471,3 +472,18 @@ def test_a_server_without_experiments_lists_none(tmp_path: pathlib.Path) -> None
         assert c.post("/v2/experiments").status_code == 405
         r = c.get("/v2/models/clf/experiment")
         assert r.status_code == 404 and r.json()["error"], r.text
+
+
+def test_agreement_compares_the_named_outputs_only(tmp_path: pathlib.Path) -> None:
+    treatment = save_classifier(tmp_path / "t.onnx", nudge=0.001)
+    bad = _spec(tmp_path, treatment, kind="canary", compare=["embedding"])
+    with (
+        pytest.raises(ServerError, match=r"experiment.compare .*'embedding'.*outputs are: probs"),
+        start_server(bad),
+    ):
+        pass
+    spec = _spec(tmp_path, treatment, kind="canary", compare=["probs"], ramp=[50, 100])
+    rng = np.random.default_rng(2)
+    with start_server(spec) as server, httpx.Client(base_url=server.url) as c:
+        status, _ = _drive(c, rng, lambda s: s["shadow"]["compared"] >= 40)
+    assert status["shadow"]["compared"] >= 40 and status["state"] == "running"

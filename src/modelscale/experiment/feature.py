@@ -212,7 +212,9 @@ class _Recorder:
         reply = fut.result()
         # The control's answer is the reference whichever arm was copied.
         ref, cand = (primary, reply.outputs) if arm == CONTROL else (reply.outputs, primary)
-        agreement = compare_outputs(ref, cand, cosine=exp.spec.agreement_cosine)
+        agreement = compare_outputs(
+            ref, cand, cosine=exp.spec.agreement_cosine, names=exp.spec.compare
+        )
         exp.compared(step, agreement, latency_s=reply.queue_s + reply.roundtrip_s, ok=True)
 
     def evaluate(self, *, force: bool = False) -> None:
@@ -526,6 +528,14 @@ def build_feature(context: StageContext) -> Feature | None:
         p99 = mspec.slo.p99_ms
         if p99 is None and mspec.slo.latency is not None:
             p99 = mspec.slo.latency.threshold_ms
+        unknown = [o for o in espec.compare or () if o not in control.contract.output_names]
+        if unknown:
+            raise InvalidInput(
+                f"experiment.compare of model {name!r} names {', '.join(map(repr, unknown))}, "
+                f"which version {espec.arms['control']} does not output; its outputs are: "
+                f"{', '.join(control.contract.output_names)}.",
+                field=f"models.{name}.experiment.compare",
+            )
         exp = Experiment(name, espec, p99_ms=p99, sha256=treatment.artifact.sha256)
         live[name] = _Live(
             exp, UnitReader(espec.unit, required=espec.unit_required), (control, treatment)

@@ -4,7 +4,7 @@ relative tolerance; else (embeddings, sequences) a cosine similarity at least a 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -58,12 +58,18 @@ def _row_agree(a: np.ndarray, b: np.ndarray, cosine: float) -> np.ndarray:
 
 
 def compare_outputs(
-    reference: Mapping[str, object], candidate: Mapping[str, object], *, cosine: float = 0.99
+    reference: Mapping[str, object],
+    candidate: Mapping[str, object],
+    *,
+    cosine: float = 0.99,
+    names: Collection[str] | None = None,
 ) -> OutputAgreement:
-    """Compare the outputs both answers have, row by row.
+    """Compare the reference's outputs (those in ``names``, default all) row by row.
 
     An output missing from the candidate, or of another shape, counts every row as disagreeing.
     """
+    if names is not None:
+        reference = {k: v for k, v in reference.items() if k in names}
     agree: np.ndarray | None = None
     max_abs = 0.0
     compared = []
