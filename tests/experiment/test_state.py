@@ -135,8 +135,12 @@ def test_resuming_restores_the_step_and_the_state() -> None:
     exp.resume({"state": "running", "step": 2, "decision": "continue"})
     assert exp.step_index == 2 and exp.share() == 0.25
     done = _exp(Clock(), kind="canary")
-    done.resume({"state": "rolled_back", "step": 1, "decision": "guardrail breached"})
+    why = "agreement: output agreement 0.0% (at most 48.7%) < 90%"
+    done.resume(
+        {"state": "rolled_back", "step": 1, "decision": "guardrail breached", "reasons": [why]}
+    )
     assert done.state is State.ROLLED_BACK and done.share() == 0.0
+    assert done.status()["reasons"] == [why]  # the resumed status still says why
     assert done.identity == exp.identity  # same name, kind, arms and unit
     other = _exp(Clock(), kind="canary", name="another")
     assert other.identity != exp.identity

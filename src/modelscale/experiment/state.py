@@ -653,6 +653,7 @@ class Experiment:
             self._new_step(step)
         self.state = state
         self.decision = str(saved.get("decision", "continue"))
+        self.reasons = [str(r) for r in saved.get("reasons", ())]
         self._event(
             "resumed",
             f"{state.value} at step {self.step_index + 1} (treatment at {self.share():.0%}), as "
