@@ -88,48 +88,33 @@ def render_status(s: dict[str, Any]) -> None:
         title="Metrics (this step; always-valid intervals, safe to look at any time)",
         title_justify="left",
     )
-    for col in (
-        "metric",
-        "role",
-        "control",
-        "treatment",
-        "difference",
-        "interval",
-        "lift",
-        "lift interval",
-        "p",
-    ):
-        table.add_column(col, justify="left" if col in ("metric", "role") else "right")
+    # Two lines per metric (value, then its interval or n) keep the table within 80 columns.
+    for col in ("metric", "control", "treatment", "difference", "lift", "p"):
+        table.add_column(
+            col, justify="left" if col == "metric" else "right", no_wrap=col == "metric"
+        )
     for m in s["metrics"]:
-        role = m["role"] + (f" (tol {m['tolerance']:g})" if m.get("tolerance") is not None else "")
+        role = m["role"] + (f", tol {m['tolerance']:g}" if m.get("tolerance") is not None else "")
+        name = m["metric"] + (" (log s)" if m["metric"] == "latency" else "")
+        label = f"{escape(name)}\n[dim]{escape(role)}[/]"
         if "agreement" in m:
             a = m["agreement"]
             table.add_row(
-                m["metric"],
-                role,
-                "",
-                _num(a["mean"], ".2%"),
-                "",
-                _interval(a["ci"], ".2%"),
-                "",
-                "",
-                "",
+                label, "", f"{_num(a['mean'], '.2%')}\n{_interval(a['ci'], '.2%')}", "", "", ""
             )
             continue
         c = m.get("comparison")
         if not c:
-            table.add_row(m["metric"], role, "-", "-", "-", "-", "-", "-", "-")
+            table.add_row(label, "-", "-", "-", "-", "-")
             continue
-        nc, nt = c["control"]["n"], c["treatment"]["n"]
+        ready = c["ready"]
         table.add_row(
-            m["metric"] + (" (log s)" if m["metric"] == "latency" else ""),
-            role,
-            f"{_num(c['control_mean'])} (n={nc})",
-            f"{_num(c['treatment_mean'])} (n={nt})",
-            _num(c["difference"], "+.4g"),
-            _interval(c["ci"]) if c["ready"] else "needs more units",
-            _num(c["lift"], "+.1%"),
-            _interval(c["lift_ci"], "+.1%") if c["ready"] else "",
+            label,
+            f"{_num(c['control_mean'])}\n[dim]n={c['control']['n']}[/]",
+            f"{_num(c['treatment_mean'])}\n[dim]n={c['treatment']['n']}[/]",
+            f"{_num(c['difference'], '+.4g')}\n"
+            + (_interval(c["ci"], "+.3g") if ready else "[dim]needs more units[/]"),
+            f"{_num(c['lift'], '+.1%')}\n" + (_interval(c["lift_ci"], "+.1%") if ready else ""),
             _num(c["p_value"], ".2g"),
         )
     console.print(table)
