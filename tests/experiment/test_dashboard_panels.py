@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import pathlib
 import shutil
-import urllib.parse
 
 import httpx
 import numpy as np
@@ -14,14 +13,13 @@ import pytest
 from modelscale.serve import start_server
 from tests.experiment.models import save_classifier
 from tests.experiment.test_server import _body, _rows, _spec
-from tests.observe.test_dashboard import CHROMIUM, _require_chromium
+from tests.observe.test_dashboard import _require_chromium, offline_page
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 def test_experiment_panels_show_each_arm_and_the_lift(tmp_path: pathlib.Path) -> None:
     _require_chromium()
-    from playwright.sync_api import sync_playwright
 
     treatment = save_classifier(tmp_path / "t.onnx", nudge=0.01)
     spec = _spec(
@@ -47,46 +45,26 @@ def test_experiment_panels_show_each_arm_and_the_lift(tmp_path: pathlib.Path) ->
             )
             assert r.status_code == 200, r.text
         want = c.get("/v2/experiments").json()["experiments"][0]
-        origin = urllib.parse.urlsplit(server.url).netloc
-        refused: list[str] = []
-        errors: list[str] = []
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(
-                executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"]
+        with offline_page(server.url, height=1600) as (page, refused, errors):
+            page.goto(f"{server.url}/dashboard")
+            page.wait_for_function(
+                "!document.getElementById('experiment-section').hidden", timeout=20_000
             )
-            try:
-                page = browser.new_page(viewport={"width": 1400, "height": 1600})
-
-                def route(r) -> None:  # type: ignore[no-untyped-def]
-                    if urllib.parse.urlsplit(r.request.url).netloc == origin:
-                        r.continue_()
-                    else:
-                        refused.append(r.request.url)
-                        r.abort()
-
-                page.route("**/*", route)
-                page.on("pageerror", lambda e: errors.append(str(e)))
-                page.goto(f"{server.url}/dashboard")
-                page.wait_for_function(
-                    "!document.getElementById('experiment-section').hidden", timeout=20_000
-                )
-                page.wait_for_function(
-                    "(document.getElementById('chart-arm-metrics').data || []).length > 0",
-                    timeout=20_000,
-                )
-                latency = page.evaluate(
-                    "document.getElementById('chart-arm-latency').data.map(t => [t.name, t.y])"
-                )
-                lift = page.evaluate(
-                    "document.getElementById('chart-arm-metrics').data"
-                    ".map(t => [t.y, t.x, t.error_x.array, t.error_x.arrayminus])"
-                )
-                table = page.locator("#experiment-table").inner_text()
-                arm_rows = page.locator("#arm-table tbody tr")
-                arm_text = [arm_rows.nth(i).inner_text() for i in range(arm_rows.count())]
-                page.screenshot(path=str(tmp_path / "experiments.png"), full_page=True)
-            finally:
-                browser.close()
+            page.wait_for_function(
+                "(document.getElementById('chart-arm-metrics').data || []).length > 0",
+                timeout=20_000,
+            )
+            latency = page.evaluate(
+                "document.getElementById('chart-arm-latency').data.map(t => [t.name, t.y])"
+            )
+            lift = page.evaluate(
+                "document.getElementById('chart-arm-metrics').data"
+                ".map(t => [t.y, t.x, t.error_x.array, t.error_x.arrayminus])"
+            )
+            table = page.locator("#experiment-table").inner_text()
+            arm_rows = page.locator("#arm-table tbody tr")
+            arm_text = [arm_rows.nth(i).inner_text() for i in range(arm_rows.count())]
+            page.screenshot(path=str(tmp_path / "experiments.png"), full_page=True)
     artefacts = os.environ.get("MODELSCALE_TEST_ARTEFACTS")
     if artefacts:
         pathlib.Path(artefacts).mkdir(parents=True, exist_ok=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pathlib
-import urllib.parse
 
 import httpx
 import numpy as np
@@ -11,7 +10,7 @@ import pytest
 
 from modelscale.serve import start_server
 from tests.monitor.test_server import D_IN, _infer, _spec, _windows
-from tests.observe.test_dashboard import CHROMIUM, _require_chromium
+from tests.observe.test_dashboard import _require_chromium, offline_page
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -20,7 +19,6 @@ def test_drift_and_accuracy_panels_show_the_windows(
     clf: pathlib.Path, tmp_path: pathlib.Path
 ) -> None:
     _require_chromium()
-    from playwright.sync_api import sync_playwright
 
     rng = np.random.default_rng(4)
     with start_server(_spec(clf, tmp_path)) as server, httpx.Client(base_url=server.url) as c:
@@ -32,42 +30,22 @@ def test_drift_and_accuracy_panels_show_the_windows(
             label = int(np.argmax(r.json()["outputs"][0]["data"]))
             c.post("/v2/models/clf/feedback", json={"id": f"d{i}", "label": label})
         assert len(_windows(c, 2)) >= 2
-        origin = urllib.parse.urlsplit(server.url).netloc
-        refused: list[str] = []
-        errors: list[str] = []
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(
-                executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"]
+        with offline_page(server.url) as (page, refused, errors):
+            page.goto(f"{server.url}/dashboard")
+            page.wait_for_function(
+                "!document.getElementById('monitor-section').hidden", timeout=20_000
             )
-            try:
-                page = browser.new_page(viewport={"width": 1400, "height": 1400})
-
-                def route(r) -> None:  # type: ignore[no-untyped-def]
-                    if urllib.parse.urlsplit(r.request.url).netloc == origin:
-                        r.continue_()
-                    else:
-                        refused.append(r.request.url)
-                        r.abort()
-
-                page.route("**/*", route)
-                page.on("pageerror", lambda e: errors.append(str(e)))
-                page.goto(f"{server.url}/dashboard")
-                page.wait_for_function(
-                    "!document.getElementById('monitor-section').hidden", timeout=20_000
-                )
-                page.wait_for_function(
-                    "(document.getElementById('chart-drift').data || []).length > 0",
-                    timeout=20_000,
-                )
-                drift = page.evaluate(
-                    "document.getElementById('chart-drift').data.map(t => [t.name, t.y])"
-                )
-                accuracy = page.evaluate(
-                    "document.getElementById('chart-accuracy').data.map(t => [t.name, t.y])"
-                )
-                status = page.locator("#monitor-status").inner_text()
-            finally:
-                browser.close()
+            page.wait_for_function(
+                "(document.getElementById('chart-drift').data || []).length > 0",
+                timeout=20_000,
+            )
+            drift = page.evaluate(
+                "document.getElementById('chart-drift').data.map(t => [t.name, t.y])"
+            )
+            accuracy = page.evaluate(
+                "document.getElementById('chart-accuracy').data.map(t => [t.name, t.y])"
+            )
+            status = page.locator("#monitor-status").inner_text()
     names = [n for n, _ in drift]
     assert names[0] == "clf:1 x[1]"  # the feature that moved most comes first
     assert max(y for y in drift[0][1] if y is not None) > 1.0
