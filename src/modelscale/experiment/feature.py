@@ -43,7 +43,14 @@ from sqlalchemy.exc import SQLAlchemyError
 from modelscale.errors import InvalidInput, ModelscaleError
 from modelscale.experiment.assign import UnitReader
 from modelscale.experiment.outputs import compare_outputs
-from modelscale.experiment.state import ARMS, CONTROL, TREATMENT, Experiment, State
+from modelscale.experiment.state import (
+    ARMS,
+    CONTROL,
+    TREATMENT,
+    Experiment,
+    State,
+    remember,
+)
 from modelscale.observe import AlertDispatcher
 from modelscale.serve import ApiError, Endpoint, Feature, Route
 
@@ -170,9 +177,7 @@ class _Recorder:
                 service = max(0.0, latency - r.batch_wait_s)
             exp.served(arm, step, r.status, latency, service)
             if live.wants_labels and r.request_id is not None and r.status == 200:
-                if len(live.requests) >= _LABELLED_KEPT:
-                    del live.requests[next(iter(live.requests))]
-                live.requests[r.request_id] = (arm, step)
+                remember(live.requests, r.request_id, (arm, step), _LABELLED_KEPT)
             if r.status == 200 and r.request is not None and r.outputs and live.copies(arm):
                 self._copy(live, r, arm, step)
         self.evaluate()

@@ -44,7 +44,7 @@ from modelscale.experiment.stats import (
     mean_sequence,
 )
 
-__all__ = ["ARMS", "Experiment", "ExperimentEvent", "State"]
+__all__ = ["ARMS", "Experiment", "ExperimentEvent", "State", "remember"]
 
 ARMS = ("control", "treatment")
 CONTROL, TREATMENT = 0, 1
@@ -63,6 +63,13 @@ class State(enum.Enum):
     """Finished: a guardrail showed harm (or a person rolled it back); every unit to control."""
     STOPPED = "stopped"
     """Finished: stopped by a person or by harm in an A/B test; every unit to control."""
+
+
+def remember(table: dict[Any, Any], key: Any, value: Any, cap: int) -> None:
+    """``table[key] = value``, forgetting the oldest entry first when ``table`` holds ``cap``."""
+    if len(table) >= cap:
+        del table[next(iter(table))]
+    table[key] = value
 
 
 class _Sums:
@@ -322,19 +329,15 @@ class Experiment:
         now = self.clock()
         if unit is None or unit.step != step.index or unit.arm != arm:
             if unit is None:
-                if len(self.units) >= self.spec.max_units:
-                    del self.units[next(iter(self.units))]
                 unit = _Unit(arm, step.index, now, len(self.outcomes))
-                self.units[unit_key] = unit
+                remember(self.units, unit_key, unit, self.spec.max_units)
             else:
                 unit.arm, unit.step, unit.seen = arm, step.index, now
                 unit.values = [0.0] * len(self.outcomes)
             step.units[arm] += 1
             self._expose(step, arm, unit)
         if key is not None and request_id is not None:
-            if len(self.ids) >= self.spec.max_units:
-                del self.ids[next(iter(self.ids))]
-            self.ids[request_id] = key
+            remember(self.ids, request_id, key, self.spec.max_units)
         return arm
 
     def _expose(self, step: _Step, arm: int, unit: _Unit | None) -> None:
