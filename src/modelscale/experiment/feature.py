@@ -424,18 +424,8 @@ class _Routes:
 
 
 def _dumps(obj: Any) -> bytes:
-    return orjson.dumps(_finite(obj), option=orjson.OPT_SERIALIZE_NUMPY)
-
-
-def _finite(obj: Any) -> Any:
-    """JSON has no inf or nan: they become null."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_finite(v) for v in obj]
-    return obj
+    # orjson writes nan and infinities as null (JSON has neither), numpy scalars included.
+    return orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
 class _Collector(Collector):
