@@ -595,7 +595,7 @@ def _rewire(model_path: pathlib.Path, out: pathlib.Path, *, wrong: bool, slow: i
     """digits with its logits' columns rolled (``wrong``) or with ``slow`` 384x384 matrix
     products per batch whose result is multiplied by zero (same answers, more time)."""
     import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import helper, numpy_helper
 
     m = onnx.load(str(model_path))
     g = m.graph
@@ -622,7 +622,6 @@ def _rewire(model_path: pathlib.Path, out: pathlib.Path, *, wrong: bool, slow: i
         g.node.append(helper.make_node("ReduceMean", [f"h{slow}"], ["spent"], keepdims=0))
         g.node.append(helper.make_node("Mul", ["spent", "zero"], ["nothing"]))
         g.node.append(helper.make_node("Add", [raw, "nothing"], [out_name]))
-    del TensorProto
     onnx.checker.check_model(m)
     onnx.save(m, str(out))
     return out
