@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import json
 import math
 import os
@@ -565,13 +566,17 @@ def cuped(args: argparse.Namespace) -> dict[str, Any]:
 # Over real HTTP
 
 
-def _digits(work: pathlib.Path) -> tuple[Any, pathlib.Path]:
+@functools.cache
+def _digits() -> tuple[Any, pathlib.Path]:
     """The digits example and its INT8 version from compress (the chosen one when it is INT8,
-    else the best INT8 candidate that passed)."""
+    else the best INT8 candidate that passed); built once per run, shared by the sections."""
+    import tempfile
+
     from modelscale.compress import CompressOptions
     from modelscale.examples.build import build_example
     from modelscale.workflow.example import compress_example
 
+    work = pathlib.Path(tempfile.mkdtemp(prefix="bench-experiment-digits-"))
     ex = build_example("digits", out_dir=work / "digits")
     kept = work / "candidates"
     got = compress_example(
@@ -670,7 +675,7 @@ def canary(args: argparse.Namespace) -> dict[str, Any]:
     from modelscale.workflow.rollout import canary_rollout
 
     work = pathlib.Path(tempfile.mkdtemp(prefix="bench-experiment-"))
-    ex, int8 = _digits(work)
+    ex, int8 = _digits()
     assert ex.eval_path is not None
     out: dict[str, Any] = {"rate": args.canary_rate, "ramp": [5, 25, 50, 100], "replicas": 1}
 
@@ -723,14 +728,12 @@ def canary(args: argparse.Namespace) -> dict[str, Any]:
 
 def shadow(args: argparse.Namespace) -> dict[str, Any]:
     """The primary's p99 with a shadow copying every request, against no experiment."""
-    import tempfile
 
     from modelscale.config import DeploymentSpec
     from modelscale.loadgen import LoadOptions, run_load
     from modelscale.serve import start_server
 
-    work = pathlib.Path(tempfile.mkdtemp(prefix="bench-experiment-"))
-    ex, int8 = _digits(work)
+    ex, int8 = _digits()
 
     def spec(with_shadow: bool) -> DeploymentSpec:
         model: dict[str, Any] = {
