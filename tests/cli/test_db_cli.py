@@ -12,6 +12,8 @@ from modelscale.store.engine import normalise_url
 from tests.cli.helpers import invoke, invoke_json
 from tests.store.kb_fixtures import FAILS, PROBE, copy_sqlite_fixture, migrations_with, revision_of
 
+HEAD = migrate.MIGRATIONS.head
+
 
 def default_db() -> pathlib.Path:
     """The file tests/conftest.py points MODELSCALE_DB at."""
@@ -22,13 +24,13 @@ def test_current_on_a_new_database_creates_nothing() -> None:
     shown = invoke("db", "current")
     assert shown.exit_code == 0, shown.output
     assert "revision  none (no knowledge base tables yet)" in shown.stdout
-    assert "head      0001_baseline" in shown.stdout
+    assert f"head      {HEAD}" in shown.stdout
     assert "behind    yes: run `modelscale db upgrade`" in shown.stdout
     assert invoke_json("db", "current") == {
         "url": f"sqlite:///{default_db()}",
         "state": "empty",
         "revision": None,
-        "head": "0001_baseline",
+        "head": HEAD,
         "behind": True,
     }
     assert not default_db().exists()
@@ -37,26 +39,27 @@ def test_current_on_a_new_database_creates_nothing() -> None:
 def test_upgrade_creates_the_schema_then_has_nothing_to_do() -> None:
     first = invoke("db", "upgrade")
     assert first.exit_code == 0, first.output
-    assert f"sqlite:///{default_db()}: empty -> 0001_baseline" in first.stdout
+    assert f"sqlite:///{default_db()}: empty -> {HEAD}" in first.stdout
     again = invoke("db", "upgrade")
     assert again.exit_code == 0
-    assert "is already at 0001_baseline; nothing to do." in again.stdout
+    assert f"is already at {HEAD}; nothing to do." in again.stdout
     status = invoke_json("db", "current")
     assert (status["state"], status["revision"], status["behind"]) == (
         "current",
-        "0001_baseline",
+        HEAD,
         False,
     )
 
 
-def test_a_0_1_0_file_is_stamped(tmp_path: pathlib.Path) -> None:
+def test_a_0_1_0_file_is_stamped_then_upgraded(tmp_path: pathlib.Path) -> None:
     url = f"sqlite:///{copy_sqlite_fixture(tmp_path)}"
     shown = invoke("db", "current", "--url", url)
     assert "revision  none (written by modelscale 0.1.0: taken as 0001_baseline)" in shown.stdout
-    assert "behind    no" in shown.stdout
+    assert "behind    yes" in shown.stdout  # the audit table came after 0.1.0
     done = invoke("db", "upgrade", "--url", url)
     assert done.exit_code == 0, done.output
-    assert "stamped 0001_baseline" in done.stdout
+    assert f"0001_baseline -> {HEAD}" in done.stdout  # stamped, then upgraded (with a backup)
+    assert "backup" in done.stdout
     assert invoke_json("db", "current", "--url", url)["state"] == "current"
 
 
@@ -69,7 +72,7 @@ def test_upgrade_of_an_older_sqlite_file_names_its_backup(
     assert (status["head"], status["behind"]) == ("9001_probe", True)
     done = invoke("db", "upgrade", "--url", f"sqlite:///{path}")
     assert done.exit_code == 0, done.output
-    assert "0001_baseline -> 9001_probe" in done.stdout
+    assert "0001_baseline -> 9001_probe" in done.stdout  # stamped, then every revision
     [backup] = path.parent.glob("*.backup-*")
     assert f"backup of the previous file: {backup}" in done.stdout
 
@@ -81,10 +84,10 @@ def test_upgrade_by_modelscale_db_on_both_backends(
     get_settings.cache_clear()
     Store(db_url).close()
     monkeypatch.setattr(migrate, "MIGRATIONS", migrations_with(tmp_path, PROBE))
-    assert invoke_json("db", "current")["revision"] == "0001_baseline"
+    assert invoke_json("db", "current")["revision"] == HEAD
     done = invoke("db", "upgrade")
     assert done.exit_code == 0, done.output
-    assert "0001_baseline -> 9001_probe" in done.stdout
+    assert f"{HEAD} -> 9001_probe" in done.stdout
     assert ("backup" in done.stdout) == db_url.startswith("sqlite")
     assert revision_of(db_url) == ["9001_probe"]
 

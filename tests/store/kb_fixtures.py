@@ -110,6 +110,8 @@ def migrations_with(where: pathlib.Path, *revisions: str) -> Migrations:
     shutil.copytree(MIGRATIONS.location, location, ignore=shutil.ignore_patterns("__pycache__"))
     head = MIGRATIONS.head
     for script in revisions:
+        # The probes follow whatever the packaged head is.
+        script = script.replace('down_revision = "0001_baseline"', f'down_revision = "{head}"')
         head = script.split('revision = "', 1)[1].split('"', 1)[0]
         (location / "versions" / f"{head}.py").write_text(script)
     return Migrations(location=location, head=head)

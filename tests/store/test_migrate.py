@@ -38,6 +38,9 @@ from tests.store.test_api import NoteResult
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
+LATER_TABLES = frozenset({"audit", "sqlite_sequence"})
+"""Tables revisions after the baseline add (and SQLite's AUTOINCREMENT bookkeeping)."""
+
 
 def use(monkeypatch: pytest.MonkeyPatch, migrations: migrate.Migrations) -> None:
     """Make ``Store`` and the db functions use ``migrations`` instead of the packaged ones."""
@@ -96,13 +99,18 @@ def test_the_baseline_is_the_schema_0_1_0_wrote(kb_0_1_0: str, tmp_path: pathlib
         else:
             empty = stack.enter_context(pg_database(kb_0_1_0))
         upgrade(empty)
-        assert revision_of(empty) == [migrate.BASELINE]
-        assert schema_snapshot(empty) == schema_snapshot(kb_0_1_0)
+        assert revision_of(empty) == [migrate.MIGRATIONS.head]
+        old = schema_snapshot(kb_0_1_0)
+        new = schema_snapshot(empty)
+        # The baseline's tables are what 0.1.0 wrote; later revisions only add tables.
+        assert {t: new[t] for t in old} == old
+        assert set(new) - set(old) <= LATER_TABLES
 
 
 def test_the_baseline_ddl_on_sqlite_is_0_1_0s_text(tmp_path: pathlib.Path) -> None:
     Store(f"sqlite:///{tmp_path / 'new.db'}").close()
-    query = "SELECT type, name, sql FROM sqlite_master WHERE tbl_name != 'alembic_version'"
+    later = ", ".join(f"'{t}'" for t in ("alembic_version", *LATER_TABLES))
+    query = f"SELECT type, name, sql FROM sqlite_master WHERE tbl_name NOT IN ({later})"
     new = sorted(sqlite3.connect(tmp_path / "new.db").execute(query).fetchall())
     old = sorted(sqlite3.connect(copy_sqlite_fixture(tmp_path)).execute(query).fetchall())
     assert new == old
@@ -151,9 +159,14 @@ def test_opening_a_0_1_0_database_stamps_it_and_keeps_every_run(kb_0_1_0: str) -
     before = table_rows(kb_0_1_0)
     assert revision_of(kb_0_1_0) is None
     assert schema_status(kb_0_1_0).state is SchemaState.UNVERSIONED
-    store = Store(kb_0_1_0)
-    assert revision_of(kb_0_1_0) == [migrate.BASELINE]
-    assert table_rows(kb_0_1_0) == before
+    if not kb_0_1_0.startswith("sqlite"):
+        with pytest.raises(StoreError, match="modelscale db upgrade"):
+            Store(kb_0_1_0)  # PostgreSQL behind head is upgraded by the operator, not on open
+        upgrade(kb_0_1_0)
+    store = Store(kb_0_1_0)  # SQLite: stamped at the baseline, then upgraded to head
+    assert revision_of(kb_0_1_0) == [migrate.MIGRATIONS.head]
+    after = table_rows(kb_0_1_0)
+    assert {t: after[t] for t in before} == before
     check_0_1_0_content(store, before)
     assert store.record(NoteResult(text="after")) == 8  # ids go on where 0.1.0 stopped
     store.close()
@@ -228,7 +241,7 @@ def test_a_database_from_a_newer_modelscale_fails_clearly(db_url: str) -> None:
     set_revision(db_url, "9999_future")
     message = (
         r"is at schema revision 9999_future, which this modelscale does not know \(the newest it "
-        r"knows is 0001_baseline\): a newer modelscale wrote it\. Upgrade modelscale"
+        rf"knows is {migrate.MIGRATIONS.head}\): a newer modelscale wrote it\. Upgrade modelscale"
     )
     with pytest.raises(StoreError, match=message):
         Store(db_url)
@@ -246,7 +259,8 @@ def test_a_database_from_a_newer_modelscale_fails_clearly(db_url: str) -> None:
 def test_a_failed_migration_leaves_the_database_as_it_was(
     kb_0_1_0: str, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    Store(kb_0_1_0).close()  # stamped at the baseline
+    upgrade(kb_0_1_0)  # stamped at the baseline, then brought to this modelscale's head
+    head = migrate.MIGRATIONS.head
     before = table_rows(kb_0_1_0)
     schema = schema_snapshot(kb_0_1_0)
     use(monkeypatch, migrations_with(tmp_path, FAILS))
@@ -257,15 +271,15 @@ def test_a_failed_migration_leaves_the_database_as_it_was(
         else:
             upgrade(kb_0_1_0)
     message = str(info.value)
-    assert "from 0001_baseline to 9002_fails failed: probe migration failed on purpose" in message
-    assert "Nothing was changed: it is still at 0001_baseline." in message
-    assert revision_of(kb_0_1_0) == [migrate.BASELINE]
+    assert f"from {head} to 9002_fails failed: probe migration failed on purpose" in message
+    assert f"Nothing was changed: it is still at {head}." in message
+    assert revision_of(kb_0_1_0) == [head]
     assert table_rows(kb_0_1_0) == before  # no 'half-migrated' notes
     assert schema_snapshot(kb_0_1_0) == schema  # no probe table, column or type change
     if sqlite:
-        [backup] = tmp_path.glob("kb-0.1.0.sqlite.backup-0001_baseline-*")
+        [backup] = tmp_path.glob(f"kb-0.1.0.sqlite.backup-{head}-*")
         assert f"The backup written before it is kept: {backup}." in message
-        assert revision_of(f"sqlite:///{backup}") == [migrate.BASELINE]
+        assert revision_of(f"sqlite:///{backup}") == [head]
     else:
         assert "backup" not in message
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from modelscale.store.api import ModelVersion, Run, Store, open_store
+from modelscale.store.audit import AuditCheck, AuditEntry, verify_chain
 from modelscale.store.migrate import SchemaState, SchemaStatus, Upgrade, schema_status, upgrade
 from modelscale.store.schema import RUN_KINDS
 
 __all__ = [
     "RUN_KINDS",
+    "AuditCheck",
+    "AuditEntry",
     "ModelVersion",
     "Run",
     "SchemaState",
@@ -17,4 +20,5 @@ __all__ = [
     "open_store",
     "schema_status",
     "upgrade",
+    "verify_chain",
 ]

@@ -8,18 +8,19 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import delete, func, or_, select, text
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from modelscale.errors import InvalidInput, StoreError
 from modelscale.machine import machine_info
 from modelscale.result import Result, jsonable
+from modelscale.store.audit import GENESIS, AuditEntry, entry_hash
 from modelscale.store.engine import connect_engine, first_line, prepare_sqlite_dir, redact
 from modelscale.store.engine import normalise_url as _normalise_url
 from modelscale.store.migrate import ensure_schema
-from modelscale.store.schema import RUN_KINDS, ModelVersionRow, RunRow
+from modelscale.store.schema import RUN_KINDS, AuditRow, ModelVersionRow, RunRow
 
 __all__ = ["ModelVersion", "Run", "Store", "open_store"]
 
@@ -233,6 +234,137 @@ class Store:
                 raise InvalidInput(f"No run with id {run_id} in the knowledge base.", field="id")
             mv = s.get(ModelVersionRow, row.model_version) if row.model_version else None
             return _run_from_row(row, mv.name if mv else None)
+
+    # -- the audit log -----------------------------------------------------------------------------
+    def append_audit(
+        self,
+        *,
+        actor: str,
+        action: str,
+        target: str,
+        details: dict[str, Any] | None = None,
+    ) -> AuditEntry:
+        """Append an entry to the hash-chained audit log (``modelscale.store.audit``)."""
+        return self._audit_write(actor, action, target, details or {})
+
+    def _audit_write(
+        self,
+        actor: str,
+        action: str,
+        target: str,
+        details: dict[str, Any],
+        *,
+        purge_before: dt.datetime | None = None,
+    ) -> AuditEntry:
+        """Append one entry, after deleting the entries older than ``purge_before`` in the same
+        transaction (the entry then names the hash the remaining chain starts after)."""
+        details = jsonable(details)
+        for _ in range(_AUDIT_RETRIES):
+            session = self._sessions()
+            try:
+                prev = None
+                if purge_before is not None:
+                    last_id = session.execute(
+                        select(func.max(AuditRow.id)).where(AuditRow.at < purge_before)
+                    ).scalar()
+                    if last_id is not None:
+                        anchor = session.execute(
+                            select(AuditRow.hash).where(AuditRow.id == last_id)
+                        ).scalar()
+                        deleted = session.execute(
+                            select(func.count()).where(AuditRow.id <= last_id)
+                        ).scalar()
+                        session.execute(delete(AuditRow).where(AuditRow.id <= last_id))
+                        details = {
+                            **details,
+                            "deleted": deleted,
+                            "chain_after_id": last_id,
+                            "chain_after_hash": anchor,
+                        }
+                        prev = anchor
+                last = session.execute(
+                    select(AuditRow.hash).order_by(AuditRow.id.desc()).limit(1)
+                ).scalar()
+                prev = last or prev or GENESIS
+                row = AuditRow(
+                    at=dt.datetime.now(dt.UTC),
+                    actor=actor[:128],
+                    action=action[:64],
+                    target=target,
+                    details=details,
+                    prev_hash=prev,
+                    hash="",
+                )
+                session.add(row)
+                session.flush()
+                row.hash = entry_hash(
+                    prev,
+                    id=row.id,
+                    at=row.at,
+                    actor=row.actor,
+                    action=row.action,
+                    target=row.target,
+                    details=row.details,
+                )
+                session.commit()
+                return _audit_from_row(row)
+            except IntegrityError:
+                session.rollback()  # another writer appended after the same entry: go again
+            except SQLAlchemyError as exc:
+                session.rollback()
+                raise StoreError(
+                    f"Knowledge base error at {redact(self.url)}: {first_line(exc)}"
+                ) from exc
+            finally:
+                session.close()
+        raise StoreError(
+            f"Could not append to the audit log at {redact(self.url)}: {_AUDIT_RETRIES} other "
+            "writers appended first."
+        )
+
+    def audit_entries(self, *, since: dt.datetime | None = None) -> list[AuditEntry]:
+        """The audit log in order (from ``since`` when given)."""
+        with self._session() as s:
+            q = select(AuditRow).order_by(AuditRow.id)
+            if since is not None:
+                q = q.where(AuditRow.at >= since)
+            return [_audit_from_row(r) for r in s.execute(q).scalars()]
+
+    def purge_audit(self, before: dt.datetime, *, actor: str, dry_run: bool = False) -> int:
+        """Delete the audit entries older than ``before`` and append the purge, which names the
+        hash the remaining chain starts after. The number deleted (that would be, with
+        ``dry_run``: then nothing changes)."""
+        with self._session() as s:
+            count = int(s.execute(select(func.count()).where(AuditRow.at < before)).scalar() or 0)
+        if dry_run or count == 0:
+            return count
+        entry = self._audit_write(
+            actor, "privacy.purge", "audit", {"ttl_before": before.isoformat()}, purge_before=before
+        )
+        return int(entry.details.get("deleted", 0))
+
+    def reclaim_space(self) -> None:
+        """Give deleted rows' space back to the filesystem (SQLite ``VACUUM``; PostgreSQL's
+        autovacuum does this on its own)."""
+        if self.engine.dialect.name == "sqlite":
+            with self.engine.connect() as conn:
+                conn.execution_options(isolation_level="AUTOCOMMIT").execute(text("VACUUM"))
+
+
+_AUDIT_RETRIES = 20
+
+
+def _audit_from_row(row: AuditRow) -> AuditEntry:
+    return AuditEntry(
+        id=row.id,
+        at=row.at,
+        actor=row.actor,
+        action=row.action,
+        target=row.target,
+        details=dict(row.details or {}),
+        prev_hash=row.prev_hash,
+        hash=row.hash,
+    )
 
 
 def _model_from_row(row: ModelVersionRow) -> ModelVersion:

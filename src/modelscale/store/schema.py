@@ -1,4 +1,4 @@
-"""Tables of the knowledge base: model versions and runs.
+"""Tables of the knowledge base: model versions, runs and the audit log.
 
 A run is one finding: a profile, a compression trial, a plan, a load test, an A/B test, a drift check, a
 note. ``kind`` is free text (validated against ``RUN_KINDS`` by the API) so kinds to come need no schema
@@ -10,12 +10,12 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Dialect, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, DateTime, Dialect, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-__all__ = ["RUN_KINDS", "Base", "ModelVersionRow", "RunRow"]
+__all__ = ["RUN_KINDS", "AuditRow", "Base", "ModelVersionRow", "RunRow"]
 
 RUN_KINDS = (
     "profile",
@@ -30,6 +30,7 @@ RUN_KINDS = (
     "experiment",
     "slo",
     "note",
+    "privacy",
 )
 
 _Json = JSON().with_variant(JSONB(), "postgresql")
@@ -101,3 +102,28 @@ class RunRow(Base):
         ForeignKey("runs.id", ondelete="SET NULL"), index=True
     )
     note: Mapped[str | None] = mapped_column(Text)
+
+
+class AuditRow(Base):
+    """One audit entry: who did what to which stored data, chained to the entry before it.
+
+    ``hash`` is the SHA-256 of ``prev_hash`` and the entry's canonical JSON (``store.audit``), so
+    changing, removing or reordering an entry breaks every hash after it. ``prev_hash`` is
+    unique: two writers cannot both append after the same entry.
+    """
+
+    __tablename__ = "audit"
+    # AUTOINCREMENT on SQLite: ids are never reused, even after a purge empties the table.
+    __table_args__ = (
+        UniqueConstraint("prev_hash", name="uq_audit_prev_hash"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=_now, index=True)
+    actor: Mapped[str] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    target: Mapped[str] = mapped_column(Text)
+    details: Mapped[dict[str, Any]] = mapped_column(_Json, default=dict)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
