@@ -82,6 +82,11 @@ class Settings(BaseSettings):
         description="Where servers write their request logs unless deploy.yaml's log.path says "
         "otherwise (a directory or a filesystem URL)",
     )
+    secret_file: pathlib.Path | None = Field(
+        default=None,
+        description="The server secret (API key hashes, privacy hashes) unless deploy.yaml's "
+        "server.secret_file says otherwise",
+    )
 
 
 @functools.cache
@@ -663,6 +668,21 @@ class ServerSpec(_Strict):
     )
     latency_buckets_ms: tuple[float, ...] = Field(default=DEFAULT_LATENCY_BUCKETS_MS, min_length=1)
 
+    secret_file: pathlib.Path | None = Field(
+        default=None,
+        description="The server secret, from which the API key hashes' pepper is derived "
+        "(`modelscale keys create` makes one); relative to deploy.yaml; default: "
+        "MODELSCALE_SECRET_FILE, else the file 'secret' beside auth.keys_file",
+    )
+    tls_cert: pathlib.Path | None = Field(
+        default=None,
+        description="Serve HTTPS with this certificate (chain), PEM; relative to deploy.yaml; "
+        "needs tls_key",
+    )
+    tls_key: pathlib.Path | None = Field(
+        default=None, description="The private key of tls_cert, PEM; relative to deploy.yaml"
+    )
+
     @field_validator("latency_buckets_ms")
     @classmethod
     def _increasing(cls, value: tuple[float, ...]) -> tuple[float, ...]:
@@ -670,11 +690,60 @@ class ServerSpec(_Strict):
             raise ValueError("must be positive and strictly increasing")
         return value
 
+    @field_validator("secret_file", "tls_cert", "tls_key")
+    @classmethod
+    def _files(cls, value: pathlib.Path | None, info: ValidationInfo) -> pathlib.Path | None:
+        return _existing_file(value, info)
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> ServerSpec:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError(
+                "'tls_cert' and 'tls_key' go together: give both (the certificate and its "
+                "private key) to serve HTTPS, or neither to serve HTTP"
+            )
+        return self
+
+
+def _existing_file(
+    value: pathlib.Path | None, info: ValidationInfo, hint: str = ""
+) -> pathlib.Path | None:
+    """``value`` resolved against deploy.yaml's directory; it must be a file (unless the spec
+    is for other machines)."""
+    if value is None:
+        return None
+    base = (info.context or {}).get("base_dir")
+    path = value.expanduser()
+    if not path.is_absolute() and base is not None:
+        path = pathlib.Path(base) / path
+    if not (info.context or {}).get("check_files", True):
+        return path
+    if not path.is_file():
+        raise ValueError(f"file does not exist ({path}){hint}")
+    return path.resolve()
+
 
 class AuthSpec(_Strict):
-    """API-key authentication: every endpoint but health needs ``Authorization: Bearer <key>``."""
+    """API keys: every route but the health probes and public pages needs a bearer key.
+
+    Requests send ``Authorization: Bearer <key>``. ``api_key_file`` holds one key, allowed
+    everything; ``keys_file`` holds scoped keys, stored hashed (``modelscale keys create``), and
+    needs the server secret (``server.secret_file``). Both may be given: either kind of key is
+    then taken.
+    """
 
     api_key_file: pathlib.Path | None = None
+    keys_file: pathlib.Path | None = Field(
+        default=None,
+        description="JSON keys file of scoped, hashed keys (`modelscale keys create`); "
+        "relative to deploy.yaml",
+    )
+
+    @field_validator("keys_file")
+    @classmethod
+    def _keys_file(cls, value: pathlib.Path | None, info: ValidationInfo) -> pathlib.Path | None:
+        hint = "; make it with `modelscale keys create NAME --scope infer --keys-file FILE`"
+        return _existing_file(value, info, hint)
 
     @field_validator("api_key_file")
     @classmethod

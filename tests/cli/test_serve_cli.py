@@ -197,3 +197,26 @@ def test_serve_serves_when_the_knowledge_base_cannot_record(mlp_path, tmp_path, 
     assert len(saved) == 1, err
     doc = json.loads(saved[0].read_text())
     assert doc["results"]["requests"]["mlp:1"]["200"] == 1
+
+
+def test_keys_and_tls_flags_fail_clearly(tmp_path, mlp_path, monkeypatch) -> None:
+    from modelscale.config import get_settings
+    from modelscale.serve.keys import create_key, pepper_of
+
+    monkeypatch.delenv("MODELSCALE_SECRET_FILE", raising=False)
+    get_settings.cache_clear()
+    cert = tmp_path / "cert.pem"
+    cert.write_text("x")
+    result = invoke("serve", str(mlp_path), "--tls-cert", str(cert), "--no-store")
+    assert result.exit_code == 2, result.output
+    assert "--tls-cert and --tls-key go together" in " ".join(result.stderr.split())
+    result = invoke("serve", str(mlp_path), "--keys-file", "nokeys.json", "--no-store")
+    assert result.exit_code == 2, result.output
+    assert "auth.keys_file: file does not exist" in result.stderr
+    # A keys file whose secret is nowhere to be found stops the server before it starts.
+    keys = tmp_path / "conf" / "keys.json"
+    create_key(keys, name="a", scopes=["infer"], pepper=pepper_of(b"\1" * 32))
+    result = invoke("serve", str(mlp_path), "--keys-file", str(keys), "--port", "0", "--no-store")
+    assert result.exit_code == 2, result.output
+    message = " ".join(result.stderr.split())
+    assert "server.secret_file" in message and "modelscale keys create" in message

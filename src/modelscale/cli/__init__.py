@@ -8,6 +8,7 @@ from modelscale.cli import demo as _demo  # noqa: F401
 from modelscale.cli import drift as _drift  # noqa: F401
 from modelscale.cli import examples as _examples  # noqa: F401
 from modelscale.cli import experiment as _experiment  # noqa: F401
+from modelscale.cli import keys as _keys  # noqa: F401
 from modelscale.cli import laws as _laws  # noqa: F401
 from modelscale.cli import load as _load  # noqa: F401
 from modelscale.cli import logs as _logs  # noqa: F401

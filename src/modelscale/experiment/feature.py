@@ -546,7 +546,9 @@ def build_feature(context: StageContext) -> Feature | None:
             exp.started()
     if not live:
         # Only the list, empty: the dashboard (and a script) can ask any server.
-        return Feature(name="experiment", routes={"/v2/experiments": Route(_no_experiments)})
+        return Feature(
+            name="experiment", routes={"/v2/experiments": Route(_no_experiments, scope="logs:read")}
+        )
     dispatcher = AlertDispatcher(
         webhooks=spec.alerts.webhooks,
         retries=spec.alerts.retries,
@@ -563,10 +565,14 @@ def build_feature(context: StageContext) -> Feature | None:
         name="experiment",
         stages=[_StageFactory(live)],
         recorders=[recorder],
-        routes={"/v2/experiments": Route(routes.all)},
+        routes={"/v2/experiments": Route(routes.all, scope="logs:read")},
         model_routes={
-            "outcome": Route(routes.outcome, methods=("POST",)),
-            "experiment": Route(routes.experiment, methods=("GET", "POST")),
+            "outcome": Route(routes.outcome, methods=("POST",), scope="feedback"),
+            "experiment": Route(
+                routes.experiment,
+                methods=("GET", "POST"),
+                scope={"GET": "logs:read", "POST": "admin"},
+            ),
         },
         close=functools.partial(_close, recorder, dispatcher),
     )

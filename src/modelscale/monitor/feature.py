@@ -565,7 +565,7 @@ def build_feature(context: StageContext) -> Feature | None:
     return Feature(
         name="monitor",
         recorders=[_PredictionIndex(models), windows],
-        routes={"/v2/monitor": Route(routes.status)},
-        model_routes={"feedback": Route(routes.feedback, methods=("POST",))},
+        routes={"/v2/monitor": Route(routes.status, scope="logs:read")},
+        model_routes={"feedback": Route(routes.feedback, methods=("POST",), scope="feedback")},
         close=functools.partial(_close, dispatcher, windows, domain),
     )

@@ -326,8 +326,8 @@ def build_feature(context: StageContext) -> Feature:
         stages=[_RequestIds()] if writer is not None else [],
         recorders=[r for r in (writer, live) if r is not None],
         routes={
-            "/v2/logs": Route(routes.logs),
-            "/v2/observe/live": Route(routes.live_view),
+            "/v2/logs": Route(routes.logs, scope="logs:read"),
+            "/v2/observe/live": Route(routes.live_view, scope="logs:read"),
             "/dashboard": Route(routes.page, public=True),
             "/dashboard/": Route(routes.page, public=True),
             "/dashboard/plotly.min.js": Route(routes.plotly, public=True),

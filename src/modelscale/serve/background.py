@@ -14,6 +14,7 @@ import json
 import os
 import pathlib
 import signal
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -23,7 +24,7 @@ from types import TracebackType
 
 from modelscale.config import DeploymentSpec
 from modelscale.errors import ServerError
-from modelscale.serve.runner import bind_socket
+from modelscale.serve.runner import bind_socket, server_url
 
 __all__ = ["ServerProcess", "start_server"]
 
@@ -57,8 +58,8 @@ class ServerProcess:
 
     @property
     def url(self) -> str:
-        """Base URL, e.g. http://127.0.0.1:41234."""
-        return f"http://{self.host}:{self.port}"
+        """Base URL, e.g. http://127.0.0.1:41234 (https when the spec sets TLS)."""
+        return server_url(self.host, self.port, tls=self.spec.server.tls_cert is not None)
 
     @property
     def pid(self) -> int | None:
@@ -106,7 +107,18 @@ class ServerProcess:
         return "\n".join(text.splitlines()[-lines:])
 
     def _get(self, path: str, timeout: float = 2.0) -> int:
-        conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+        conn: http.client.HTTPConnection
+        if self.spec.server.tls_cert is not None:
+            # Asking our own child whether it is ready, on the socket bound here: the
+            # certificate (perhaps for a public name, not this address) is the clients' to check.
+            context = ssl.create_default_context()
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+            conn = http.client.HTTPSConnection(
+                self.host, self.port, timeout=timeout, context=context
+            )
+        else:
+            conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
         try:
             conn.request("GET", path)
             resp = conn.getresponse()

@@ -10,8 +10,10 @@ A feature gives:
 - stage factories, placed before or after a named stage of the pipeline;
 - recorders, which get every finished inference request off the request path;
 - routes: paths it answers (``GET /v2/logs``, ``/dashboard``...), each public or behind the
-  server's API key, and model routes: ``/v2/models/{name}[/versions/{v}]/{tail}`` for a tail
-  it names (``POST .../feedback``), behind the key;
+  server's API keys, and model routes: ``/v2/models/{name}[/versions/{v}]/{tail}`` for a tail
+  it names (``POST .../feedback``), behind the keys. A route names the scope a key needs
+  (``Route.scope``); one that names none needs ``admin``, so that a route nobody thought about
+  is closed, not open;
 - ``close()``, called when the server stops, after the recorders' queues are drained.
 
 Features never import each other; when one has news another may use (the monitor joined a
@@ -28,6 +30,7 @@ from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Protocol
 
 from modelscale.errors import InvalidInput
+from modelscale.serve.keyfile import ADMIN, SCOPES
 
 if TYPE_CHECKING:
     from modelscale.serve.pipeline import Exchange, StageContext, StageFactory
@@ -94,6 +97,24 @@ class Route:
     methods: tuple[str, ...] = ("GET",)
     """``GET`` (``HEAD`` too) and/or ``POST``."""
     max_body_bytes: int = DEFAULT_ROUTE_BODY
+    scope: str | Mapping[str, str] = ADMIN
+    """The scope a key needs (``infer``, ``feedback``, ``logs:read``, ``admin``), or one per
+    method (``{"GET": "logs:read", "POST": "admin"}``; a method it leaves out needs admin)."""
+
+    def __post_init__(self) -> None:
+        named = [self.scope] if isinstance(self.scope, str) else list(self.scope.values())
+        for scope in named:
+            if scope not in SCOPES:
+                raise InvalidInput(
+                    f"Route scope {scope!r} is not a scope; expected one of {', '.join(SCOPES)}.",
+                    field="scope",
+                )
+
+    def scope_for(self, method: str) -> str:
+        """The scope a ``method`` request needs (``HEAD`` as ``GET``)."""
+        if isinstance(self.scope, str):
+            return self.scope
+        return self.scope.get("GET" if method == "HEAD" else method, ADMIN)
 
 
 @dataclass

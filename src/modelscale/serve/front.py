@@ -16,10 +16,10 @@ backend that runs whole batches differs (``modelscale.serve.backend``).
 
 Each request is classified by method and path (no router: the V2 routes are few, and this is the
 server's hot path), then passes the pipeline's stages (``modelscale.serve.pipeline``). Errors are
-JSON ``{"error": message, "field": name}``: 400 bad input, 401 no key, 404 unknown model, version
-or endpoint, 405 wrong method, 408 too slow to send, 413 body too large, 415 not JSON or binary
-tensors, 431 headers too large, 503 full or not ready (with Retry-After), 504
-timed out in the queue. A failure nobody expected is logged and answered 500, never left hanging.
+JSON ``{"error": message, "field": name}``: 400 bad input, 401 no key (or not an active one), 403
+a key without the route's scope, 404 unknown model, version or endpoint, 405 wrong method, 408 too
+slow to send, 413 body too large, 415 not JSON or binary tensors, 431 headers too large, 503 full
+or not ready (with Retry-After), 504 timed out in the queue. A failure nobody expected is logged and answered 500, never left hanging.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ import orjson
 from modelscale.config import DeploymentSpec, ModelSpec
 from modelscale.errors import InvalidInput
 from modelscale.model.artifact import ModelArtifact
+from modelscale.serve.auth import Authenticator
 from modelscale.serve.backend import Backend
 from modelscale.serve.features import Feature, FeatureFactory, Route, load_features
 from modelscale.serve.metrics import CONTENT_TYPE, Metrics, MetricsRecorder
@@ -273,6 +274,7 @@ def build_front(
     *,
     backends: BackendFactory | None = None,
     api_key: str | None = None,
+    auth: Authenticator | None = None,
     metrics: Metrics | None = None,
     stages: Sequence[StageFactory] = (),
     recorders: Sequence[Recorder] = (),
@@ -285,7 +287,10 @@ def build_front(
     Args:
         spec: The deployment.
         backends: Makes each version's backend (default: local replica processes).
-        api_key: Require ``Authorization: Bearer <key>`` on every route but the health probes.
+        api_key: Require ``Authorization: Bearer <key>`` on every route but the health probes
+            and public pages (this key is allowed every scope).
+        auth: The keys to require instead (``modelscale.serve.auth.load_authenticator``): the
+            single key, scoped keys, or both.
         metrics: The Prometheus instruments (default: new ones with the spec's buckets).
         stages: Features' stages, each placed before or after a named stage.
         recorders: Features' recorders, after the metrics recorder (a recorder's ``capacity``
@@ -295,6 +300,12 @@ def build_front(
         features: Builds the features' stages, recorders and routes (default: every feature
             installed packages declare, ``modelscale.serve.features.load_features``).
     """
+    if api_key is not None and auth is not None:
+        raise InvalidInput(
+            "Give build_front an api_key or an auth, not both (an Authenticator takes both "
+            "kinds of key).",
+            field="auth",
+        )
     metrics = metrics or Metrics(latency_buckets_ms=spec.server.latency_buckets_ms)
     registry = ModelRegistry(spec, metrics=metrics, backends=backends)
     state = FrontState(
@@ -344,7 +355,12 @@ def build_front(
         q.start()  # ticking recorders work on a clock, with requests or without
     extra = [*stages, *(s for f in built for s in f.stages)]
     ordered = assemble(
-        builtin_stages(state, api_key=api_key, routes=routes, model_routes=model_routes),
+        builtin_stages(
+            state,
+            api_key=auth if auth is not None else api_key,
+            routes=routes,
+            model_routes=model_routes,
+        ),
         extra,
         context=context,
     )

@@ -18,8 +18,10 @@ version deployments), and its own ``ray_serve_*`` metrics; the front's ``/metric
 series as ``modelscale serve``'s, per front replica. Threads per replica change live through a
 version deployment's ``user_config``.
 
-The model files (and the API key file, if any) must exist at the same paths on every node that
-runs a replica (a shared volume, or the same image). Needs ``pip install "modelscale[ray]"``.
+The model files (and the API key files and server secret, if any) must exist at the same paths on
+every node that runs a replica or a front (a shared volume, or the same image); each front replica
+follows the keys file's changes itself. Ray's HTTP proxy serves the application: TLS is set there,
+not by ``server.tls_cert``. Needs ``pip install "modelscale[ray]"``.
 """
 
 from __future__ import annotations
@@ -121,7 +123,7 @@ class RayFront:
     """The ingress: the same V2 front as ``modelscale serve``, over the version deployments."""
 
     def __init__(self, deployment: Mapping[str, Any], models: Mapping[str, Any]) -> None:
-        from modelscale.serve.auth import read_api_key
+        from modelscale.serve.auth import load_authenticator
         from modelscale.serve.front import build_front
         from modelscale.serve.ray_backend import RayBackend
 
@@ -140,11 +142,10 @@ class RayFront:
                 max_ongoing_batches=spec.ray.max_ongoing_batches,
             )
 
-        key = read_api_key(spec.auth.api_key_file) if spec.auth.api_key_file else None
         self.front = build_front(
             spec,
             backends=backend,
-            api_key=key,
+            auth=load_authenticator(spec),
             manage_registry=True,
         )
 

@@ -1,6 +1,7 @@
 """Run the server in the foreground: uvicorn on one event loop with the batchers and replica pools.
 
-Startup: bind the socket, start serving (live at once, ready once every replica has loaded).
+Startup: read the API keys, bind the socket, start serving (live at once, ready once every
+replica has loaded); HTTPS when deploy.yaml's ``server.tls_cert`` and ``server.tls_key`` are set.
 SIGTERM/SIGINT: stop accepting, let in-flight requests finish (up to ``drain_timeout_s``), stop the
 replicas, return normally so the process exits 0. A second SIGINT forces the exit.
 """
@@ -13,6 +14,7 @@ import logging
 import pathlib
 import signal
 import socket
+import ssl
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
@@ -23,12 +25,12 @@ import uvicorn
 from modelscale.config import DeploymentSpec
 from modelscale.errors import InvalidInput, ServerError
 from modelscale.result import ModelVersionInfo, Result, RunLinks
-from modelscale.serve.auth import read_api_key
+from modelscale.serve.auth import Authenticator, load_authenticator
 from modelscale.serve.connection import ConnectionLimits, limited_protocol
 from modelscale.serve.front import BackendFactory, build_front
 from modelscale.serve.metrics import Metrics
 
-__all__ = ["ServeResult", "bind_socket", "run_server"]
+__all__ = ["ServeResult", "bind_socket", "check_tls", "run_server", "server_url"]
 
 log = logging.getLogger("modelscale.serve")
 
@@ -119,15 +121,37 @@ def _counts(metrics: Metrics) -> dict[str, dict[str, int]]:
     return out
 
 
+def server_url(host: str, port: int, *, tls: bool = False) -> str:
+    """The base URL of a server listening on ``host:port`` (https with TLS)."""
+    scheme = "https" if tls else "http"
+    return f"{scheme}://{host if ':' not in host else f'[{host}]'}:{port}"
+
+
+def check_tls(spec: DeploymentSpec) -> None:
+    """InvalidInput unless ``server.tls_cert`` and ``server.tls_key`` load as a pair (if set)."""
+    cert, key = spec.server.tls_cert, spec.server.tls_key
+    if cert is None or key is None:
+        return
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
+    except (ssl.SSLError, OSError) as exc:
+        raise InvalidInput(
+            f"server.tls_cert ({cert}) and server.tls_key ({key}) do not load as a certificate "
+            f"and its private key: {exc}. Expected PEM files, the key unencrypted and matching "
+            "the certificate.",
+            field="server.tls_cert",
+        ) from None
+
+
 async def _serve(
     spec: DeploymentSpec,
     sock: socket.socket,
     on_ready: Callable[[str], None] | None,
     log_level: str,
     backends: BackendFactory | None,
+    auth: Authenticator | None,
 ) -> ServeResult:
-    key = read_api_key(spec.auth.api_key_file) if spec.auth.api_key_file else None
-    front = build_front(spec, backends=backends, api_key=key)
+    front = build_front(spec, backends=backends, auth=auth)
     state, registry, metrics = front.state, front.registry, front.state.metrics
     limits = ConnectionLimits(
         max_head_bytes=int(spec.server.max_header_kb * 1024),
@@ -144,6 +168,8 @@ async def _serve(
         log_level=log_level,
         timeout_graceful_shutdown=int(max(1, round(spec.server.drain_timeout_s))),
         timeout_keep_alive=max(1, round(spec.server.idle_timeout_s)),
+        ssl_certfile=str(spec.server.tls_cert) if spec.server.tls_cert is not None else None,
+        ssl_keyfile=str(spec.server.tls_key) if spec.server.tls_key is not None else None,
     )
     server = _Server(config)
 
@@ -154,7 +180,7 @@ async def _serve(
 
     server.on_exit = draining
     host, port = sock.getsockname()[:2]
-    url = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
+    url = server_url(host, port, tls=spec.server.tls_cert is not None)
     started = time.monotonic()
     failure: list[BaseException] = []
 
@@ -213,15 +239,39 @@ def run_server(
     is called with the base URL once every replica has loaded; ``backends`` makes each model
     version's backend (default: replica processes on this machine). Call it from the main thread:
     the signal handlers that drain the server are installed there.
+
+    The API keys and the TLS files are read first: a keys file without its secret, or a
+    certificate that does not load, fails here, before anything starts.
     """
+    auth = load_authenticator(spec)
+    check_tls(spec)
+    return _run(
+        spec, sock=sock, on_ready=on_ready, log_level=log_level, backends=backends, auth=auth
+    )
+
+
+def _run(
+    spec: DeploymentSpec,
+    *,
+    sock: socket.socket | None,
+    on_ready: Callable[[str], None] | None,
+    log_level: str,
+    backends: BackendFactory | None,
+    auth: Authenticator | None,
+) -> ServeResult:
     if backends is None and spec.backend == "ray":
         from modelscale.serve.ray_backend import RayDeployments
 
         # Ray is connected (or started) and the replicas deployed before the socket is bound:
         # a cluster that cannot run the spec fails here, with nothing to drain.
         with RayDeployments(spec) as ray:
-            return run_server(
-                spec, sock=sock, on_ready=on_ready, log_level=log_level, backends=ray.backend
+            return _run(
+                spec,
+                sock=sock,
+                on_ready=on_ready,
+                log_level=log_level,
+                backends=ray.backend,
+                auth=auth,
             )
     if sock is None:
         sock = bind_socket(spec.server.host, spec.server.port)
@@ -232,4 +282,4 @@ def run_server(
     except ImportError:  # uvloop is optional on platforms without it
         runner = asyncio.Runner()
     with runner:
-        return runner.run(_serve(spec, sock, on_ready, log_level, backends))
+        return runner.run(_serve(spec, sock, on_ready, log_level, backends, auth))

@@ -1,7 +1,9 @@
 """The built-in stages of the request pipeline, in the order they run.
 
-auth       bearer API key, compared in constant time (every route but the health probes)
+auth       bearer API key, compared in constant time, with the scope the route needs (every
+           route but the health probes and public pages)
 decode     read the body (size-capped) and validate it against the model's contract
+tokenize   text models only: strings to the token inputs the graph takes (``text``)
 route      pick the version: the one named in the path, else by the versions' weights
 dispatch   queue for a batch, wait for the replicas' outcome (503 shed, 504 timed out)
 answer     encode the V2 reply (JSON or the binary tensor extension)
@@ -17,6 +19,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 import orjson
 
+from modelscale.serve.auth import Authenticator, key_id
 from modelscale.serve.codec import decode_request, encode_response
 from modelscale.serve.offload import OFFLOAD_BYTES, BodyHold
 from modelscale.serve.pipeline import (
@@ -35,6 +38,7 @@ if TYPE_CHECKING:
     from modelscale.serve.registry import ModelRegistry
 
 __all__ = [
+    "ENDPOINT_SCOPES",
     "AnswerStage",
     "AuthStage",
     "ClientGone",
@@ -46,6 +50,7 @@ __all__ = [
     "builtin_stages",
     "check_content_type",
     "key_id",
+    "read_route_body",
 ]
 
 _JSON = (b"content-type", b"application/json")
@@ -56,6 +61,21 @@ _UNAUTHORISED = (
     b'{"error":"missing or wrong API key; send the header Authorization: Bearer <key>",'
     b'"field":"Authorization"}'
 )
+"""One answer for every key that is not an active key, so that it tells nobody which it was."""
+_CHALLENGE = (b"www-authenticate", b'Bearer realm="modelscale"')
+
+ENDPOINT_SCOPES: Mapping[Endpoint, str | None] = {
+    Endpoint.INFER: "infer",
+    Endpoint.SERVER_METADATA: "infer",
+    Endpoint.MODEL_METADATA: "infer",
+    Endpoint.MODEL_READY: "infer",
+    Endpoint.METRICS: "logs:read",
+    # Any active key learns that a path does not exist or takes another method.
+    Endpoint.NOT_FOUND: None,
+    Endpoint.NOT_ALLOWED: None,
+}
+"""The scope each built-in endpoint needs (None: any active key); a feature's route says its own
+(``Route.scope``), and the health probes and public pages need no key."""
 
 
 _MEDIA_TYPES = frozenset(
@@ -85,20 +105,13 @@ class ClientGone(Exception):
     """The client disconnected before its request body arrived: nobody is listening."""
 
 
-def _digest(value: bytes) -> bytes:
-    return hashlib.sha256(value).digest()
-
-
-def key_id(key: str) -> str:
-    """A short id for ``key`` that logs may carry (the first 8 hex digits of its sha256)."""
-    return hashlib.sha256(key.encode()).hexdigest()[:8]
-
-
 class AuthStage:
-    """401 unless the request carries ``Authorization: Bearer <key>`` (health probes are open).
+    """401 unless the request carries an active key, 403 unless the key has the route's scope.
 
-    Keys are compared in constant time, over their sha256 digests, so neither the content nor
-    the length of the key leaks through response timing.
+    Open without a key: the health probes and public pages. Every other route needs a scope
+    (``ENDPOINT_SCOPES``, a feature route's ``Route.scope``, ``admin`` where nothing says
+    otherwise); ``admin`` has them all. The 401 is the same for a missing, malformed, unknown,
+    revoked or wrong key; the 403 names the scope that is missing.
     """
 
     name: ClassVar[str] = "auth"
@@ -108,30 +121,46 @@ class AuthStage:
         Endpoint.PAGE,
     }
 
-    def __init__(self, key: str) -> None:
-        self._digest = _digest(key.encode())
-        self._id = key_id(key)
+    def __init__(
+        self,
+        keys: Authenticator | str,
+        *,
+        routes: Mapping[str, Route] | None = None,
+        model_routes: Mapping[str, Route] | None = None,
+    ) -> None:
+        self.keys = Authenticator(api_key=keys) if isinstance(keys, str) else keys
+        self.routes = routes or {}
+        self.model_routes = model_routes or {}
 
     def allowed(self, header: bytes | None) -> bool:
-        """Whether an ``Authorization`` header value carries the key."""
-        if header is None:
-            return False
-        scheme, _, token = header.partition(b" ")
-        ok_scheme = scheme.lower() == b"bearer"
-        # Always compare, so a wrong scheme costs the same time as a wrong key.
-        ok_token = hmac.compare_digest(_digest(token.strip()), self._digest)
-        return ok_scheme and ok_token
+        """Whether an ``Authorization`` header value carries an active key."""
+        return self.keys.identify(header) is not None
+
+    def scope(self, ex: Exchange) -> str | None:
+        """The scope ``ex``'s route needs (None: any active key)."""
+        if ex.endpoint is not Endpoint.FEATURE:
+            return ENDPOINT_SCOPES.get(ex.endpoint, "admin")
+        route = self.routes.get(ex.path)
+        if route is None:
+            route = self.model_routes.get(ex.path.rsplit("/", 1)[-1])
+        return route.scope_for(ex.method) if route is not None else "admin"
 
     async def __call__(self, ex: Exchange) -> None:
-        """Let the request on, or answer 401 with the header to send."""
-        if self.allowed(ex.headers.get(b"authorization")):
-            ex.key_id = self._id
+        """Let the request on (``ex.key_id`` set), or answer 401 or 403."""
+        key = self.keys.identify(ex.headers.get(b"authorization"))
+        if key is None:
+            ex.answer(401, _UNAUTHORISED, [_JSON, _CHALLENGE])
             return
-        ex.answer(
-            401,
-            _UNAUTHORISED,
-            [_JSON, (b"www-authenticate", b'Bearer realm="modelscale"')],
-        )
+        ex.key_id = key.id
+        scope = self.scope(ex)
+        if scope is not None and not key.allows(scope):
+            raise ApiError(
+                403,
+                f"the API key {key.id} may not {ex.method} {ex.path[:200]}: that needs the scope "
+                f"{scope!r}, and the key has {', '.join(key.scopes)}. Use a key with {scope!r} "
+                f"(modelscale keys create NAME --scope {scope}).",
+                field="Authorization",
+            )
 
 
 class DecodeStage:
@@ -367,14 +396,17 @@ async def _read_small_body(ex: Exchange, limit: int) -> bytes:
 def builtin_stages(
     state: FrontState,
     *,
-    api_key: str | None,
+    api_key: Authenticator | str | None,
     routes: Mapping[str, Route] | None = None,
     model_routes: Mapping[str, Route] | None = None,
 ) -> list[Stage]:
-    """The built-in stages in order (auth only with a key)."""
-    stages: list[Stage] = [AuthStage(api_key)] if api_key is not None else []
+    """The built-in stages in order (auth only with keys)."""
+    stages: list[Stage] = []
+    if api_key is not None:
+        stages.append(AuthStage(api_key, routes=routes, model_routes=model_routes))
     stages += [
         DecodeStage(state),
+        *([TokenizeStage(state.registry.texts)] if state.registry.texts else []),
         RouteStage(state),
         DispatchStage(),
         AnswerStage(),
