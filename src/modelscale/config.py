@@ -42,17 +42,23 @@ __all__ = [
     "GuardrailSpec",
     "LatencySloSpec",
     "LogSpec",
+    "ModelPrivacySpec",
     "ModelSpec",
     "MonitorSpec",
     "OutcomeMetricSpec",
+    "PolicyAction",
+    "PrivacySpec",
     "RaySpec",
+    "RetentionSpec",
     "ServerSpec",
     "Settings",
     "ShadowSpec",
     "SloSpec",
     "StoreSpec",
+    "TextSpec",
     "VersionSpec",
     "default_db_url",
+    "duration_s",
     "get_settings",
     "load_deployment",
     "ray_deployment_name",
@@ -133,6 +139,131 @@ class VersionSpec(_Strict):
         if path.is_dir():
             raise ValueError(f"is a directory, expected an .onnx file ({path})")
         return path.resolve()
+
+
+class TextSpec(_Strict):
+    """Text in: clients send strings (V2 BYTES) and the server runs the model's tokenizer."""
+
+    tokenizer: pathlib.Path = Field(
+        description="A tokenizers tokenizer.json (what a Hugging Face fast tokenizer saves); "
+        "relative to deploy.yaml"
+    )
+    input: str = Field(
+        default="text",
+        min_length=1,
+        max_length=128,
+        description="The name of the BYTES input clients send (one string per row)",
+    )
+    max_length: int = Field(
+        default=128, ge=1, le=1_000_000, description="Tokens per text at most (longer ones are cut)"
+    )
+    max_text_kb: float = Field(
+        default=64.0,
+        gt=0,
+        le=1024 * 1024,
+        description="The longest string taken, in KiB of UTF-8; longer ones are answered 413",
+    )
+
+    @field_validator("tokenizer")
+    @classmethod
+    def _tokenizer_file(cls, value: pathlib.Path, info: ValidationInfo) -> pathlib.Path:
+        base = (info.context or {}).get("base_dir")
+        path = value.expanduser()
+        if not path.is_absolute() and base is not None:
+            path = pathlib.Path(base) / path
+        if not (info.context or {}).get("check_files", True):
+            return path
+        if path.is_dir() and (path / "tokenizer.json").is_file():
+            path = path / "tokenizer.json"  # the folder a tokenizer was saved to
+        if not path.is_file():
+            raise ValueError(f"file does not exist ({path}); expected a tokenizer.json")
+        return path.resolve()
+
+
+PolicyAction = Literal["keep", "drop", "mask", "hash", "redact"]
+"""What happens to a field before anything stores it: kept as is, left out, masked (all but the
+last 4 characters), replaced by its HMAC-SHA256 under the server secret (equal values still
+join), or with the personal data found in it replaced by ``<KIND>``."""
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
+_DURATION_S = {"s": 1, "m": 60, "h": 3_600, "d": 86_400, "w": 604_800}
+
+
+def duration_s(text: str) -> float:
+    """Seconds in a duration such as '90s', '30m', '12h', '7d' or '2w' (ValueError otherwise)."""
+    m = _DURATION.match(text)
+    if not m or float(m.group(1)) <= 0:
+        raise ValueError(
+            f"{text!r} is not a duration: expected a positive number with a unit s, m, h, d or w "
+            "(e.g. 30d)"
+        )
+    return float(m.group(1)) * _DURATION_S[m.group(2)]
+
+
+class ModelPrivacySpec(_Strict):
+    """What of one model's requests may be stored, field by field (see ``PolicyAction``)."""
+
+    inputs: dict[str, PolicyAction] = Field(
+        default_factory=dict,
+        description="Per input, in logged payloads (default: redact text, keep numbers)",
+    )
+    outputs: dict[str, PolicyAction] = Field(
+        default_factory=dict, description="Per output, in logged payloads (default: drop)"
+    )
+    parameters: dict[str, PolicyAction] = Field(
+        default_factory=dict,
+        description="Per request parameter, before any feature sees it (default: redact)",
+    )
+    headers: dict[str, PolicyAction] = Field(
+        default_factory=dict,
+        description="Per request header, before any feature sees it (unlisted ones are never "
+        "stored)",
+    )
+    outcomes: dict[str, PolicyAction] = Field(
+        default_factory=dict,
+        description="Per field of outcome and feedback bodies, at any depth (default: a value "
+        "that is wholly personal data is hashed, personal data inside text redacted)",
+    )
+
+    @field_validator("headers")
+    @classmethod
+    def _lower(cls, value: dict[str, str]) -> dict[str, str]:
+        return {k.lower(): v for k, v in value.items()}
+
+
+class RetentionSpec(_Strict):
+    """How long each class of stored data is kept; the purge deletes what is older."""
+
+    requests: str = Field(default="30d", description="Request log rows")
+    payloads: str = Field(default="7d", description="Logged (redacted) request payloads")
+    feedback: str = Field(default="90d", description="Feedback labels and outcomes")
+    audit: str = Field(default="400d", description="The audit log (kept longest)")
+    purge_every: str = Field(default="1h", description="How often the server purges")
+
+    @field_validator("requests", "payloads", "feedback", "audit", "purge_every")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        duration_s(value)
+        return value
+
+    def seconds(self, what: str) -> float:
+        """The TTL (or interval) ``what`` in seconds."""
+        return duration_s(getattr(self, what))
+
+
+class PrivacySpec(_Strict):
+    """Server-wide detection settings and retention; per-model policies are under each model."""
+
+    detect: tuple[str, ...] | None = Field(
+        default=None, description="Kinds of personal data to find (default: every built-in kind)"
+    )
+    patterns: dict[str, str] = Field(
+        default_factory=dict, description="More kinds: name -> regular expression"
+    )
+    min_score: float = Field(
+        default=0.5, ge=0, le=1, description="Findings scored lower (after context) are ignored"
+    )
+    retention: RetentionSpec = Field(default_factory=RetentionSpec)
 
 
 class BatchingSpec(_Strict):
@@ -594,6 +725,13 @@ class ModelSpec(_Strict):
     replicas: int = Field(default=1, ge=1, le=10_000, description="Replicas per version")
     threads: int = Field(default=1, ge=1, le=256, description="Intra-op threads per replica")
     slo: SloSpec = Field(default_factory=SloSpec)
+    text: TextSpec | None = Field(
+        default=None, description="Serve with text input: the tokenizer runs in the server"
+    )
+    privacy: ModelPrivacySpec = Field(
+        default_factory=ModelPrivacySpec,
+        description="What of its requests may be stored, field by field",
+    )
     monitor: MonitorSpec = Field(default_factory=MonitorSpec)
     experiment: ExperimentSpec | None = Field(
         default=None, description="An A/B test, shadow or canary between two of its versions"
@@ -819,7 +957,8 @@ class LogSpec(_Strict):
     )
     payloads: bool = Field(
         default=False,
-        description="Log request inputs, after redaction (needs a privacy policy that redacts)",
+        description="Log request inputs after each model's privacy policy (text redacted by "
+        "default), in a dataset of their own with a shorter retention",
     )
     flush_s: float = Field(
         default=2.0,
@@ -844,17 +983,6 @@ class LogSpec(_Strict):
         if not path.is_absolute() and base is not None:
             path = pathlib.Path(base) / path
         return str(path)
-
-    @field_validator("payloads")
-    @classmethod
-    def _no_payloads_unredacted(cls, value: bool) -> bool:
-        if value:
-            raise ValueError(
-                "logging payloads needs a redaction stage that runs before the log, and this "
-                "deployment has none; inputs are summarised (shape, dtype, mean/min/max, NaN "
-                "count) without it. Remove log.payloads or set it to false"
-            )
-        return value
 
 
 class AlertsSpec(_Strict):
@@ -910,6 +1038,7 @@ class DeploymentSpec(_Strict):
     ray: RaySpec = Field(default_factory=RaySpec)
     log: LogSpec = Field(default_factory=LogSpec)
     alerts: AlertsSpec = Field(default_factory=AlertsSpec)
+    privacy: PrivacySpec = Field(default_factory=PrivacySpec)
 
     @field_validator("models")
     @classmethod

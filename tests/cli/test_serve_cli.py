@@ -46,6 +46,9 @@ def _yaml(tmp_path: pathlib.Path, data: dict) -> pathlib.Path:
         (("{mlp}", "--api-key-file", "nokey.txt"), "auth.api_key_file: file does not exist"),
         (("{not_onnx}",), "not a valid ONNX model"),
         (("{mlp}", "--name", "bad/name"), "URL-safe"),
+        (("{mlp}", "--tokenizer", "nothere.json"), "text.tokenizer: file does not exist"),
+        (("-c", "{yaml}", "--tokenizer", "{yaml}"), "--tokenizer cannot be combined with -c"),
+        (("{mlp}", "--port", "0", "--tokenizer", "{not_onnx}"), "not a tokenizers tokenizer.json"),
         (
             ("{mlp}", "--port", "0", "--log-dir", "{not_onnx}/logs"),
             "log.path: cannot write the request log",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pathlib
 from collections.abc import Iterator
 
@@ -198,3 +199,46 @@ def test_load_against_the_real_server(mlp_path) -> None:
         assert r.model_sha256 == ModelArtifact.load(mlp_path).sha256
         with pytest.raises(InvalidInput, match="404"):
             run_load(server.url, model="nope", options=LoadOptions(rate=10))
+
+
+TEXT_META = {
+    "name": "enc",
+    "inputs": [{"name": "text", "datatype": "BYTES", "shape": [-1]}],
+    "outputs": [{"name": "n_tokens", "datatype": "FP32", "shape": [-1]}],
+}
+
+
+def _body_of(request: bytes) -> bytes:
+    return request.split(b"\r\n\r\n", 1)[1]
+
+
+def test_text_inputs_from_a_text_file_json_and_binary(tmp_path: pathlib.Path) -> None:
+    texts = tmp_path / "texts.txt"
+    texts.write_text("first line\n\nsecond: über\n", encoding="utf-8")
+    target = Target("127.0.0.1", 1, "enc")
+    [first, second] = build_bodies(target, TEXT_META, inputs=texts)
+    assert json.loads(_body_of(first))["inputs"][0]["data"] == ["first line"]
+    assert json.loads(_body_of(second))["inputs"][0]["data"] == ["second: über"]
+    [one] = build_bodies(target, TEXT_META, inputs=texts, batch=2, binary=True)
+    body = _body_of(one)
+    head_len = int(one.split(b"Inference-Header-Content-Length: ", 1)[1].split(b"\r\n", 1)[0])
+    raw = body[head_len:]
+    assert raw == b"\x0a\x00\x00\x00first line" + b"\x0d\x00\x00\x00second: \xc3\xbcber"
+
+
+def test_bad_text_inputs(mlp_path, tmp_path: pathlib.Path) -> None:
+    target = Target("127.0.0.1", 1, "enc")
+    with pytest.raises(InvalidInput, match="cannot synthesise.*a .txt file"):
+        build_bodies(target, TEXT_META)
+    (tmp_path / "empty.txt").write_text("\n\n")
+    with pytest.raises(InvalidInput, match="has no text"):
+        build_bodies(target, TEXT_META, inputs=tmp_path / "empty.txt")
+    (tmp_path / "latin1.txt").write_bytes(b"caf\xe9\n")
+    with pytest.raises(InvalidInput, match="as UTF-8 text"):
+        build_bodies(target, TEXT_META, inputs=tmp_path / "latin1.txt")
+    contract = ModelContract.from_artifact(
+        ModelArtifact.load(mlp_path), name="mlp", version="1", max_batch=8
+    )
+    (tmp_path / "t.txt").write_text("a\n")
+    with pytest.raises(InvalidInput, match="a text file, which gives one BYTES input"):
+        build_bodies(target, contract.metadata(versions=("1",)), inputs=tmp_path / "t.txt")

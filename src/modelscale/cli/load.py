@@ -47,7 +47,9 @@ def load_command(
         "constant", "--pattern", help="constant | poisson | steps:R1,R2,..."
     ),
     inputs: pathlib.Path | None = typer.Option(
-        None, "--inputs", help="Real inputs: .npz, one array per input."
+        None,
+        "--inputs",
+        help="Real inputs: .npz, one array per input; or .txt, one text per line (text models).",
     ),
     dim: list[str] | None = typer.Option(
         None,
@@ -120,7 +122,8 @@ def load_command(
     )
     if inputs is not None and not inputs.is_file():
         raise InvalidInput(
-            f"--inputs {inputs} does not exist. Expected an .npz file.", field="inputs"
+            f"--inputs {inputs} does not exist. Expected an .npz file (or .txt for text).",
+            field="inputs",
         )
     # Opened first, so a knowledge base that is down is known before the load runs; the load runs
     # anyway and its results are saved as JSON instead.

@@ -51,13 +51,33 @@ def build_spec(
     backend: str | None = None,
     ray_address: str | None = None,
     log: dict[str, Any] | None = None,
+    tokenizer: pathlib.Path | None = None,
 ) -> DeploymentSpec:
-    """The deployment spec from MODEL plus options, or from deploy.yaml (-c) with host/port/key,
-    with the backend (and Ray's address) and the request log's settings (``log``: keys of
+    """The deployment spec from MODEL plus options, or from deploy.yaml (-c) with host/port/keys
+    and TLS, with the backend (and Ray's address) and the request log's settings (``log``: keys of
     deploy.yaml's ``log`` section) given on the command line over the file's."""
     spec = _build_spec(
         model, config, options=options, host=host, port=port, api_key_file=api_key_file
     )
+    if tokenizer is not None:
+        if config is not None:
+            raise InvalidInput(
+                f"--tokenizer cannot be combined with -c; set models.<name>.text.tokenizer in "
+                f"{config} instead.",
+                field="tokenizer",
+            )
+        data = spec.model_dump(mode="json")
+        for m in data["models"].values():
+            m["text"] = {"tokenizer": str(tokenizer)}
+        spec = DeploymentSpec.from_dict(data, source="serve options")
+    if keys_file is not None or tls_cert is not None or tls_key is not None:
+        data = spec.model_dump(mode="json")
+        if keys_file is not None:
+            data["auth"]["keys_file"] = str(keys_file)
+        for name, value in (("tls_cert", tls_cert), ("tls_key", tls_key)):
+            if value is not None:
+                data["server"][name] = str(value)
+        spec = DeploymentSpec.from_dict(data, source="serve options")
     if log:
         data = spec.model_dump(mode="json")
         data["log"].update(log)
@@ -197,6 +217,24 @@ def serve_command(
         "--api-key-file",
         help="Require 'Authorization: Bearer <key>' (key on the file's first line).",
     ),
+    keys_file: pathlib.Path | None = typer.Option(
+        None,
+        "--keys-file",
+        help="Require scoped keys made by `modelscale keys create` (the JSON keys file); its "
+        "secret: server.secret_file, MODELSCALE_SECRET_FILE, or 'secret' beside it.",
+    ),
+    tls_cert: pathlib.Path | None = typer.Option(
+        None, "--tls-cert", help="Serve HTTPS with this certificate (PEM); needs --tls-key."
+    ),
+    tls_key: pathlib.Path | None = typer.Option(
+        None, "--tls-key", help="The private key of --tls-cert (PEM)."
+    ),
+    tokenizer: pathlib.Path | None = typer.Option(
+        None,
+        "--tokenizer",
+        help="Take text: clients send strings (BYTES input 'text') and this tokenizer.json "
+        "(or its folder) turns them into the model's token inputs.",
+    ),
     backend: str | None = typer.Option(
         None,
         "--backend",
@@ -243,8 +281,12 @@ def serve_command(
         host=host,
         port=port,
         api_key_file=api_key_file,
+        keys_file=keys_file,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
         backend=backend,
         ray_address=ray_address,
+        tokenizer=tokenizer,
         log={
             k: v
             for k, v in (

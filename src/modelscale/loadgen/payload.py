@@ -119,9 +119,10 @@ def _synthetic(
     for t in meta["inputs"]:
         dtype = _DTYPES.get(t["datatype"])
         if dtype is None:
+            hint = "a .txt file with one text per line, or " if t["datatype"] == "BYTES" else ""
             raise InvalidInput(
                 f"Input {t['name']!r} has datatype {t['datatype']}, which the load generator cannot "
-                "synthesise; give real inputs in 'inputs' (an .npz).",
+                f"synthesise; give real inputs in 'inputs' ({hint}an .npz).",
                 field="inputs",
             )
         shape = [int(d) for d in shapes[t["name"]]]
@@ -148,7 +149,33 @@ def _read_npz(path: pathlib.Path) -> dict[str, np.ndarray]:
         ) from None
 
 
+def _read_texts(meta: dict[str, Any], path: pathlib.Path) -> dict[str, np.ndarray]:
+    """One text per non-empty line, for a model whose only input is BYTES (text)."""
+    texts = [t["name"] for t in meta["inputs"] if t["datatype"] == "BYTES"]
+    if len(texts) != 1 or len(meta["inputs"]) != 1:
+        raise InvalidInput(
+            f"{path} is a text file, which gives one BYTES input; the model's inputs are "
+            f"{', '.join(t['name'] + ' ' + t['datatype'] for t in meta['inputs'])}. Give an .npz "
+            "with one array per input instead.",
+            field="inputs",
+        )
+    try:
+        lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInput(
+            f"Cannot read {path} as UTF-8 text ({exc}); expected one text per line.",
+            field="inputs",
+        ) from None
+    if not lines:
+        raise InvalidInput(f"{path} has no text; expected one text per line.", field="inputs")
+    arr = np.empty(len(lines), dtype=object)
+    arr[:] = lines
+    return {texts[0]: arr}
+
+
 def _from_npz(meta: dict[str, Any], path: pathlib.Path) -> dict[str, np.ndarray]:
+    if path.suffix == ".txt" and path.is_file():
+        return _read_texts(meta, path)
     data = _read_npz(path)
     names = [t["name"] for t in meta["inputs"]]
     missing = [n for n in names if n not in data]
@@ -162,6 +189,8 @@ def _from_npz(meta: dict[str, Any], path: pathlib.Path) -> dict[str, np.ndarray]
     for t in meta["inputs"]:
         arr = np.asarray(data[t["name"]])
         dtype = _DTYPES.get(t["datatype"])
+        if t["datatype"] == "BYTES":
+            arr = arr.astype(object)  # strings ('U' arrays from an .npz) as Python str
         out[t["name"]] = arr.astype(dtype) if dtype is not None else arr
         if arr.ndim == 0 or arr.shape[0] < 1:
             raise InvalidInput(
@@ -189,11 +218,21 @@ def _body(
             "datatype": datatypes[name],
         }
         if binary:
-            data = np.ascontiguousarray(arr).tobytes()
+            if arr.dtype.kind == "O":  # BYTES: each element a 4-byte length and its UTF-8
+                data = b"".join(
+                    len(b).to_bytes(4, "little") + b
+                    for b in (str(v).encode("utf-8") for v in arr.reshape(-1))
+                )
+            else:
+                data = np.ascontiguousarray(arr).tobytes()
             entry["parameters"] = {"binary_data_size": len(data)}
             raw.append(data)
         else:
-            entry["data"] = arr.reshape(-1).tolist()
+            entry["data"] = (
+                [str(v) for v in arr.reshape(-1)]
+                if arr.dtype.kind == "O"
+                else arr.reshape(-1).tolist()
+            )
         inputs.append(entry)
     doc: dict[str, Any] = {"inputs": inputs}
     if outputs:

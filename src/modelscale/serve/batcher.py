@@ -77,23 +77,44 @@ def make_batch(requests: Sequence[DecodedRequest]) -> Batch:
     first = requests[0]
     if len(requests) == 1:
         return Batch(first.inputs, (first.rows,), first.outputs)
-    feeds = {n: np.concatenate([r.inputs[n] for r in requests]) for n in first.inputs}
+    if first.pad is not None:
+        feeds = {n: _stack_padded([r.inputs[n] for r in requests], v) for n, v in first.pad.items()}
+    else:
+        feeds = {n: np.concatenate([r.inputs[n] for r in requests]) for n in first.inputs}
     outputs: dict[str, None] = {}
     for r in requests:
         outputs.update(dict.fromkeys(r.outputs))
     return Batch(feeds, tuple(r.rows for r in requests), tuple(outputs))
 
 
+def _stack_padded(arrays: Sequence[np.ndarray], value: int) -> np.ndarray:
+    """[rows, length] arrays stacked along axis 0, each padded with ``value`` to the longest."""
+    width = max(a.shape[1] for a in arrays)
+    if all(a.shape[1] == width for a in arrays):
+        return np.concatenate(arrays)
+    out = np.full((sum(a.shape[0] for a in arrays), width), value, dtype=arrays[0].dtype)
+    row = 0
+    for a in arrays:
+        out[row : row + a.shape[0], : a.shape[1]] = a
+        row += a.shape[0]
+    return out
+
+
 def batch_replies(
-    outcome: BatchOutcome, names: Sequence[str], requests: Sequence[DecodedRequest]
+    outcome: BatchOutcome,
+    names: Sequence[str],
+    requests: Sequence[DecodedRequest],
+    *,
+    trim: frozenset[str] = frozenset(),
 ) -> list[dict[str, Any] | ApiError]:
     """Each request's outputs, or the error it is answered with, from its batch's outcome.
 
     Outputs in ``outcome`` are in the order of ``names``. Stacked outputs are split back by rows,
-    and each request gets the outputs it asked for.
+    and each request gets the outputs it asked for; per-token outputs named in ``trim`` are cut
+    back to the request's own token count (requests padded to a longer batch neighbour).
     """
     if isinstance(outcome, BatchOk):
-        return _split_rows(dict(zip(names, outcome.outputs, strict=True)), requests)
+        return _split_rows(dict(zip(names, outcome.outputs, strict=True)), requests, trim)
     if isinstance(outcome, BatchSplit):
         return [
             ApiError(part.status, _model_error(part.message), field="inputs")
@@ -116,7 +137,9 @@ def batch_replies(
 
 
 def _split_rows(
-    arrays: dict[str, Any], requests: Sequence[DecodedRequest]
+    arrays: dict[str, Any],
+    requests: Sequence[DecodedRequest],
+    trim: frozenset[str] = frozenset(),
 ) -> list[dict[str, Any] | ApiError]:
     if len(requests) == 1:
         return [{k: arrays[k] for k in requests[0].outputs}]
@@ -128,7 +151,14 @@ def _split_rows(
     parts: list[dict[str, Any] | ApiError] = []
     offset = 0
     for r in requests:
-        parts.append({k: arrays[k][offset : offset + r.rows] for k in r.outputs})
+        part = {k: arrays[k][offset : offset + r.rows] for k in r.outputs}
+        if r.lengths is not None and trim:
+            # Per-token outputs come back as long as the batch's longest request; each request
+            # gets its own length, as if it had run alone.
+            width = max(r.lengths)
+            for k in trim.intersection(part):
+                part[k] = part[k][:, :width]
+        parts.append(part)
         offset += r.rows
     return parts
 
@@ -189,9 +219,12 @@ class Batcher:
         max_queue: int,
         label: str = "",
         on_batch: BatchObserver | None = None,
+        trim: frozenset[str] = frozenset(),
     ) -> None:
         self.backend = backend
         self.on_batch = on_batch
+        self.trim = trim
+        """Per-token outputs, cut back to each request's own length (``batch_replies``)."""
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
         self.max_queue = max_queue
@@ -393,7 +426,9 @@ class Batcher:
         rows = batch.rows
         if self.on_batch is not None and not isinstance(outcome, BatchLost):
             self.on_batch(rows, infer_s, roundtrip, overlap)
-        replies = batch_replies(outcome, batch.outputs, [it.request for it in items])
+        replies = batch_replies(
+            outcome, batch.outputs, [it.request for it in items], trim=self.trim
+        )
         for item, reply in zip(items, replies, strict=True):
             fut = item.future
             if fut.done():

@@ -28,6 +28,7 @@ from modelscale.serve.protocol import (
     dtype_of,
     request_id_problem,
 )
+from modelscale.serve.text import decode_strings, strings_from_json
 
 __all__ = ["HEADER_LENGTH", "DecodedRequest", "decode_request", "encode_response"]
 
@@ -51,6 +52,11 @@ class DecodedRequest:
     """Requests with equal keys have equal non-batch shapes and may be stacked."""
     parameters: dict[str, Any] | None = None
     """The request's top-level ``parameters`` (e.g. a user id an experiment assigns by)."""
+    pad: Mapping[str, int] | None = None
+    """Inputs that may differ along axis 1 (token inputs), with the value to pad them with:
+    requests with different lengths are stacked after padding to the batch's longest."""
+    lengths: tuple[int, ...] | None = None
+    """Each row's own length along axis 1 (token count), when ``pad`` is set."""
 
 
 def _loc(parts: tuple[int | str, ...]) -> str:
@@ -194,16 +200,7 @@ def _from_binary(
     return np.frombuffer(tail[offset : offset + size], dtype=dtype).reshape(shape)
 
 
-def _decode_input(
-    item: RequestInput, field: str, expected: str, tail: memoryview, offset: int
-) -> tuple[Any, int]:
-    dtype = dtype_of(item.datatype, field=f"{field}.datatype")
-    if item.datatype != expected:
-        raise ApiError(
-            400,
-            f"{field}.datatype is {item.datatype} but input {item.name!r} expects {expected}.",
-            field=f"{field}.datatype",
-        )
+def _checked_shape(item: RequestInput, field: str) -> tuple[int, ...]:
     shape = tuple(item.shape)
     if len(shape) > MAX_DIMS:
         raise ApiError(
@@ -220,6 +217,27 @@ def _decode_input(
                 f"{field}.shape[{axis}] is {dim}; every dim must be >= 1.",
                 field=f"{field}.shape",
             )
+    return shape
+
+
+def _decode_input(
+    item: RequestInput,
+    field: str,
+    expected: str,
+    tail: memoryview,
+    offset: int,
+    text_limit: int = 0,
+) -> tuple[Any, int]:
+    if expected == "BYTES" and item.datatype == "BYTES":
+        return _decode_text(item, field, tail, offset, text_limit)
+    dtype = dtype_of(item.datatype, field=f"{field}.datatype")
+    if item.datatype != expected:
+        raise ApiError(
+            400,
+            f"{field}.datatype is {item.datatype} but input {item.name!r} expects {expected}.",
+            field=f"{field}.datatype",
+        )
+    shape = _checked_shape(item, field)
     size = (item.parameters or {}).get("binary_data_size")
     if size is not None:
         if item.data is not None:
@@ -236,6 +254,44 @@ def _decode_input(
             field=f"{field}.data",
         )
     return _from_json(item.data, dtype, shape, field), offset
+
+
+def _decode_text(
+    item: RequestInput, field: str, tail: memoryview, offset: int, limit: int
+) -> tuple[Any, int]:
+    """A BYTES input: UTF-8 strings, as JSON strings or length-prefixed binary elements."""
+    shape = _checked_shape(item, field)
+    count = element_count(shape)
+    size = (item.parameters or {}).get("binary_data_size")
+    if size is not None:
+        if item.data is not None:
+            raise ApiError(
+                400,
+                f"{field} has both data and parameters.binary_data_size; send one of them.",
+                field=f"{field}.data",
+            )
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            raise ApiError(
+                400,
+                f"{field}.parameters.binary_data_size must be a byte count >= 0. Got {size!r}.",
+                field=f"{field}.parameters.binary_data_size",
+            )
+        if offset + size > len(tail):
+            raise ApiError(
+                400,
+                f"{field}: the body ends before this input's {size} binary bytes "
+                f"({len(tail) - offset} left after the JSON header).",
+                field=f"{field}.parameters.binary_data_size",
+            )
+        strings = decode_strings(tail[offset : offset + size], count, field, limit)
+        return strings.reshape(shape), offset + size
+    if item.data is None:
+        raise ApiError(
+            400,
+            f"{field} has no data; expected 'data' (JSON) or parameters.binary_data_size (binary).",
+            field=f"{field}.data",
+        )
+    return strings_from_json(item.data, count, field, limit).reshape(shape), offset
 
 
 def _requested_outputs(
@@ -301,7 +357,9 @@ def decode_request(
             raise ApiError(
                 400, f"{field}.name: input {item.name!r} is given twice.", field=f"{field}.name"
             )
-        arrays[item.name], offset = _decode_input(item, field, expected[item.name], tail, offset)
+        arrays[item.name], offset = _decode_input(
+            item, field, expected[item.name], tail, offset, contract.max_text_bytes
+        )
         fields[item.name] = field
     missing = [n for n in contract.input_names if n not in arrays]
     if missing:

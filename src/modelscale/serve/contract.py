@@ -11,7 +11,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modelscale.errors import InvalidInput
 from modelscale.model.artifact import ModelArtifact
@@ -22,6 +22,9 @@ from modelscale.serve.protocol import (
     ApiError,
     datatype_of,
 )
+
+if TYPE_CHECKING:
+    from modelscale.serve.text import TextFront
 
 __all__ = ["PLATFORM", "ModelContract", "check_tensor_shapes", "element_count"]
 
@@ -49,6 +52,13 @@ class ModelContract:
     serving: Mapping[str, int | float] = field(default_factory=dict)
     """How the version runs (replicas, threads, max_wait_ms, max_queue): published in the metadata
     so that a client (``plan --validate URL``) can tell which configuration it measures."""
+    graph_inputs: tuple[TensorSpec, ...] = ()
+    """The graph's own inputs when they differ from ``inputs`` (a text model: token inputs the
+    tokenizer fills, while clients send ``inputs``' strings)."""
+    max_text_bytes: int = 0
+    """The longest string a BYTES input takes (text models)."""
+    token_outputs: frozenset[str] = frozenset()
+    """Outputs with a per-token axis 1 (cut back to each request's own token count)."""
 
     @classmethod
     def from_artifact(
@@ -59,14 +69,16 @@ class ModelContract:
         version: str,
         max_batch: int,
         serving: Mapping[str, int | float] | None = None,
+        text: TextFront | None = None,
     ) -> ModelContract:
         """The contract of ``artifact`` served as ``name`` version ``version``.
 
         Outputs that are not numeric tensors (ONNX-ML sequences of maps) are not served; inputs that
-        are not numeric tensors make the model unservable (InvalidInput naming the input).
+        are not numeric tensors make the model unservable (InvalidInput naming the input). With
+        ``text``, clients send strings to its BYTES input and the tokenizer fills the graph's.
         """
         sig = artifact.signature
-        for spec in sig.inputs:
+        for spec in () if text is not None else sig.inputs:
             if spec.dtype not in DTYPE_TO_DATATYPE:
                 raise InvalidInput(
                     f"Model {name!r} input {spec.name!r} is {spec.onnx_type}; the server takes "
@@ -82,15 +94,31 @@ class ModelContract:
             )
         tensors = (*sig.inputs, *outputs)
         batchable = all(t.shape is not None and t.shape and _dynamic(t.shape[0]) for t in tensors)
+        graph_inputs: tuple[TensorSpec, ...] = ()
+        token_outputs: frozenset[str] = frozenset()
+        if text is None:
+            inputs = sig.inputs
+        else:
+            if not batchable:
+                raise InvalidInput(
+                    f"Model {name!r} is served with text, which needs a graph whose inputs and "
+                    "outputs all have a dynamic batch axis 0.",
+                    field=f"models.{name}.text",
+                )
+            inputs, graph_inputs = (text.spec_of_input(),), sig.inputs
+            token_outputs = _token_outputs(sig.inputs, outputs)
         return cls(
             name=name,
             version=version,
             sha256=artifact.sha256,
-            inputs=sig.inputs,
+            inputs=inputs,
             outputs=outputs,
             batchable=batchable,
             max_batch=max_batch if batchable else 1,
             serving=dict(serving or {}),
+            graph_inputs=graph_inputs,
+            max_text_bytes=text.max_text_bytes if text is not None else 0,
+            token_outputs=token_outputs,
         )
 
     # Read for every request: computed once (a frozen dataclass still has a __dict__ to cache in).
@@ -139,6 +167,14 @@ class ModelContract:
                 **self.serving,  # V2 parameters are flat: numbers and strings only
             },
         }
+
+
+def _token_outputs(
+    inputs: tuple[TensorSpec, ...], outputs: tuple[TensorSpec, ...]
+) -> frozenset[str]:
+    """Outputs whose axis 1 is the token inputs' symbolic sequence dim (by its name)."""
+    seq = {t.shape[1] for t in inputs if t.shape and len(t.shape) == 2 and _dynamic(t.shape[1])}
+    return frozenset(o.name for o in outputs if o.shape and len(o.shape) >= 2 and o.shape[1] in seq)
 
 
 def _tensor_meta(spec: TensorSpec) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from modelscale.serve.contract import ModelContract
 from modelscale.serve.metrics import GaugeSource, Metrics
 from modelscale.serve.pool import LocalBackend, PoolOptions
 from modelscale.serve.protocol import ApiError
+from modelscale.serve.text import TextFront
 
 __all__ = ["ModelEntry", "ModelRegistry", "VersionRuntime", "local_backend"]
 
@@ -68,6 +69,7 @@ class VersionRuntime:
         spec: ModelSpec,
         metrics: Metrics,
         backend: Backend,
+        text: TextFront | None = None,
     ) -> None:
         self.name, self.version, self.artifact = name, version, artifact
         self.contract = ModelContract.from_artifact(
@@ -81,6 +83,7 @@ class VersionRuntime:
                 "max_wait_ms": spec.batching.max_wait_ms,
                 "max_queue": spec.batching.max_queue,
             },
+            text=text,
         )
         self.slo_s = spec.slo.p99_ms / 1000 if spec.slo.p99_ms else None
         label = f"{name}:{version}"
@@ -98,6 +101,7 @@ class VersionRuntime:
             max_queue=spec.batching.max_queue,
             label=label,
             on_batch=on_batch,
+            trim=self.contract.token_outputs,
         )
         backend.on_unavailable = lambda: self.batcher.fail_queued(
             ApiError(
@@ -209,11 +213,16 @@ class ModelRegistry:
         self.spec = spec
         self.metrics = metrics
         self.models: dict[str, ModelEntry] = {}
+        self.texts: dict[str, TextFront] = {}
+        """The tokenizer of each model served with text input."""
         make = backends or local_backend
         for name, mspec in spec.models.items():
             runtimes = {}
-            for v, vspec in mspec.versions.items():
-                artifact = ModelArtifact.load(vspec.path, name=name)
+            artifacts = {
+                v: ModelArtifact.load(vs.path, name=name) for v, vs in mspec.versions.items()
+            }
+            text = self._text(name, mspec, artifacts) if mspec.text is not None else None
+            for v, artifact in artifacts.items():
                 runtimes[v] = VersionRuntime(
                     name=name,
                     version=v,
@@ -221,11 +230,28 @@ class ModelRegistry:
                     spec=mspec,
                     metrics=metrics,
                     backend=make(name, v, artifact, mspec),
+                    text=text,
                 )
             weights = {v: vs.weight for v, vs in mspec.versions.items()}
             default = max(weights, key=lambda v: weights[v])
             self.models[name] = ModelEntry(name, runtimes, weights, default)
         self.loaded = False
+
+    def _text(self, name: str, mspec: ModelSpec, artifacts: dict[str, ModelArtifact]) -> TextFront:
+        """The model's tokenizer front; its versions must take the same token inputs."""
+        assert mspec.text is not None  # the caller checked
+        first, *rest = artifacts.items()
+        for v, artifact in rest:
+            if artifact.signature.inputs != first[1].signature.inputs:
+                raise InvalidInput(
+                    f"models.{name}.text: versions {first[0]} and {v} take different inputs; "
+                    "the versions of a text model share its tokenizer, so they must take the "
+                    "same token inputs.",
+                    field=f"models.{name}.text",
+                )
+        text = TextFront(mspec.text, first[1].signature.inputs, model=name)
+        self.texts[name] = text
+        return text
 
     def runtimes(self) -> list[VersionRuntime]:
         """All version runtimes."""

@@ -31,6 +31,7 @@ from modelscale.serve.pipeline import (
     Stage,
 )
 from modelscale.serve.protocol import ApiError, body_too_large
+from modelscale.serve.text import TokenizeStage
 
 if TYPE_CHECKING:
     from modelscale.serve.features import Route
