@@ -291,6 +291,7 @@ def test_metrics_count_what_clients_got(served: Served) -> None:
         "observe": 0,
         "monitor": 0,
         "monitor_predictions": 0,
+        "privacy-purge": 0,
     }
 
 

@@ -39,6 +39,7 @@ EXAMPLES: Mapping[str, tuple[str, ...]] = {
     "serve": (
         "modelscale serve model.onnx --replicas 2 --max-batch 8 --max-wait-ms 2",
         "modelscale serve --config deploy/deploy.yaml",
+        "modelscale serve model.onnx --keys-file keys.json",
     ),
     "logs": (
         "modelscale logs tail http://127.0.0.1:8000",
@@ -85,6 +86,29 @@ EXAMPLES: Mapping[str, tuple[str, ...]] = {
     "experiment stop": ("modelscale experiment stop http://127.0.0.1:8000 digits",),
     "experiment promote": ("modelscale experiment promote http://127.0.0.1:8000 digits",),
     "experiment rollback": ("modelscale experiment rollback http://127.0.0.1:8000 digits",),
+    "privacy": (
+        "modelscale privacy audit --deploy deploy.yaml",
+        "modelscale privacy purge --deploy deploy.yaml --dry-run",
+    ),
+    "privacy audit": (
+        "modelscale privacy audit --deploy deploy.yaml",
+        "modelscale privacy audit --log .modelscale/logs --since 7d --json",
+    ),
+    "privacy purge": (
+        "modelscale privacy purge --deploy deploy.yaml --dry-run",
+        "modelscale privacy purge --log .modelscale/logs",
+    ),
+    "keys": (
+        "modelscale keys create web --scope infer",
+        "modelscale keys list",
+        "modelscale keys revoke 3e7a01bc",
+    ),
+    "keys create": (
+        "modelscale keys create web --scope infer --scope feedback",
+        "modelscale keys create ops --scope admin --keys-file /etc/ms/keys.json",
+    ),
+    "keys list": ("modelscale keys list --keys-file /etc/ms/keys.json --json",),
+    "keys revoke": ("modelscale keys revoke 3e7a01bc --keys-file /etc/ms/keys.json",),
     "load": (
         "modelscale load http://127.0.0.1:8000 -m minilm --rate 200 -d 30",
         "modelscale load http://127.0.0.1:8000 -m minilm --dim seq=128 --rate 50",

@@ -41,6 +41,13 @@ def _log(where: str) -> str:
     return where
 
 
+def _audited(action: str, target: str, details: dict[str, Any]) -> None:
+    """Append this read of the log to the audit log (before reading)."""
+    from modelscale.workflow.privacy import audit_access
+
+    audit_access(action, target, details)
+
+
 def _line(r: dict[str, Any]) -> str:
     when = dt.datetime.fromtimestamp(float(r["time"]), tz=dt.UTC).strftime("%H:%M:%S.%f")[:-3]
     status = int(r["status"])
@@ -113,6 +120,8 @@ def tail(
             else:
                 console.print(_line(r), soft_wrap=True, highlight=False)
 
+    if not remote:  # a server audits its own readers
+        _audited("logs.read", target, {"command": "tail"})
     records = read(None, lines)
     show(records)
     last = records[-1]["time"] if records else time.time()
@@ -136,7 +145,8 @@ def query(
     """Run one read-only SQL query (DuckDB) over the log as the view `requests`."""
     from modelscale.observe import query_log
 
-    result = query_log(_log(log), sql)
+    _audited("logs.export" if as_json else "logs.read", _log(log), {"sql": sql[:500]})
+    result = query_log(log, sql)
     if as_json:
         print_json({"columns": result.columns, "rows": result.rows})
         return
@@ -174,7 +184,8 @@ def stats(
     """Requests, error rate and latency p50/p90/p99 per group."""
     from modelscale.observe import log_stats, parse_since
 
-    result = log_stats(_log(log), by=by, since=parse_since(since, field="since"), model=model)
+    _audited("logs.read", _log(log), {"command": "stats"})
+    result = log_stats(log, by=by, since=parse_since(since, field="since"), model=model)
     if as_json:
         print_json(result.to_dict())
         return

@@ -225,13 +225,13 @@ class _WindowRecorder:
             assert r.request is not None and r.outputs is not None
             key = tuple(
                 (k, a.shape[1:], a.dtype.str)
-                for k, a in (*r.request.inputs.items(), *r.outputs.items())
+                for k, a in (*_inputs(r).items(), *r.outputs.items())
                 if isinstance(a, np.ndarray) and a.ndim
             )
             groups[key].append(r)
         for rs in groups.values():
             w.fold(
-                _stack([r.request.inputs for r in rs if r.request is not None]),
+                _stack([_inputs(r) for r in rs if r.request is not None]),
                 _stack([r.outputs for r in rs if r.outputs is not None]),
                 requests=len(rs),
                 times=(rs[0].time, rs[-1].time),
@@ -330,6 +330,19 @@ class _WindowRecorder:
         with fs.open_output_stream(tmp) as out:
             out.write(body)
         fs.move(tmp, f"{folder}/{name}")
+
+
+def _inputs(r: RequestRecord) -> dict[str, Any]:
+    """The request's inputs the sketches may see: none that the privacy policy withholds
+    (dropped, hashed or masked), and no text (its tokens are what the model gets)."""
+    assert r.request is not None
+    inputs = r.request.inputs
+    withheld = (r.extras or {}).get("privacy", {}).get("withheld")
+    if withheld or any(a.dtype.kind == "O" for a in inputs.values()):
+        return {
+            k: a for k, a in inputs.items() if k not in (withheld or ()) and a.dtype.kind != "O"
+        }
+    return inputs
 
 
 def _stack(dicts: list[dict[str, Any]]) -> dict[str, np.ndarray]:

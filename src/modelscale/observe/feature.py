@@ -284,7 +284,11 @@ def build_feature(context: StageContext) -> Feature:
         location = LogLocation.of(spec.log.path or get_settings().log_dir)
         location.check_writable()
         writer = LogWriter(
-            location, sample=spec.log.sample, flush_s=spec.log.flush_s, capacity=spec.log.queue
+            location,
+            sample=spec.log.sample,
+            flush_s=spec.log.flush_s,
+            capacity=spec.log.queue,
+            payloads=spec.log.payloads,
         )
     views = []
     for rt in context.registry.runtimes():

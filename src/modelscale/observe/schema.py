@@ -24,7 +24,14 @@ import pyarrow.compute as pc
 if TYPE_CHECKING:
     from modelscale.serve import RequestRecord
 
-__all__ = ["LOG_SCHEMA", "TENSOR_SUMMARY", "records_to_table"]
+__all__ = [
+    "LOG_SCHEMA",
+    "PAYLOADS_DIR",
+    "PAYLOAD_SCHEMA",
+    "TENSOR_SUMMARY",
+    "payloads_table",
+    "records_to_table",
+]
 
 TENSOR_SUMMARY = pa.struct(
     [
@@ -258,3 +265,43 @@ def records_to_table(
         "top_score": outs.top_score,
     }
     return pa.Table.from_pydict(columns, schema=LOG_SCHEMA)
+
+
+PAYLOADS_DIR = "_payloads"
+"""The folder of the log's root that holds payloads (``PAYLOAD_SCHEMA``), apart from the rows."""
+
+PAYLOAD_SCHEMA = pa.schema(
+    [
+        ("time", pa.timestamp("us", tz="UTC")),
+        ("request_id", pa.string()),
+        ("model", pa.string()),
+        ("version", pa.string()),
+        ("payload", pa.string()),
+    ]
+)
+"""A logged payload: the request's inputs (and listed parameters, headers, outputs) after the
+model's privacy policy, as JSON. Joined to the request log by ``request_id``."""
+
+
+def payloads_table(records: Sequence[RequestRecord]) -> pa.Table:
+    """The payloads the privacy stage left on ``records`` (records without one are skipped)."""
+    import orjson
+
+    rows = [r for r in records if r.extras and "payload" in r.extras]
+    if not rows:
+        return PAYLOAD_SCHEMA.empty_table()
+    micros = (np.asarray([r.time for r in rows], dtype=np.float64) * 1_000_000).astype(np.int64)
+    return pa.Table.from_pydict(
+        {
+            "time": pa.array(micros, type=pa.int64()).cast(pa.timestamp("us", tz="UTC")),
+            "request_id": [r.request_id for r in rows],
+            "model": [r.model for r in rows],
+            "version": [r.version for r in rows],
+            "payload": [
+                orjson.dumps(r.extras["payload"], option=orjson.OPT_SERIALIZE_NUMPY).decode()
+                for r in rows
+                if r.extras is not None
+            ],
+        },
+        schema=PAYLOAD_SCHEMA,
+    )

@@ -11,7 +11,7 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
 from modelscale.errors import InvalidInput
-from modelscale.observe.schema import LOG_SCHEMA
+from modelscale.observe.schema import LOG_SCHEMA, PAYLOADS_DIR
 
 __all__ = ["LogLocation"]
 
@@ -80,6 +80,7 @@ class LogLocation:
             if i.type == pafs.FileType.File
             and i.base_name.endswith(".parquet")
             and not i.base_name.startswith(".")
+            and f"/{PAYLOADS_DIR}/" not in i.path
         ]
         return sorted(out)
 

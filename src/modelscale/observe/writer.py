@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from modelscale.errors import InvalidInput
-from modelscale.observe.schema import records_to_table
+from modelscale.observe.schema import PAYLOADS_DIR, payloads_table, records_to_table
 from modelscale.observe.storage import LogLocation
 
 if TYPE_CHECKING:
@@ -79,6 +79,7 @@ class LogWriter:
         flush_s: float = 2.0,
         capacity: int = 65_536,
         summaries: bool = True,
+        payloads: bool = False,
         seed: int | None = None,
     ) -> None:
         if not 0 <= sample <= 1:
@@ -91,6 +92,9 @@ class LogWriter:
         self.capacity = capacity
         """The pipeline queue's bound; the writer also holds at most this many unwritten."""
         self.summaries = summaries
+        self.payloads = payloads
+        """Also write the payloads the privacy stage left (``extras["payload"]``, already under
+        the model's policy) to their own dataset, purged on their own, shorter schedule."""
         self._random = random.Random(seed)
         self._pending: deque[RequestRecord] = deque()
         self._lock = threading.Lock()
@@ -144,6 +148,8 @@ class LogWriter:
                 time.sleep(0)  # let the event loop's thread have the GIL between chunks
             table = pa.concat_tables(parts)
             written = self._write(table)
+            if self.payloads:
+                self._write(payloads_table(batch), under=PAYLOADS_DIR)
         except Exception as exc:
             self.write_errors += 1
             log.warning(
@@ -174,8 +180,9 @@ class LogWriter:
         rows = pa.concat_tables(tables).to_pylist()
         return rows[-RECENT:]
 
-    def _write(self, table: pa.Table) -> int:
-        """One file per model and hour of ``table``; each written to a temporary name first."""
+    def _write(self, table: pa.Table, *, under: str = "") -> int:
+        """One file per model and hour of ``table`` (below the folder ``under`` of the root);
+        each written to a temporary name first."""
         if table.num_rows == 0:
             return 0
         models = table.column("model").to_pylist()
@@ -187,7 +194,8 @@ class LogWriter:
         for (model, hour), rows in parts.items():
             part = table if len(parts) == 1 else table.take(pa.array(rows, type=pa.int64()))
             when = dt.datetime.fromtimestamp(hour * 3600, tz=dt.UTC)
-            folder = f"{root}/{model}/{when:%Y-%m-%d}/{when:%H}"
+            base = f"{root}/{under}" if under else root
+            folder = f"{base}/{model}/{when:%Y-%m-%d}/{when:%H}"
             name = f"part-{int(time.time() * 1000)}-{os.getpid()}-{next(self._seq)}.parquet"
             tmp = f"{folder}/.{name}.tmp"
             fs.create_dir(folder, recursive=True)

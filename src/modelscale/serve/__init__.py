@@ -30,7 +30,13 @@ if TYPE_CHECKING:
     from modelscale.serve.background import ServerProcess, start_server
     from modelscale.serve.codec import DecodedRequest, decode_request, encode_response
     from modelscale.serve.contract import ModelContract
-    from modelscale.serve.features import Events, Feature, FeatureFactory, Route
+    from modelscale.serve.features import (
+        DEFAULT_ROUTE_BODY,
+        Events,
+        Feature,
+        FeatureFactory,
+        Route,
+    )
     from modelscale.serve.front import Front, build_front
     from modelscale.serve.metrics import Metrics
     from modelscale.serve.pipeline import (
@@ -44,8 +50,10 @@ if TYPE_CHECKING:
     from modelscale.serve.records import Recorder, RequestRecord
     from modelscale.serve.registry import ModelRegistry
     from modelscale.serve.runner import ServeResult, bind_socket, run_server
+    from modelscale.serve.stages import read_route_body
 
 _EXPORTS = {
+    "DEFAULT_ROUTE_BODY": "modelscale.serve.features",
     "ApiError": "modelscale.serve.protocol",
     "Events": "modelscale.serve.features",
     "Feature": "modelscale.serve.features",
@@ -78,9 +86,11 @@ _EXPORTS = {
     "ServeResult": "modelscale.serve.runner",
     "bind_socket": "modelscale.serve.runner",
     "run_server": "modelscale.serve.runner",
+    "read_route_body": "modelscale.serve.stages",
 }
 
 __all__ = [
+    "DEFAULT_ROUTE_BODY",
     "ApiError",
     "Backend",
     "BackendHealth",
@@ -111,6 +121,7 @@ __all__ = [
     "build_front",
     "decode_request",
     "encode_response",
+    "read_route_body",
     "run_server",
     "start_server",
 ]

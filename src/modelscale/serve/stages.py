@@ -12,8 +12,6 @@ control    everything that is not inference: metadata, health, readiness, /metri
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, ClassVar
 
@@ -368,12 +366,13 @@ class FeatureRoutesStage:
         if ex.method == "POST":
             if ex.content_type is not None:
                 check_content_type(ex.content_type)
-            ex.body = await _read_small_body(ex, route.max_body_bytes)
+            if ex.body is None:  # a stage before may have read (and rewritten) it
+                ex.body = await read_route_body(ex, route.max_body_bytes)
         await route.handler(ex)
 
 
-async def _read_small_body(ex: Exchange, limit: int) -> bytes:
-    """A body of at most ``limit`` bytes (413 beyond), read whole."""
+async def read_route_body(ex: Exchange, limit: int) -> bytes:
+    """A feature route's body of at most ``limit`` bytes (413 beyond), read whole."""
     declared = ex.content_length
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise body_too_large(limit, "this route's limit", size=int(declared), who="it")
