@@ -11,6 +11,7 @@ from __future__ import annotations
 import pathlib
 
 import typer
+from rich.markup import escape
 
 from modelscale.cli.app import app
 from modelscale.cli.compress import render_compress
@@ -27,6 +28,7 @@ from modelscale.workflow import (
     PlanStep,
     ProfileStep,
     RolloutStep,
+    TextStep,
     WatchStep,
     run_demo,
 )
@@ -41,6 +43,7 @@ _WAITING = (
     "making the baseline",
     "starting the canary",
     "planning",
+    "building the MiniLM example",
 )
 
 
@@ -85,6 +88,8 @@ def _render(step: DemoStep) -> None:
         _render_watch(step)
     elif isinstance(step, RolloutStep):
         _render_rollout(step)
+    elif isinstance(step, TextStep):
+        _render_text(step)
     elif isinstance(step, LoadStep):
         console.print(f"Serving digits at {step.url} ({step.served})")
         render_load(step.result)
@@ -175,6 +180,30 @@ def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f} ms"
 
 
+def _render_text(step: TextStep) -> None:
+    console.print(
+        f"Serving MiniLM with text input at {step.url}: clients send strings, the server "
+        "tokenizes them (deploy.yaml text: tokenizer.json)",
+        soft_wrap=True,
+    )
+    render_load(step.load)
+    shown = step.example_payload.get("inputs", {}).get("text", [""])[0]
+    console.print(
+        f"{step.payloads:,} payloads logged under {step.log_path}, personal data redacted "
+        f"before the write; one as stored: {escape(shown[:160])!r}",
+        soft_wrap=True,
+    )
+    a = step.audit
+    found = ", ".join(f"{n} {k}" for k, n in a.findings.items()) or "none"
+    console.print(
+        f"Privacy audit (run {step.audit_run_id}): {a.scanned_rows:,} stored rows scanned, "
+        f"personal data found: {found}; audit log chain "
+        f"{'intact' if a.chain_ok else 'BROKEN'} "
+        f"(modelscale privacy audit --log {step.log_path})",
+        soft_wrap=True,
+    )
+
+
 def _stored(steps: list[DemoStep]) -> str:
     ids: dict[str, str] = {}
     for s in steps:
@@ -200,4 +229,6 @@ def _stored(steps: list[DemoStep]) -> str:
                 f"{s.load_run_id})"
             )
             ids["plan"] = f"the plan as run {s.run_id}{checked}"
+        elif isinstance(s, TextStep):
+            ids["text"] = f"the privacy audit as run {s.audit_run_id}"
     return "; ".join(ids.values()) + ". See them with: modelscale runs"

@@ -4,7 +4,8 @@ Validating a plan starts (or reaches) a server, load-tests it and meters it, the
 measurement to ``plan``'s calibration math (``validate_plan``, ``validate_local``,
 ``validate_server``); the demo runs build, profile, compress, serve, load, plan and validate in
 one go (``run_demo``), watching the served model for drift on the way (``watch_example``) and rolling the compressed
-model out as a canary (``canary_rollout``); ``compress_example`` compresses a built-in example with its own data.
+model out as a canary (``canary_rollout``) and serving text with redaction
+(``text_privacy_example``); ``compress_example`` compresses a built-in example with its own data.
 ``record`` (or a ``Recorder``) is the one way results go into the knowledge base; a
 ``Recorder`` that cannot store saves the result as JSON instead (``NotStored``).
 """
@@ -33,8 +34,10 @@ from modelscale.workflow.metering import (
     inputs_file,
     is_local_url,
 )
+from modelscale.workflow.privacy import PrivacyTarget, audit_access, run_audit, run_purge
 from modelscale.workflow.record import NotStored, Recorded, Recorder, record, save_json
 from modelscale.workflow.rollout import RolloutStep, canary_rollout
+from modelscale.workflow.text import TextStep, text_privacy_example
 from modelscale.workflow.validate import (
     Validation,
     ValidationOptions,
@@ -59,13 +62,16 @@ __all__ = [
     "OtherCpu",
     "OtherCpuMeter",
     "PlanStep",
+    "PrivacyTarget",
     "ProfileStep",
     "Recorded",
     "Recorder",
     "RolloutStep",
+    "TextStep",
     "Validation",
     "ValidationOptions",
     "WatchStep",
+    "audit_access",
     "batch_deltas",
     "batch_totals",
     "canary_rollout",
@@ -74,10 +80,13 @@ __all__ = [
     "inputs_file",
     "is_local_url",
     "record",
+    "run_audit",
     "run_demo",
+    "run_purge",
     "save_json",
     "shift_digits",
     "speed_ratio",
+    "text_privacy_example",
     "validate_local",
     "validate_plan",
     "validate_server",

@@ -3,7 +3,9 @@
 ``run_demo`` builds the example, profiles it, compresses it within an accuracy tolerance, serves
 it with two replica processes and load-tests the server, watches it for drift (a baseline, clean
 then shifted traffic), then plans capacity and cost for a target rate and validates the plan
-with a load test of the planned configuration; everything is recorded in the knowledge base. It yields each step's outcome as the step finishes, so a caller
+with a load test of the planned configuration, and last serves the MiniLM example with text input
+and redacted payload logging, then audits what the server stored; everything is recorded in the
+knowledge base. It yields each step's outcome as the step finishes, so a caller
 shows one step before the next one starts.
 """
 
@@ -33,6 +35,7 @@ from modelscale.store import Store, open_store
 from modelscale.workflow.example import compress_example
 from modelscale.workflow.record import Recorded, Recorder
 from modelscale.workflow.rollout import RolloutStep, canary_rollout
+from modelscale.workflow.text import TextStep, text_privacy_example
 from modelscale.workflow.validate import Validation, ValidationOptions, validate_plan
 from modelscale.workflow.watch import WatchStep, watch_example
 
@@ -47,6 +50,7 @@ __all__ = [
     "PlanStep",
     "ProfileStep",
     "RolloutStep",
+    "TextStep",
     "WatchStep",
     "run_demo",
 ]
@@ -65,6 +69,7 @@ DEMO_STEPS = (
     "6. rollout: the compressed model as a canary beside the original, under load",
     f"7. plan: machines, replicas and cost for {PLAN_RPS:g} req/s at p99 <= {PLAN_P99_MS:g} ms, "
     "then validate it here",
+    "8. text and privacy: MiniLM takes strings; personal data is redacted before the log",
 )
 """The steps' titles, in the order ``run_demo`` yields them."""
 
@@ -129,7 +134,16 @@ class PlanStep:
     load_run_id: int | None
 
 
-DemoStep = ExampleStep | ProfileStep | CompressStep | LoadStep | WatchStep | RolloutStep | PlanStep
+DemoStep = (
+    ExampleStep
+    | ProfileStep
+    | CompressStep
+    | LoadStep
+    | WatchStep
+    | RolloutStep
+    | PlanStep
+    | TextStep
+)
 """One step's outcome."""
 
 
@@ -232,17 +246,19 @@ def run_demo(
         files = tuple(emit(planned, kind, out / "deploy") for kind in ("deploy", "k8s", "ray"))
     if planned.local is None:
         yield PlanStep(planned, plan_run, files, None, None, None)
-        return
-    report(on_progress, "starting the server")
-    checked = validate_plan(
-        planned,
-        artifact,
-        options=ValidationOptions(duration_s=4),
-        plan_run_id=plan_run,
-        on_progress=on_progress,
-    )
-    val = _recorded(recorder.record(checked, parent_run_id=plan_run))
-    yield PlanStep(planned, plan_run, files, checked, val.run_id, val.children["load"])
+    else:
+        report(on_progress, "starting the server")
+        checked = validate_plan(
+            planned,
+            artifact,
+            options=ValidationOptions(duration_s=4),
+            plan_run_id=plan_run,
+            on_progress=on_progress,
+        )
+        val = _recorded(recorder.record(checked, parent_run_id=plan_run))
+        yield PlanStep(planned, plan_run, files, checked, val.run_id, val.children["load"])
+
+    yield text_privacy_example(out / "text", recorder=recorder, on_progress=on_progress)
 
 
 def _recorded(recorded: Recorded | None) -> Recorded:
