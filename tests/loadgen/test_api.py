@@ -228,7 +228,7 @@ def test_text_inputs_from_a_text_file_json_and_binary(tmp_path: pathlib.Path) ->
 
 def test_bad_text_inputs(mlp_path, tmp_path: pathlib.Path) -> None:
     target = Target("127.0.0.1", 1, "enc")
-    with pytest.raises(InvalidInput, match="cannot synthesise.*a .txt file"):
+    with pytest.raises(InvalidInput, match=r"cannot synthesise.*a \.txt file"):
         build_bodies(target, TEXT_META)
     (tmp_path / "empty.txt").write_text("\n\n")
     with pytest.raises(InvalidInput, match="has no text"):
