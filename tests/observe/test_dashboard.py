@@ -22,32 +22,16 @@ import pytest
 
 from modelscale.config import DeploymentSpec
 from modelscale.serve import ServerProcess, start_server
+from tests.browser import CHROMIUM, require_chromium
 from tests.serve.conftest import infer_body
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-CHROMIUM = pathlib.Path("/usr/bin/chromium")
 CHARTS = ("chart-latency", "chart-throughput", "chart-errors", "chart-batch", "chart-queue")
 KEY = "dashboard-test-key"
 # Chromium reports every answer >= 400 on the console; before the key is entered the page's
 # polls are answered 401 by design, and that line is the browser's, not the page's.
 EXPECTED_401 = "Failed to load resource: the server responded with a status of 401"
-
-
-def _require_chromium() -> None:
-    why = None
-    if not CHROMIUM.exists():
-        why = f"no chromium at {CHROMIUM} (apt-get install chromium)"
-    else:
-        try:
-            import playwright.sync_api  # noqa: F401
-        except ImportError:
-            why = 'the playwright package is missing (pip install "modelscale[dev]")'
-    if why is None:
-        return
-    if os.environ.get("MODELSCALE_REQUIRE_BROWSER") == "1":
-        pytest.fail(f"MODELSCALE_REQUIRE_BROWSER=1 but {why}")
-    pytest.skip(why)
 
 
 @pytest.fixture
@@ -162,7 +146,7 @@ def _chart_data(page, chart_id: str) -> list[dict]:
 def test_dashboard_shows_live_metrics_in_a_real_browser(
     server: ServerProcess, tmp_path: pathlib.Path
 ) -> None:
-    _require_chromium()
+    require_chromium()
     from playwright.sync_api import sync_playwright
 
     _infer(server, 20)

@@ -16,6 +16,7 @@ from modelscale.cli import monitor as _monitor  # noqa: F401
 from modelscale.cli import plan as _plan  # noqa: F401
 from modelscale.cli import privacy as _privacy  # noqa: F401
 from modelscale.cli import profile as _profile  # noqa: F401
+from modelscale.cli import report as _report  # noqa: F401
 from modelscale.cli import runs as _runs  # noqa: F401
 from modelscale.cli import serve as _serve  # noqa: F401
 from modelscale.cli.app import app
