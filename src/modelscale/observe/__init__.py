@@ -15,6 +15,7 @@ from modelscale.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from modelscale.observe.alerts import Alert, AlertDispatcher
+    from modelscale.observe.compliance import SloCompliance, slo_compliance
     from modelscale.observe.query import (
         GROUP_KEYS,
         LogQuery,
@@ -38,6 +39,8 @@ _EXPORTS = {
     "AlertDispatcher": "modelscale.observe.alerts",
     "Alert": "modelscale.observe.alerts",
     "SloAlert": "modelscale.observe.slo",
+    "SloCompliance": "modelscale.observe.compliance",
+    "slo_compliance": "modelscale.observe.compliance",
     "GROUP_KEYS": "modelscale.observe.query",
     "LogQuery": "modelscale.observe.query",
     "LogStats": "modelscale.observe.query",
@@ -79,6 +82,7 @@ __all__ = [
     "LogWriter",
     "PrometheusRules",
     "SloAlert",
+    "SloCompliance",
     "SloTracker",
     "StatsRow",
     "connect_log",
@@ -88,6 +92,7 @@ __all__ = [
     "query_log",
     "recent_records",
     "records_to_table",
+    "slo_compliance",
     "status_range",
     "window_name",
 ]
