@@ -84,9 +84,12 @@ if TYPE_CHECKING:
     from modelscale.serve import ServeResult, ServerProcess, run_server, start_server
     from modelscale.store import ModelVersion, Run, Store, open_store
     from modelscale.workflow import (
+        AssessOptions,
+        AssessResult,
         Recorder,
         Validation,
         ValidationOptions,
+        assess_model,
         compress_example,
         record,
         run_demo,
@@ -168,9 +171,12 @@ _EXPORTS: dict[str, str] = {
     "Run": "modelscale.store",
     "Store": "modelscale.store",
     "open_store": "modelscale.store",
+    "AssessOptions": "modelscale.workflow",
+    "AssessResult": "modelscale.workflow",
     "Recorder": "modelscale.workflow",
     "Validation": "modelscale.workflow",
     "ValidationOptions": "modelscale.workflow",
+    "assess_model": "modelscale.workflow",
     "compress_example": "modelscale.workflow",
     "record": "modelscale.workflow",
     "run_demo": "modelscale.workflow",
@@ -180,6 +186,8 @@ _EXPORTS: dict[str, str] = {
 __all__ = [
     "EXAMPLES",
     "Allocation",
+    "AssessOptions",
+    "AssessResult",
     "CompressOptions",
     "CompressResult",
     "ComputeOptimal",
@@ -230,6 +238,7 @@ __all__ = [
     "Validation",
     "ValidationOptions",
     "__version__",
+    "assess_model",
     "build_example",
     "compare_with_measurement",
     "compress",

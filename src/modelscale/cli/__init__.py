@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from modelscale.cli import compress as _compress  # noqa: F401  (each import registers commands)
+from modelscale.cli import assess as _assess  # noqa: F401  (each import registers commands)
+from modelscale.cli import compress as _compress  # noqa: F401
 from modelscale.cli import db as _db  # noqa: F401
 from modelscale.cli import demo as _demo  # noqa: F401
 from modelscale.cli import drift as _drift  # noqa: F401

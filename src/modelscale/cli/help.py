@@ -32,6 +32,11 @@ EXAMPLES: Mapping[str, tuple[str, ...]] = {
         "modelscale profile minilm.onnx --dim seq=32,128 --batch 1,8",
         "modelscale profile detector.onnx --shape images=1,3,640,640",
     ),
+    "assess": (
+        "modelscale assess model.onnx --eval eval.npz",
+        "modelscale assess model.onnx --baseline 12 --no-load",
+        "modelscale assess digits --emit cron --schedule '0 3 * * *'",
+    ),
     "compress": (
         "modelscale compress model.onnx --eval eval.npz --max-drop 0.01",
         "modelscale compress minilm.onnx --eval sample.npz --output embedding",

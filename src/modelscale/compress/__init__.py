@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from modelscale.compress.candidates import CandidateSpec, default_specs
 from modelscale.compress.data import EvalSet, load_eval_set
-from modelscale.compress.evaluate import Latency
+from modelscale.compress.evaluate import Latency, predict
 from modelscale.compress.fallback import NodeSensitivity, rank_nodes
 from modelscale.compress.metrics import METRICS, Metric, bootstrap_change, get_metric
 from modelscale.compress.options import CompressOptions
@@ -39,6 +39,7 @@ __all__ = [
     "get_metric",
     "load_eval_set",
     "pareto_front",
+    "predict",
     "prune_torch",
     "rank_nodes",
 ]

@@ -31,6 +31,7 @@ RUN_KINDS = (
     "slo",
     "note",
     "privacy",
+    "assess",
 )
 
 _Json = JSON().with_variant(JSONB(), "postgresql")

@@ -5,13 +5,16 @@ measurement to ``plan``'s calibration math (``validate_plan``, ``validate_local`
 ``validate_server``); the demo runs build, profile, compress, serve, load, plan and validate in
 one go (``run_demo``), watching the served model for drift on the way (``watch_example``) and rolling the compressed
 model out as a canary (``canary_rollout``) and serving text with redaction
-(``text_privacy_example``); ``compress_example`` compresses a built-in example with its own data.
+(``text_privacy_example``); ``compress_example`` compresses a built-in example with its own data; ``assess_model``
+re-checks a model against its baseline run (``find_baseline``).
 ``record`` (or a ``Recorder``) is the one way results go into the knowledge base; a
 ``Recorder`` that cannot store saves the result as JSON instead (``NotStored``).
 """
 
 from __future__ import annotations
 
+from modelscale.workflow.assess import AssessOptions, AssessResult, assess_model
+from modelscale.workflow.assess_baseline import find_baseline
 from modelscale.workflow.demo import (
     DEMO_STEPS,
     PLAN_P99_MS,
@@ -55,6 +58,8 @@ __all__ = [
     "PLAN_RPS",
     "CompressStep",
     "CpuMeter",
+    "AssessOptions",
+    "AssessResult",
     "DemoStep",
     "ExampleStep",
     "LoadStep",
@@ -75,12 +80,14 @@ __all__ = [
     "batch_deltas",
     "batch_totals",
     "canary_rollout",
+    "assess_model",
     "check_server",
     "compress_example",
     "inputs_file",
     "is_local_url",
     "record",
     "run_audit",
+    "find_baseline",
     "run_demo",
     "run_purge",
     "save_json",
