@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import time
 
 import pytest
 
@@ -103,3 +104,47 @@ def test_notes_appear_in_the_report_beside_their_run(tmp_path: pathlib.Path) -> 
     card = json.loads(invoke("check", "digits", "--json").stdout)
     findings = next(i for i in card["items"] if i["key"] == "findings")
     assert findings["status"] == "pass" and len(findings["runs"]) == 2
+
+
+def _served_log(tmp_path: pathlib.Path, slow: int) -> pathlib.Path:
+    """deploy.yaml for digits with objectives, and a request log with ``slow`` slow answers."""
+    from modelscale.observe import LogLocation, LogWriter
+    from tests.observe.test_compliance import _rec
+
+    writer = LogWriter(LogLocation.of(tmp_path / "logs"))
+    now = time.time()
+    writer.record(
+        [_rec("digits", 200, 5.0, now - 30) for _ in range(400 - slow)]
+        + [_rec("digits", 200, 500.0, now - 30) for _ in range(slow)]
+    )
+    writer.flush()
+    model = tmp_path / "digits.onnx"
+    model.write_bytes(b"not read by these commands")
+    deploy = tmp_path / "deploy.yaml"
+    deploy.write_text(
+        "models:\n"
+        f"  digits:\n    versions: {{'1': {{path: {model}}}}}\n"
+        "    slo: {availability: 0.999, latency: {threshold_ms: 100, objective: 0.99}}\n"
+        f"log: {{path: {tmp_path / 'logs'}}}\n",
+        encoding="utf-8",
+    )
+    return deploy
+
+
+def test_objectives_measured_over_the_log_decide_the_slo_item(tmp_path: pathlib.Path) -> None:
+    deploy = _served_log(tmp_path, slow=40)  # 10% slow against a 99% objective
+    measured = invoke("logs", "slo", "--deploy", str(deploy))
+    assert measured.exit_code == 0, measured.output
+    assert "latency 99.0000%" in measured.stdout and "no" in measured.stdout
+    card = json.loads(invoke("check", "digits", "--json").stdout)
+    slo = next(i for i in card["items"] if i["key"] == "slo")
+    assert slo["status"] == "fail" and "NOT met" in slo["detail"]
+    fine = _served_log(tmp_path / "b", slow=0)
+    card = json.loads(invoke("check", "digits", "--deploy", str(fine), "--json").stdout)
+    slo = next(i for i in card["items"] if i["key"] == "slo")
+    assert slo["status"] == "pass" and ": met." in slo["detail"]
+    html = tmp_path / "r.html"
+    assert invoke("report", "digits", "--out", str(html)).exit_code == 0
+    assert 'id="chart-slo-budget"' in html.read_text(encoding="utf-8")
+    bad = invoke("logs", "slo", "--deploy", str(fine), "--model", "nope")
+    assert bad.exit_code == 2 and "serves no model 'nope'" in bad.output

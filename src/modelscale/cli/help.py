@@ -55,6 +55,10 @@ EXAMPLES: Mapping[str, tuple[str, ...]] = {
         "modelscale logs tail .modelscale/logs --no-follow -n 50",
     ),
     "logs query": ("modelscale logs query .modelscale/logs 'SELECT count(*) FROM requests'",),
+    "logs slo": (
+        "modelscale logs slo --deploy deploy.yaml",
+        "modelscale logs slo -f deploy.yaml --model digits --window-days 7 --json",
+    ),
     "logs stats": (
         "modelscale logs stats .modelscale/logs --by version --since 1h",
         "modelscale logs stats s3://bucket/logs --by model --by hour --json",
@@ -94,6 +98,28 @@ EXAMPLES: Mapping[str, tuple[str, ...]] = {
     "privacy": (
         "modelscale privacy audit --deploy deploy.yaml",
         "modelscale privacy purge --deploy deploy.yaml --dry-run",
+    ),
+    "report": (
+        "modelscale report digits",
+        "modelscale report digits --out reports/digits.html --since 30d",
+        "modelscale report digits --format md --out pr/report.md",
+    ),
+    "check": (
+        "modelscale check digits",
+        "modelscale check digits --policy checklist.yaml --json",
+        "modelscale check digits --deploy deploy.yaml",
+    ),
+    "note": (
+        'modelscale note add digits "int8 ships: same accuracy" --run 2 -t decision',
+        "modelscale note list digits --tag decision",
+    ),
+    "note add": (
+        'modelscale note add digits "int8 ships: same accuracy" --run 2 -t decision',
+        'modelscale note add digits "p99 budget is 25 ms, agreed with the API team"',
+    ),
+    "note list": (
+        "modelscale note list",
+        "modelscale note list digits --tag decision --json",
     ),
     "privacy audit": (
         "modelscale privacy audit --deploy deploy.yaml",

@@ -167,6 +167,62 @@ def _cell(v: Any) -> str:
     return "" if v is None else str(v)
 
 
+@logs_app.command("slo")
+def slo(
+    deploy: pathlib.Path = typer.Option(
+        ..., "--deploy", "-f", help="deploy.yaml: the models' slo: objectives and log.path."
+    ),
+    model: str | None = typer.Option(None, "--model", help="Only this model."),
+    window_days: float | None = typer.Option(
+        None, "--window-days", min=0.0001, help="The window (default: each SLO's window_days)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Each objective over its window of the request log: good share, budget spent, met or
+    not; stored as an slo run (what `modelscale check` and `report` read)."""
+    from modelscale.config import get_settings, load_deployment
+    from modelscale.store import open_store
+    from modelscale.workflow.reporting import measure_slos
+
+    spec = load_deployment(deploy)
+    if spec.log.enabled:
+        _audited("logs.read", str(spec.log.path or get_settings().log_dir), {"command": "slo"})
+    store = open_store(spec.store.url)
+    try:
+        measured = measure_slos(spec, store, model=model, window_days=window_days)
+    finally:
+        store.close()
+    if as_json:
+        print_json([{"run_id": run, **m.to_dict()} for m, run in measured])
+        return
+    if not measured:
+        console.print("No model in the deployment sets an availability or latency objective.")
+        return
+    table = Table(title="objectives over the request log")
+    for c in ("model", "objective", "requests", "bad", "good", "budget spent", "met", "run"):
+        table.add_column(c, justify="left" if c in ("model", "objective") else "right")
+    for m, run in measured:
+        for o in m.objectives:
+            good = "-" if o["good_ratio"] is None else f"{o['good_ratio']:.4%}"
+            spent = "-" if o["budget_spent"] is None else f"{o['budget_spent']:.0%}"
+            met = (
+                "[green]yes[/]"
+                if o["met"] and o["enough"]
+                else ("[yellow]too few requests[/]" if not o["enough"] else "[red]no[/]")
+            )
+            table.add_row(
+                escape(m.model),
+                f"{o['sli']} {o['objective']:.4%}",
+                f"{o['events']:,}",
+                f"{o['bad']:,}",
+                good,
+                spent,
+                met,
+                str(run),
+            )
+    print_table(table)
+
+
 @logs_app.command("stats")
 def stats(
     log: str = typer.Argument(..., help=_LOG_HELP),

@@ -78,18 +78,31 @@ def report_command(
 def check_command(
     model: str = _MODEL,
     policy: pathlib.Path | None = _POLICY,
+    deploy: pathlib.Path | None = typer.Option(
+        None,
+        "--deploy",
+        "-f",
+        help="deploy.yaml: measure MODEL's objectives over its request log first (an slo run).",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     db: str | None = _DB,
 ) -> None:
     """Score MODEL against the scaling checklist: pass / warn / fail / missing per item, with
     the runs behind each. Exits 1 when an item fails or a required one is missing (a CI gate)."""
+    from modelscale.config import load_deployment
     from modelscale.report import check, gather_evidence, load_policy
     from modelscale.store import open_store
+    from modelscale.workflow.reporting import measure_slos
 
     rules = load_policy(policy)
+    spec = load_deployment(deploy) if deploy is not None else None
     store = open_store(db)
     try:
-        card = check(gather_evidence(store, model), rules)
+        ev = gather_evidence(store, model)  # an unknown model fails before anything is stored
+        if spec is not None:
+            measure_slos(spec, store, model=ev.name)
+            ev = gather_evidence(store, model)
+        card = check(ev, rules)
     finally:
         store.close()
     if as_json:

@@ -28,13 +28,13 @@ _ROLES: dict[str, Callable[[Run], str]] = {
     "compress": lambda r: "compress.trial" if r.parent_run_id else "compress",
     "plan": lambda r: "plan.validation" if "within_tolerance" in r.results else "plan",
     "drift": lambda r: "drift.alert" if "alert" in r.results else "drift",
-    "experiment": lambda r: "experiment",
+    "slo": lambda r: "slo.window" if "objectives" in r.results else "slo",
 }
 
 
 def role(run: Run) -> str:
     """What a run is: its kind, or a finer name where one kind stores two things
-    (``compress.trial``, ``plan.validation``, ``drift.alert``)."""
+    (``compress.trial``, ``plan.validation``, ``drift.alert``, ``slo.window``)."""
     classify = _ROLES.get(run.kind)
     return classify(run) if classify is not None else run.kind
 

@@ -70,8 +70,13 @@ def _compression(ev: Evidence, settings: Any) -> Finding:
             "fail", detail + f" Its drop exceeds the policy's {limit:g}.", (run.id, trial.id), cmd
         )
     if res.get("chosen_is_original"):
+        tried = len(ev.children(run))
         return Finding(
-            "warn", detail + " No smaller candidate passed; the original stays.", (run.id,), cmd
+            "warn",
+            f"{tried} candidate(s) tried; none was within tolerance and faster or smaller, so "
+            "the original stays.",
+            (run.id,),
+            cmd,
         )
     return Finding("pass", detail, (run.id,) + ((trial.id,) if trial else ()), cmd)
 
@@ -134,9 +139,7 @@ def _cost(ev: Evidence, _: Any) -> Finding:
 
 
 def _slo(ev: Evidence, _: Any) -> Finding:
-    plan = ev.latest("plan")
-    cmd = "modelscale load URL --model NAME --rate RATE (after planning with --p99-ms)"
-    objective = (plan.results.get("target") or {}).get("p99_ms") if plan else None
+    cmd = "modelscale logs slo --deploy deploy.yaml (objectives under slo: in deploy.yaml)"
     alerts = open_alerts(ev.of("slo"))
     if alerts:
         first = alerts[0].results.get("alert") or {}
@@ -146,8 +149,21 @@ def _slo(ev: Evidence, _: Any) -> Finding:
             tuple(a.id for a in alerts),
             cmd,
         )
+    window = ev.latest("slo.window")
+    if window is not None:
+        res = window.results
+        objectives = [o for o in res.get("objectives") or [] if isinstance(o, dict)]
+        detail = str(res.get("summary", ""))
+        if any(o.get("good_ratio") is not None and not o.get("met") for o in objectives):
+            return Finding("fail", detail, (window.id,), cmd)
+        if not all(o.get("enough") for o in objectives):
+            return Finding("warn", detail + " Too few requests to judge.", (window.id,), cmd)
+        return Finding("pass", detail, (window.id,), cmd)
+    # No measured window: the plan's objective against the newest load test since the plan.
+    plan = ev.latest("plan")
+    objective = (plan.results.get("target") or {}).get("p99_ms") if plan else None
     if objective is None or plan is None:
-        return Finding("missing", "No latency objective defined (plan with --p99-ms).", command=cmd)
+        return Finding("missing", "No objective defined or measured.", command=cmd)
     load = ev.latest("load", lambda r: r.created_at >= plan.created_at) or ev.latest("load")
     if load is None:
         return Finding(
@@ -159,16 +175,20 @@ def _slo(ev: Evidence, _: Any) -> Finding:
     overall = load.results.get("overall") or {}
     p99 = overall.get("p99_ms")
     detail = (
-        f"Objective p99 <= {fmt(objective)} ms; load run {load.id}: p99 {fmt(p99)} ms at "
-        f"{fmt(overall.get('achieved_rps'))} req/s."
+        f"Planned objective p99 <= {fmt(objective)} ms; load run {load.id}: p99 "
+        f"{fmt(p99)} ms at {fmt(overall.get('achieved_rps'))} req/s."
     )
     if load.results.get("mode") == "find-max":
         detail += f" Highest rate within it: {fmt(load.results.get('max_rate_rps'))} req/s."
-        return Finding(
-            "pass" if load.results.get("max_rate_rps") else "fail", detail, (plan.id, load.id), cmd
-        )
-    ok = isinstance(p99, int | float) and p99 <= objective
-    return Finding("pass" if ok else "fail", detail, (plan.id, load.id), cmd)
+        ok = bool(load.results.get("max_rate_rps"))
+    else:
+        ok = isinstance(p99, int | float) and p99 <= objective
+    return Finding(
+        "pass" if ok else "fail",
+        detail + " (Served traffic not measured: " + cmd.split(" (")[0] + ".)",
+        (plan.id, load.id),
+        cmd,
+    )
 
 
 def _drift(ev: Evidence, _: Any) -> Finding:
@@ -254,10 +274,15 @@ def _assessment(ev: Evidence, _: Any) -> Finding:
     cmd = "modelscale assess MODEL (schedule it: --emit cron)"
     if run is None:
         return Finding("missing", "The model was never re-assessed.", command=cmd)
-    regressed = run.results.get("regressed") or run.status == "regressed"
-    return Finding(
-        "fail" if regressed else "pass", str(run.results.get("summary", "assessed")), (run.id,), cmd
-    )
+    checks = [c for c in run.results.get("checks") or [] if isinstance(c, dict)]
+    regressed = [str(c.get("name")) for c in checks if c.get("verdict") == "regression"]
+    unsure = [str(c.get("name")) for c in checks if c.get("verdict") == "inconclusive"]
+    detail = str(run.results.get("summary", "assessed"))
+    if regressed:
+        return Finding("fail", detail + f" Regressed: {', '.join(regressed)}.", (run.id,), cmd)
+    if unsure:
+        return Finding("warn", detail + f" Inconclusive: {', '.join(unsure)}.", (run.id,), cmd)
+    return Finding("pass", detail, (run.id,), cmd)
 
 
 def _findings(ev: Evidence, _: Any) -> Finding:
@@ -265,9 +290,10 @@ def _findings(ev: Evidence, _: Any) -> Finding:
     cmd = 'modelscale note add MODEL "what was decided and why" --run ID'
     if not notes:
         return Finding("missing", "No findings or decisions written down.", command=cmd)
+    newest = notes[-1].note or str(notes[-1].results.get("text", ""))
     return Finding(
         "pass",
-        f"{len(notes)} note(s); newest: {notes[-1].note!r}.",
+        f"{len(notes)} note(s); newest: {newest[:160]!r}.",
         tuple(n.id for n in notes[-3:]),
         cmd,
     )

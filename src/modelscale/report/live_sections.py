@@ -40,7 +40,8 @@ def slo_section(ev: Evidence) -> Section:
     objective = (plan.results.get("target") or {}).get("p99_ms") if plan else None
     loads = sorted(ev.of("load"), key=lambda r: r.id)
     alerts = sorted(ev.of("slo"), key=lambda r: r.id)
-    if objective is None and not alerts:
+    windows = sorted(ev.of("slo.window"), key=lambda r: r.id)
+    if objective is None and not alerts and not windows:
         return Section.absent(
             "slo",
             "Service-level objectives",
@@ -48,6 +49,29 @@ def slo_section(ev: Evidence) -> Section:
             "deploy.yaml (burn-rate alerts)",
         )
     charts = []
+    if windows:
+        newest = windows[-1]
+        objs = [o for o in newest.results.get("objectives") or [] if isinstance(o, dict)]
+        charts.append(
+            Chart(
+                "slo-budget",
+                f"Error budget spent over the SLO window (run {newest.id})",
+                "objective",
+                "share of the budget",
+                (
+                    Trace(
+                        "spent",
+                        [
+                            f"{o.get('sli')} ({fmt((o.get('objective') or 0) * 100, 4)}%)"
+                            for o in objs
+                        ],
+                        numbers([o.get("budget_spent") for o in objs]),
+                        mode="bar",
+                    ),
+                ),
+                hline=(1.0, "whole budget"),
+            )
+        )
     if loads:
         charts.append(
             Chart(
@@ -118,7 +142,7 @@ def slo_section(ev: Evidence) -> Section:
         summary=summary,
         charts=tuple(charts),
         tables=(Table(("run", "when", "indicator", "state", "message"), rows),) if rows else (),
-        runs=tuple([plan.id] if plan else []) + tuple(r.id for r in alerts),
+        runs=tuple([plan.id] if plan else []) + tuple(r.id for r in windows + alerts),
     )
 
 
@@ -440,18 +464,61 @@ def privacy_section(ev: Evidence) -> Section:
 
 
 def assess_section(ev: Evidence) -> Section:
-    """Scheduled re-checks of the model on a machine: what regressed, against which baseline."""
+    """Re-checks of the model on a machine: each comparison with the baseline, with its interval."""
     runs = sorted(ev.of("assess"), key=lambda r: r.id)
     if not runs:
         return Section.absent(
             "assess", "Assessments", "modelscale assess MODEL (and --emit cron to schedule it)"
         )
+    newest = runs[-1]
+    checks = [c for c in newest.results.get("checks") or [] if isinstance(c, dict)]
+    compared = [c for c in checks if isinstance(c.get("effect"), int | float)]
+    charts: tuple[Chart, ...] = ()
+    if compared:
+        charts = (
+            Chart(
+                "assess-checks",
+                f"Run {newest.id} against its baseline: effect per check (95% CI)",
+                "check",
+                "ratio (now / baseline) or difference",
+                tuple(
+                    Trace(
+                        verdict,
+                        [str(c.get("name")) for c in picked],
+                        numbers([c["effect"] for c in picked]),
+                        mode="markers",
+                        error_low=[
+                            max(0.0, float(c["effect"]) - float(c.get("low") or c["effect"]))
+                            for c in picked
+                        ],
+                        error_high=[
+                            max(0.0, float(c.get("high") or c["effect"]) - float(c["effect"]))
+                            for c in picked
+                        ],
+                    )
+                    for verdict in ("ok", "improved", "inconclusive", "regression")
+                    if (picked := [c for c in compared if c.get("verdict") == verdict])
+                ),
+            ),
+        )
     rows = tuple(
+        (
+            str(c.get("name")),
+            fmt(c.get("baseline")),
+            fmt(c.get("now")),
+            f"{fmt(c.get('effect'))} [{fmt(c.get('low'))}, {fmt(c.get('high'))}]",
+            fmt(c.get("threshold")),
+            str(c.get("verdict")),
+            str(c.get("method", "")),
+        )
+        for c in checks
+    )
+    history = tuple(
         (
             str(r.id),
             when(r.created_at),
             ev.label(r.model_version),
-            str(r.results.get("verdict", r.status)),
+            str(r.results.get("baseline_run_id") or "-"),
             str(r.results.get("summary", ""))[:200],
         )
         for r in reversed(runs)
@@ -459,8 +526,16 @@ def assess_section(ev: Evidence) -> Section:
     return Section(
         key="assess",
         title="Assessments",
-        summary=str(runs[-1].results.get("summary", "")) + f" (run {runs[-1].id}).",
-        tables=(Table(("run", "when", "version", "verdict", "summary"), rows),),
+        summary=str(newest.results.get("summary", "")) + f" (run {newest.id}).",
+        charts=charts,
+        tables=(
+            Table(
+                ("check", "baseline", "now", "effect [95% CI]", "threshold", "verdict", "method"),
+                rows,
+                f"run {newest.id}",
+            ),
+            Table(("run", "when", "version", "baseline run", "summary"), history, "history"),
+        ),
         runs=tuple(r.id for r in runs),
     )
 

@@ -471,6 +471,36 @@ def stat_one(run: Run, key: str) -> Any:
     return (run.results.get("overall") or {}).get(key)
 
 
+_LAW_VARIABLES = {"chinchilla": ("N", "D"), "power-n": ("N",), "power-d": ("D",), "power-c": ("C",)}
+
+
+def _law_predictions(law: dict[str, Any], cols: dict[str, list[Any]]) -> list[float | None] | None:
+    """The stored law's loss at each fitted point: L = E + A / x^alpha (+ B / D^beta).
+
+    Evaluated here rather than through ``modelscale.laws`` so a report reads only stored JSON.
+    """
+    variables = _LAW_VARIABLES.get(str(law.get("form")))
+    try:
+        e, a, alpha = float(law["E"]), float(law["A"]), float(law["alpha"])
+        b = float(law["B"]) if variables == ("N", "D") else 0.0
+        beta = float(law["beta"]) if variables == ("N", "D") else 0.0
+    except (KeyError, TypeError, ValueError):
+        return None
+    if variables is None or any(v not in cols for v in variables) or "L" not in cols:
+        return None
+    out: list[float | None] = []
+    for i in range(len(cols["L"])):
+        x = [cols[v][i] for v in variables]
+        if any(not isinstance(v, int | float) or v <= 0 for v in x):
+            out.append(None)
+            continue
+        loss = e + a / x[0] ** alpha
+        if len(x) == 2:
+            loss += b / x[1] ** beta
+        out.append(loss)
+    return out
+
+
 def laws_section(ev: Evidence) -> Section:
     """The newest scaling-law fit: its data and estimates."""
     run = ev.latest("laws")
@@ -501,6 +531,29 @@ def laws_section(ev: Evidence) -> Section:
             )
             for t in traces
         )
+        predicted = _law_predictions(run.results.get("law") or {}, cols)
+        if predicted is not None:
+            observed = numbers(cols["L"])
+            span = [v for v in observed + predicted if v]
+            charts += (
+                Chart(
+                    "laws-fit",
+                    "The fitted law against every training run",
+                    "observed loss",
+                    "predicted loss",
+                    (
+                        Trace("training runs", observed, predicted, mode="markers"),
+                        Trace(
+                            "perfect fit",
+                            [min(span), max(span)],
+                            [min(span), max(span)],
+                            mode="lines",
+                        ),
+                    ),
+                    x_log=True,
+                    y_log=True,
+                ),
+            )
     rows = tuple(
         (
             str(e.get("name")),
