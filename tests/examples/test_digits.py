@@ -131,3 +131,26 @@ def test_torch_rng_of_the_caller_is_untouched(tmp_path: pathlib.Path) -> None:
     torch.manual_seed(123)
     build_example("digits", out_dir=tmp_path)  # cached: must not touch the RNG either way
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_the_scaling_study_writes_real_training_runs(tmp_path: pathlib.Path) -> None:
+    from modelscale.laws import load_runs
+
+    csv = digits_builder.scaling_runs(
+        tmp_path / "runs.csv", widths=(0.25, 1.0), fractions=(0.125, 0.5)
+    )
+    lines = csv.read_text(encoding="utf-8").splitlines()
+    assert lines[0] == "params,tokens,loss,width,data_share" and len(lines) == 5
+    table = load_runs(csv)
+    params = sorted(set(table.role("N").tolist()))
+    assert params[-1] == sum(p.numel() for p in digits_builder.make_model(1.0).parameters())
+    assert params[0] < params[-1] / 8
+    tokens = sorted(set(table.role("D").tolist()))
+    assert tokens[1] == pytest.approx(4 * tokens[0], rel=0.01)  # nested shares, same epochs
+    loss = dict(
+        zip(zip(table.role("N"), table.role("D"), strict=True), table.role("L"), strict=True)
+    )
+    # more parameters and more data each lower the held-out loss of this small network
+    assert loss[(params[-1], tokens[1])] < loss[(params[0], tokens[1])]
+    assert loss[(params[-1], tokens[1])] < loss[(params[-1], tokens[0])]
+    assert not (tmp_path / ".runs.csv.tmp").exists()

@@ -14,19 +14,24 @@ import typer
 from rich.markup import escape
 
 from modelscale.cli.app import app
+from modelscale.cli.assess import render_assess
 from modelscale.cli.compress import render_compress
+from modelscale.cli.laws import render_fit
 from modelscale.cli.load import render_load
 from modelscale.cli.plan import render_plan, render_validation
 from modelscale.cli.profile import render_profile
-from modelscale.cli.render import ProgressBar, console
+from modelscale.cli.render import ProgressBar, console, fmt_bytes
+from modelscale.cli.report import render_scorecard
 from modelscale.workflow import (
     DEMO_STEPS,
     CompressStep,
     DemoStep,
     ExampleStep,
+    LawsStep,
     LoadStep,
     PlanStep,
     ProfileStep,
+    ReportStep,
     RolloutStep,
     TextStep,
     WatchStep,
@@ -44,6 +49,8 @@ _WAITING = (
     "starting the canary",
     "planning",
     "building the MiniLM example",
+    "training the scaling runs",
+    "auditing the request log",
 )
 
 
@@ -90,6 +97,10 @@ def _render(step: DemoStep) -> None:
         _render_rollout(step)
     elif isinstance(step, TextStep):
         _render_text(step)
+    elif isinstance(step, LawsStep):
+        _render_laws(step)
+    elif isinstance(step, ReportStep):
+        _render_report(step)
     elif isinstance(step, LoadStep):
         console.print(f"Serving digits at {step.url} ({step.served})")
         render_load(step.result)
@@ -204,6 +215,53 @@ def _render_text(step: TextStep) -> None:
     )
 
 
+def _render_laws(step: LawsStep) -> None:
+    console.print(
+        f"{'Trained' if step.trained else 'Reused'} 16 runs of the digits CNN "
+        f"({step.runs_csv}: params, tokens = images seen, loss = held-out cross-entropy)",
+        soft_wrap=True,
+    )
+    render_fit(step.fit)
+    console.print(
+        f"Fitted in {step.seconds:.1f} s; stored as run {step.run_id} under the digits model. "
+        f"Again: modelscale laws fit {step.runs_csv}",
+        soft_wrap=True,
+    )
+
+
+def _render_report(step: ReportStep) -> None:
+    console.print(
+        (
+            f"Objectives measured over the digits log (run {', '.join(map(str, step.slo_run_ids))}"
+            "); "
+            if step.slo_run_ids
+            else ""
+        )
+        + f"privacy audit of the digits log (run {step.audit_run_id}): "
+        f"{'clean' if step.audit_ok else 'PROBLEMS FOUND'}"
+        + (
+            f"; the compression decision kept as note {step.note_run_id}"
+            if step.note_run_id
+            else ""
+        ),
+        soft_wrap=True,
+    )
+    if step.assessment is not None:
+        render_assess(step.assessment)
+        console.print(
+            f"Assessment stored as run {step.assess_run_id}; again later (compared with the "
+            "first): modelscale assess digits, or on a schedule: --emit cron",
+            soft_wrap=True,
+        )
+    render_scorecard(step.scorecard)
+    console.print(
+        f"Report: {step.path} ({fmt_bytes(step.size_bytes)}, {step.charts} charts, written in "
+        f"{step.seconds:.2f} s; opens offline in any browser). Again at any time: modelscale "
+        "report digits; as a CI gate: modelscale check digits",
+        soft_wrap=True,
+    )
+
+
 def _stored(steps: list[DemoStep]) -> str:
     ids: dict[str, str] = {}
     for s in steps:
@@ -231,4 +289,10 @@ def _stored(steps: list[DemoStep]) -> str:
             ids["plan"] = f"the plan as run {s.run_id}{checked}"
         elif isinstance(s, TextStep):
             ids["text"] = f"the privacy audit as run {s.audit_run_id}"
+        elif isinstance(s, LawsStep):
+            ids["laws"] = f"the scaling-law fit as run {s.run_id}"
+        elif isinstance(s, ReportStep):
+            ids["report"] = f"the digits log's audit as run {s.audit_run_id}" + (
+                f" and the decision as note {s.note_run_id}" if s.note_run_id else ""
+            )
     return "; ".join(ids.values()) + ". See them with: modelscale runs"

@@ -25,7 +25,7 @@ from modelscale.laws import (
 from modelscale.store import open_store
 from modelscale.workflow import Recorder
 
-__all__ = ["laws_app"]
+__all__ = ["laws_app", "render_fit"]
 
 laws_app = typer.Typer(
     cls=CommandGroup,
@@ -80,7 +80,8 @@ def _g3(v: float) -> str:
     return f"{v:.3g}"
 
 
-def _render_fit(fit: ScalingLawFit) -> None:
+def render_fit(fit: ScalingLawFit) -> None:
+    """The fit: its law, estimates with intervals, the holdout check and flags."""
     reduced = (
         f", {fit.n_reduced} repeated runs reduced to the best per point" if fit.n_reduced else ""
     )
@@ -213,7 +214,7 @@ def fit_cmd(
     if as_json:
         print_json({"run_id": run_id, "fit": fit.to_dict(), "optimal": optimal})
         return
-    _render_fit(fit)
+    render_fit(fit)
     if optimal is not None:
         _render_optimal(optimal)
     if plot is not None:

@@ -30,10 +30,13 @@ __all__ = [
     "DESCRIPTION",
     "EVAL_FRACTION",
     "FILES",
+    "SCALING_FRACTIONS",
+    "SCALING_WIDTHS",
     "SEED",
     "build",
     "cache_inputs",
     "make_model",
+    "scaling_runs",
 ]
 
 DESCRIPTION = "Small CNN on scikit-learn's 8x8 handwritten digits (1797 images, 10 classes)"
@@ -47,6 +50,10 @@ FILES = {
 SEED = 0
 EVAL_FRACTION = 0.25
 CALIB_SIZE = 256
+SCALING_WIDTHS = (0.25, 0.5, 1.0, 2.0)
+"""Widths of the scaling study: 2.6k to 151k parameters."""
+SCALING_FRACTIONS = (0.125, 0.25, 0.5, 1.0)
+"""Shares of the training split each width is trained on (nested subsets)."""
 _EPOCHS = 20
 _BATCH = 64
 _STEPS = 5
@@ -60,20 +67,22 @@ def cache_inputs() -> dict[str, str]:
     return {"torch": torch.__version__, "sklearn": sklearn.__version__}
 
 
-def make_model() -> Any:
-    """The untrained network: two 3x3 convolutions, a max-pool and a two-layer head (38k params)."""
+def make_model(width: float = 1.0) -> Any:
+    """The untrained network: two 3x3 convolutions, a max-pool and a two-layer head (38k params
+    at ``width`` 1; every layer's channels and units scale with ``width``)."""
     torch = import_torch()
     nn = torch.nn
+    c1, c2, hidden = (max(1, round(n * width)) for n in (16, 32, 64))
     return nn.Sequential(
-        nn.Conv2d(1, 16, kernel_size=3, padding=1),
+        nn.Conv2d(1, c1, kernel_size=3, padding=1),
         nn.ReLU(),
-        nn.Conv2d(16, 32, kernel_size=3, padding=1),
+        nn.Conv2d(c1, c2, kernel_size=3, padding=1),
         nn.ReLU(),
         nn.MaxPool2d(2),
         nn.Flatten(),
-        nn.Linear(32 * 4 * 4, 64),
+        nn.Linear(c2 * 4 * 4, hidden),
         nn.ReLU(),
-        nn.Linear(64, 10),
+        nn.Linear(hidden, 10),
     )
 
 
@@ -170,3 +179,51 @@ def build(dest: pathlib.Path, *, on_progress: OnProgress | None = None) -> dict[
         "seed": SEED,
         "epochs": _EPOCHS,
     }
+
+
+def scaling_runs(
+    path: pathlib.Path,
+    *,
+    widths: tuple[float, ...] = SCALING_WIDTHS,
+    fractions: tuple[float, ...] = SCALING_FRACTIONS,
+    on_progress: OnProgress | None = None,
+) -> pathlib.Path:
+    """Train the network at each width on each share of the training split; write the runs.
+
+    A small scaling study, real training runs for ``modelscale laws fit``: one row per (width,
+    share) with ``params``, ``tokens`` (training images seen: images x epochs) and ``loss``
+    (cross-entropy on the held-out split, in nats). Same seed, schedule and epochs for every run;
+    the subsets are nested, so more data only adds images. Takes about a minute on one core.
+
+    Returns:
+        ``path``, a CSV.
+    """
+    torch = import_torch()
+    pixels, labels, train_idx, eval_idx = _split()
+    order = np.random.default_rng(SEED).permutation(train_idx)
+    x_eval = torch.from_numpy(pixels[eval_idx])
+    y_eval = torch.from_numpy(labels[eval_idx])
+    rows: list[tuple[int, int, float, float, float]] = []
+    total = len(widths) * len(fractions)
+    with single_thread(torch), torch.random.fork_rng(devices=[]):
+        for w in widths:
+            for f in fractions:
+                report(
+                    on_progress, f"training width {w:g} on {f:.1%} of the data", len(rows), total
+                )
+                idx = np.sort(order[: max(10, round(len(order) * f))])
+                torch.manual_seed(SEED)
+                model = make_model(w)
+                _train(model, pixels[idx], labels[idx], torch)
+                with torch.no_grad():
+                    loss = torch.nn.functional.cross_entropy(model(x_eval), y_eval).item()
+                params = sum(p.numel() for p in model.parameters())
+                rows.append((params, len(idx) * _EPOCHS, loss, w, f))
+    report(on_progress, "Done", total, total)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = ["params,tokens,loss,width,data_share"]
+    lines += [f"{n},{d},{loss:.6f},{w:g},{f:g}" for n, d, loss, w, f in rows]
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    return path

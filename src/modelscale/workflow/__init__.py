@@ -39,7 +39,9 @@ from modelscale.workflow.metering import (
 )
 from modelscale.workflow.privacy import PrivacyTarget, audit_access, run_audit, run_purge
 from modelscale.workflow.record import NotStored, Recorded, Recorder, record, save_json
+from modelscale.workflow.reporting import ReportStep, report_example
 from modelscale.workflow.rollout import RolloutStep, canary_rollout
+from modelscale.workflow.scaling import LawsStep, laws_example
 from modelscale.workflow.text import TextStep, text_privacy_example
 from modelscale.workflow.validate import (
     Validation,
@@ -56,12 +58,13 @@ __all__ = [
     "DEMO_STEPS",
     "PLAN_P99_MS",
     "PLAN_RPS",
-    "CompressStep",
-    "CpuMeter",
     "AssessOptions",
     "AssessResult",
+    "CompressStep",
+    "CpuMeter",
     "DemoStep",
     "ExampleStep",
+    "LawsStep",
     "LoadStep",
     "NotStored",
     "OtherCpu",
@@ -71,23 +74,26 @@ __all__ = [
     "ProfileStep",
     "Recorded",
     "Recorder",
+    "ReportStep",
     "RolloutStep",
     "TextStep",
     "Validation",
     "ValidationOptions",
     "WatchStep",
+    "assess_model",
     "audit_access",
     "batch_deltas",
     "batch_totals",
     "canary_rollout",
-    "assess_model",
     "check_server",
     "compress_example",
+    "find_baseline",
     "inputs_file",
     "is_local_url",
+    "laws_example",
     "record",
+    "report_example",
     "run_audit",
-    "find_baseline",
     "run_demo",
     "run_purge",
     "save_json",
