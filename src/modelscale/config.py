@@ -1093,8 +1093,14 @@ class DeploymentSpec(_Strict):
         host: str = "127.0.0.1",
         port: int = 8000,
         api_key_file: str | pathlib.Path | None = None,
+        monitor: bool = True,
     ) -> DeploymentSpec:
-        """The spec of one model file served as version "1" (what ``serve MODEL.onnx`` runs)."""
+        """The spec of one model file served as version "1" (what ``serve MODEL.onnx`` runs).
+
+        ``monitor=False`` is for servers that only measure (a plan's validation, an assessment):
+        their synthetic traffic would otherwise be watched against the model's baseline, and the
+        drift it is bound to show would be kept in the knowledge base as alerts about the model.
+        """
         p = pathlib.Path(path)
         return cls.from_dict(
             {
@@ -1109,6 +1115,7 @@ class DeploymentSpec(_Strict):
                         "replicas": replicas,
                         "threads": threads,
                         "slo": {"p99_ms": p99_ms},
+                        "monitor": {"enabled": monitor},
                     }
                 },
                 "server": {"host": host, "port": port},

@@ -118,8 +118,9 @@ def render_scorecard(card: Scorecard) -> None:
     table = Table(
         title=f"scaling checklist: {card.model}", caption=card.summary, caption_justify="left"
     )
-    for col in ("item", "status", "evidence", "runs", "age"):
-        table.add_column(col, overflow="fold")
+    # Widths capped so a pipe or a CI log (rendered unbounded) still reads as a table.
+    for col, width in (("item", 34), ("status", 18), ("evidence", 90), ("runs", 16), ("age", 7)):
+        table.add_column(col, overflow="fold", max_width=width)
     for i in card.items:
         style = _STYLE[i.status.value]
         detail = escape(i.detail)

@@ -42,7 +42,7 @@ def _laws(ev: Evidence, _: Any) -> Finding:
     status = "warn" if flags or run.results.get("converged") is False else "pass"
     detail = str(run.results.get("summary", "fitted"))
     if flags:
-        detail += " Flags: " + "; ".join(map(str, flags))
+        detail += " Flags: " + "; ".join(str(f).rstrip(".") for f in flags) + "."
     return Finding(status, detail, (run.id,), cmd)
 
 

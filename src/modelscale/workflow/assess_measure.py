@@ -153,7 +153,12 @@ def serving(
         urls = {}
         for key, a in models.items():
             spec = DeploymentSpec.single(
-                a.path, name=a.name, threads=threads, max_batch=max_batch, max_wait_ms=2.0
+                a.path,
+                name=a.name,
+                threads=threads,
+                max_batch=max_batch,
+                max_wait_ms=2.0,
+                monitor=False,
             )
             urls[key] = stack.enter_context(start_server(spec)).url
         yield urls

@@ -318,6 +318,7 @@ def validate_local(
         # No SLO in the spec: with one the server sheds requests it predicts would wait past half
         # the bound (503s), which the capacity model does not model and the search counts as errors.
         p99_ms=None,
+        monitor=False,
     )
     o = options or ValidationOptions()
     ratio = speed_ratio(artifact, service, config, dims=dims) if o.speed_check else None
