@@ -27,8 +27,8 @@ def test_report_writes_one_offline_file_and_says_what_is_missing(tmp_path: pathl
     out = tmp_path / "digits.html"
     result = invoke("report", "digits", "--out", str(out))
     assert result.exit_code == 0, result.output
-    assert out.exists() and "19 charts" in result.stdout
-    assert "No privacy yet: modelscale privacy audit" in result.stdout
+    assert out.exists() and "24 charts" in result.stdout
+    assert "Privacy, Assessments, Findings and decisions." in result.stdout
     assert "Scorecard: digits:" in result.stdout
     md = invoke("report", "digits", "--format", "md", "--out", str(tmp_path / "r.md"))
     assert md.exit_code == 0, md.output
@@ -86,12 +86,12 @@ def test_notes_appear_in_the_report_beside_their_run(tmp_path: pathlib.Path) -> 
         "--run",
         "2",
         "--tag",
-        "decision",
+        "review",
     )
     assert added.exit_code == 0, added.output
     assert "Stored as note" in added.stdout
     assert invoke("note", "add", "digits", "plan misses on 2 cores").exit_code == 0
-    listed = json.loads(invoke("note", "list", "digits", "--tag", "decision", "--json").stdout)
+    listed = json.loads(invoke("note", "list", "digits", "--tag", "review", "--json").stdout)
     assert [n["results"]["text"] for n in listed] == ["int8 chosen: same accuracy, 0.38x the size"]
     assert listed[0]["params"]["run"] == 2
     every = invoke("note", "list")
@@ -103,7 +103,8 @@ def test_notes_appear_in_the_report_beside_their_run(tmp_path: pathlib.Path) -> 
     assert "int8 chosen: same accuracy" in compression and "on run 2" in compression
     card = json.loads(invoke("check", "digits", "--json").stdout)
     findings = next(i for i in card["items"] if i["key"] == "findings")
-    assert findings["status"] == "pass" and len(findings["runs"]) == 2
+    assert findings["status"] == "pass" and len(findings["runs"]) == 3  # the demo's and these
+    assert "plan misses on 2 cores" in findings["detail"]
 
 
 def _served_log(tmp_path: pathlib.Path, slow: int) -> pathlib.Path:

@@ -12,20 +12,21 @@ from modelscale.report import Status, check, gather_evidence, load_policy
 from modelscale.store import Store
 from tests.report.conftest import delete_runs
 
-# What the demo recorded and how each item judges it (the demo plants drift, and its plan
-# validation on a 2-core machine shared with the load generator misses the prediction).
+# What the demo recorded and how each item judges it: the demo plants drift, its plan validation
+# on a 2-core machine shared with the load generator misses the prediction, its scaling-law fit
+# on 16 small trainings is flagged, and it plans one growth phase.
 DEMO = {
     "size_cost": Status.PASS,
-    "scaling_laws": Status.MISSING,
+    "scaling_laws": Status.WARN,
     "compression": Status.PASS,
     "plan_validated": Status.FAIL,
     "cost_per_phase": Status.WARN,
     "slo": Status.PASS,
     "drift": Status.FAIL,
-    "privacy": Status.MISSING,
+    "privacy": Status.PASS,
     "rollout": Status.PASS,
-    "assessment": Status.MISSING,
-    "findings": Status.MISSING,
+    "assessment": Status.PASS,
+    "findings": Status.PASS,
 }
 
 
@@ -49,11 +50,16 @@ def _ids(store: Store, pick) -> list[int]:  # type: ignore[no-untyped-def]
 
 EVIDENCE = {
     "size_cost": lambda r: r.kind == "profile",
+    "scaling_laws": lambda r: r.kind == "laws",
+    "privacy": lambda r: r.kind == "privacy",
+    "assessment": lambda r: r.kind == "assess",
+    "findings": lambda r: r.kind == "note",
     "compression": lambda r: r.kind == "compress",
     "plan_validated": lambda r: r.kind == "plan" and "within_tolerance" in r.results,
     "drift": lambda r: r.kind == "baseline",
     "rollout": lambda r: r.kind == "experiment",
-    "slo": lambda r: r.kind == "load",
+    # the objectives measured over the log, and the load tests it falls back on without them
+    "slo": lambda r: r.kind in ("slo", "load"),
 }
 
 
@@ -78,7 +84,7 @@ def test_the_policy_sets_requirements_thresholds_and_age(
     policy.write_text(
         "max_age_days: 30\n"
         "items:\n"
-        "  plan_validated: {tolerance: 5.0}\n"  # +434% error is within 500%
+        "  plan_validated: {tolerance: 10.0}\n"  # the demo's +871% error is within 1000%
         "  drift: {enabled: false}\n"
         "  privacy: {required: false}\n"
         "  assessment: {required: false}\n"
