@@ -11,15 +11,16 @@ import numpy as np
 import pytest
 
 from modelscale.serve import start_server
+from tests.browser import require_chromium
 from tests.experiment.models import save_classifier
 from tests.experiment.test_server import _body, _rows, _spec
-from tests.observe.test_dashboard import _require_chromium, offline_page
+from tests.observe.test_dashboard import offline_page
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 def test_experiment_panels_show_each_arm_and_the_lift(tmp_path: pathlib.Path) -> None:
-    _require_chromium()
+    require_chromium()
 
     treatment = save_classifier(tmp_path / "t.onnx", nudge=0.01)
     spec = _spec(

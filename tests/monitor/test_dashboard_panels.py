@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from modelscale.serve import start_server
+from tests.browser import require_chromium
 from tests.monitor.test_server import D_IN, _infer, _spec, _windows
-from tests.observe.test_dashboard import _require_chromium, offline_page
+from tests.observe.test_dashboard import offline_page
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -18,7 +19,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 def test_drift_and_accuracy_panels_show_the_windows(
     clf: pathlib.Path, tmp_path: pathlib.Path
 ) -> None:
-    _require_chromium()
+    require_chromium()
 
     rng = np.random.default_rng(4)
     with start_server(_spec(clf, tmp_path)) as server, httpx.Client(base_url=server.url) as c:
