@@ -136,3 +136,26 @@ def test_since_leaves_out_older_runs(demo_store: Store) -> None:
     recent = gather_evidence(demo_store, "digits", since=cut)
     assert 0 < len(recent.runs) < len(every.runs)
     assert all(r.created_at >= cut for r in recent.runs)
+
+
+def test_a_knowledge_base_written_by_the_first_release_still_reports(
+    tmp_path: pathlib.Path,
+) -> None:
+    """tests/data/kb-0.1.0.sqlite: runs whose results predate most fields the report reads."""
+    import shutil
+
+    db = tmp_path / "old.sqlite"
+    shutil.copy(pathlib.Path(__file__).parents[1] / "data" / "kb-0.1.0.sqlite", db)
+    store = open_store(f"sqlite:///{db}")
+    try:
+        ev = gather_evidence(store, "mlp")
+        report = build_report(ev)
+    finally:
+        store.close()
+    present = {s.key for s in report.sections if not s.missing}
+    assert {"card", "profile", "compress", "plan", "load", "notes"} <= present
+    compress = next(s for s in report.sections if s.key == "compress")
+    assert [row[0] for row in compress.tables[0].rows] == ["int8", "prune50"]
+    assert all(c.points > 0 for s in report.sections for c in s.charts)
+    html = write_report(report, tmp_path / "old.html").read_text(encoding="utf-8")
+    assert all(fig["data"] for fig in _chart_data(html).values())

@@ -73,6 +73,8 @@ def build_report(ev: Evidence, *, policy: CheckPolicy | None = None, source: str
     sections = []
     for make in _SECTIONS:
         section = make(ev)
+        # A chart with nothing to draw (a field an older release did not record) is left out.
+        section = dataclasses.replace(section, charts=tuple(c for c in section.charts if c.points))
         if section.key != "notes":
             mine = tuple(n for n in notes if n.refers_to in section.runs)
             section = dataclasses.replace(section, notes=mine)

@@ -25,7 +25,13 @@ __all__ = ["Evidence", "gather_evidence", "role"]
 
 # What a run is, from its kind and the shape of its results.
 _ROLES: dict[str, Callable[[Run], str]] = {
-    "compress": lambda r: "compress.trial" if r.parent_run_id else "compress",
+    # A search holds its trials (or its choice); a trial is a child run without them. The parent
+    # alone does not tell: a search may be filed under the profile it started from.
+    "compress": lambda r: (
+        "compress"
+        if "trials" in r.results or "chosen" in r.results or not r.parent_run_id
+        else "compress.trial"
+    ),
     "plan": lambda r: "plan.validation" if "within_tolerance" in r.results else "plan",
     "drift": lambda r: "drift.alert" if "alert" in r.results else "drift",
     "slo": lambda r: "slo.window" if "objectives" in r.results else "slo",

@@ -189,15 +189,20 @@ def compress_section(ev: Evidence) -> Section:
         return Section.absent(
             "compress", "Compression", "modelscale compress MODEL.onnx --eval EVAL.npz"
         )
-    trials = [t for t in ev.children(run) if t.results.get("status") == "ok"]
+    # The search keeps its trials in its results (and as child runs): read them there, so a search
+    # stored before trials became child runs renders too.
+    stored = [t for t in run.results.get("trials") or [] if isinstance(t, dict)]
+    trials = [t for t in stored if t.get("status", "ok") == "ok"]
     chosen = run.results.get("chosen")
     metric = str(run.results.get("metric", "metric"))
 
-    def trace(name: str, picked: list[Run], x_of: Any) -> Trace:
-        vals = [t.results for t in picked]
+    def name(v: dict[str, Any]) -> str:
+        return str(v.get("name") or v.get("recipe") or "?")
+
+    def trace(label: str, vals: list[dict[str, Any]], x_of: Any) -> Trace:
         change = numbers([v.get("change") for v in vals])
         return Trace(
-            name,
+            label,
             [x_of(v) for v in vals],
             change,
             mode="markers",
@@ -209,35 +214,22 @@ def compress_section(ev: Evidence) -> Section:
                 max(0.0, (v.get("ci_high") or 0.0) - (c or 0.0))
                 for c, v in zip(change, vals, strict=True)
             ],
-            text=[f"{v.get('name')}: {metric} {fmt(v.get('metric'), 4)}" for v in vals],
+            text=[f"{name(v)}: {metric} {fmt(v.get('metric'), 4)}" for v in vals],
         )
 
     def speed(v: dict[str, Any]) -> float | None:
         lat = (v.get("latency") or {}).get(str(v.get("batch")))
         return lat.get("items_per_s") if isinstance(lat, dict) else None
 
-    def size(v: dict[str, Any]) -> float:
-        return float(v.get("size_bytes") or 0) / 2**20
+    def size(v: dict[str, Any]) -> float | None:
+        n = v.get("size_bytes")
+        return float(n) / 2**20 if isinstance(n, int | float) else None
 
-    others = [t for t in trials if t.results.get("name") != chosen]
-    picked = [t for t in trials if t.results.get("name") == chosen]
-    rows = tuple(
-        (
-            str(t.results.get("name")) + (" (chosen)" if t.results.get("name") == chosen else ""),
-            fmt_bytes(t.results.get("size_bytes")),
-            fmt(speed(t.results)),
-            f"{fmt(t.results.get('metric'), 4)} ({_signed(t.results.get('change'))} "
-            f"[{_signed(t.results.get('ci_low'))}, {_signed(t.results.get('ci_high'))}])",
-            "pass" if t.results.get("passed") else "fail",
-            "yes" if t.results.get("pareto") else "no",
-        )
-        for t in trials
-    )
-    return Section(
-        key="compress",
-        title="Compression",
-        summary=str(run.results.get("summary", "")) + f" (run {run.id}).",
-        charts=(
+    others = [t for t in trials if name(t) != chosen]
+    picked = [t for t in trials if name(t) == chosen]
+    charts = tuple(
+        c
+        for c in (
             Chart(
                 "compress-size",
                 f"Change in {metric} against size (95% CI)",
@@ -252,7 +244,30 @@ def compress_section(ev: Evidence) -> Section:
                 f"{metric} change",
                 (trace("candidates", others, speed), trace("chosen", picked, speed)),
             ),
-        ),
+        )
+        if any(
+            x is not None and y is not None for t in c.traces for x, y in zip(t.x, t.y, strict=True)
+        )
+    )
+    rows = tuple(
+        (
+            name(t) + (" (chosen)" if name(t) == chosen else ""),
+            fmt_bytes(t.get("size_bytes")),
+            fmt(speed(t)),
+            f"{fmt(t.get('metric'), 4)} ({_signed(t.get('change'))} "
+            f"[{_signed(t.get('ci_low'))}, {_signed(t.get('ci_high'))}])"
+            if t.get("metric") is not None
+            else f"drop {fmt(t.get('drop'), 3)}",
+            "pass" if t.get("passed", t.get("ok")) else "fail",
+            "yes" if t.get("pareto") else "no",
+        )
+        for t in stored
+    )
+    return Section(
+        key="compress",
+        title="Compression",
+        summary=str(run.results.get("summary", "")) + f" (run {run.id}).",
+        charts=charts,
         tables=(
             Table(
                 (
@@ -266,7 +281,7 @@ def compress_section(ev: Evidence) -> Section:
                 rows,
             ),
         ),
-        runs=(run.id, *(t.id for t in trials)),
+        runs=(run.id, *(t.id for t in ev.children(run) if t.kind == "compress")),
     )
 
 
