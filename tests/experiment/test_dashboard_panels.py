@@ -11,10 +11,9 @@ import numpy as np
 import pytest
 
 from modelscale.serve import start_server
-from tests.browser import require_chromium
+from tests.browser import offline_page, require_chromium
 from tests.experiment.models import save_classifier
 from tests.experiment.test_server import _body, _rows, _spec
-from tests.observe.test_dashboard import offline_page
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 
 from modelscale.serve import start_server
-from tests.browser import require_chromium
+from tests.browser import offline_page, require_chromium
 from tests.monitor.test_server import D_IN, _infer, _spec, _windows
-from tests.observe.test_dashboard import offline_page
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

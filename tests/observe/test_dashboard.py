@@ -14,7 +14,6 @@ import subprocess
 import sys
 import urllib.parse
 from collections.abc import Iterator
-from typing import Any
 
 import httpx
 import numpy as np
@@ -57,36 +56,6 @@ def server(tmp_path: pathlib.Path, mlp_path: pathlib.Path) -> Iterator[ServerPro
     )
     with start_server(spec) as s:
         yield s
-
-
-@contextlib.contextmanager
-def offline_page(url: str, *, height: int = 1400) -> Iterator[tuple[Any, list[str], list[str]]]:
-    """A page of Debian's chromium that may reach only ``url``'s host: (page, the refused
-    requests, the page's uncaught errors)."""
-    from playwright.sync_api import sync_playwright
-
-    origin = urllib.parse.urlsplit(url).netloc
-    refused: list[str] = []
-    errors: list[str] = []
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"]
-        )
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": height})
-
-            def route(r) -> None:  # type: ignore[no-untyped-def]
-                if urllib.parse.urlsplit(r.request.url).netloc == origin:
-                    r.continue_()
-                else:
-                    refused.append(r.request.url)
-                    r.abort()
-
-            page.route("**/*", route)
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            yield page, refused, errors
-        finally:
-            browser.close()
 
 
 def _auth(key: str = KEY) -> dict[str, str]:
