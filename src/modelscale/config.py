@@ -984,6 +984,11 @@ class LogSpec(_Strict):
             path = pathlib.Path(base) / path
         return str(path)
 
+    @property
+    def where(self) -> str:
+        """Where the log is: ``path``, or MODELSCALE_LOG_DIR when none is set."""
+        return self.path or get_settings().log_dir
+
 
 class AlertsSpec(_Strict):
     """Where SLO alerts go besides the server log and the knowledge base."""

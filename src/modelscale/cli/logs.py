@@ -180,13 +180,13 @@ def slo(
 ) -> None:
     """Each objective over its window of the request log: good share, budget spent, met or
     not; stored as an slo run (what `modelscale check` and `report` read)."""
-    from modelscale.config import get_settings, load_deployment
+    from modelscale.config import load_deployment
     from modelscale.store import open_store
     from modelscale.workflow.reporting import measure_slos
 
     spec = load_deployment(deploy)
     if spec.log.enabled:
-        _audited("logs.read", str(spec.log.path or get_settings().log_dir), {"command": "slo"})
+        _audited("logs.read", spec.log.where, {"command": "slo"})
     store = open_store(spec.store.url)
     try:
         measured = measure_slos(spec, store, model=model, window_days=window_days)

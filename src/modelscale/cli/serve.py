@@ -11,7 +11,7 @@ from rich.table import Table
 
 from modelscale.cli.app import app
 from modelscale.cli.render import console, err_console, print_json
-from modelscale.config import DeploymentSpec, get_settings, load_deployment
+from modelscale.config import DeploymentSpec, load_deployment
 from modelscale.errors import InvalidInput
 from modelscale.serve.runner import ServeResult, run_server
 from modelscale.workflow import NotStored, Recorded, Recorder
@@ -320,8 +320,7 @@ def serve_command(
         )
         if spec.log.enabled:
             err_console.print(
-                f"Request log: {spec.log.path or get_settings().log_dir} "
-                f"(`modelscale logs tail {url}`).",
+                f"Request log: {spec.log.where} (`modelscale logs tail {url}`).",
                 soft_wrap=True,
             )
 

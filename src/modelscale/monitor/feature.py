@@ -38,7 +38,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy.exc import SQLAlchemyError
 from threadpoolctl import ThreadpoolController
 
-from modelscale.config import MonitorSpec, get_settings
+from modelscale.config import MonitorSpec
 from modelscale.errors import InvalidInput, ModelscaleError
 from modelscale.monitor.baseline import Baseline
 from modelscale.monitor.domain import DomainTester
@@ -563,7 +563,7 @@ def build_feature(context: StageContext) -> Feature | None:
             store.close()
     location = None
     if spec.log.enabled:
-        location = LogLocation.of(spec.log.path or get_settings().log_dir)
+        location = LogLocation.of(spec.log.where)
     dispatcher = AlertDispatcher(
         webhooks=spec.alerts.webhooks,
         retries=spec.alerts.retries,

@@ -30,7 +30,6 @@ import orjson
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from modelscale.config import get_settings
 from modelscale.errors import InvalidInput
 from modelscale.observe.alerts import AlertDispatcher
 from modelscale.observe.live import LiveRecorder, VersionView
@@ -281,7 +280,7 @@ def build_feature(context: StageContext) -> Feature:
     spec = context.spec
     writer = None
     if spec.log.enabled:
-        location = LogLocation.of(spec.log.path or get_settings().log_dir)
+        location = LogLocation.of(spec.log.where)
         location.check_writable()
         writer = LogWriter(
             location,

@@ -336,7 +336,7 @@ def build_feature(context: StageContext) -> Feature | None:
     if spec.log.enabled:
         from modelscale.observe import LogLocation
 
-        location = LogLocation.of(spec.log.path or get_settings().log_dir)
+        location = LogLocation.of(spec.log.where)
         recorders.append(Purger(spec, location))
     if not (spec.log.payloads or policed):
         return Feature(

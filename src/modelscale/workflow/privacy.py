@@ -43,7 +43,7 @@ class PrivacyTarget:
             )
         where = log
         if where is None and spec is not None and spec.log.enabled:
-            where = spec.log.path or get_settings().log_dir
+            where = spec.log.where
         if where is None and spec is None:
             where = get_settings().log_dir
         location = LogLocation.of(where, field="log") if where is not None else None

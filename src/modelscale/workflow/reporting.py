@@ -8,7 +8,7 @@ import pathlib
 import time
 from dataclasses import dataclass
 
-from modelscale.config import DeploymentSpec, get_settings
+from modelscale.config import DeploymentSpec
 from modelscale.errors import InvalidInput
 from modelscale.model import ModelArtifact
 from modelscale.observe import LogLocation, SloCompliance, slo_compliance
@@ -55,7 +55,7 @@ def measure_slos(
             f"The deployment serves no model {model!r}. Expected one of: {', '.join(spec.models)}.",
             field="model",
         )
-    location = LogLocation.of(spec.log.path or get_settings().log_dir, field="log")
+    location = LogLocation.of(spec.log.where, field="log")
     out = []
     for name in names:
         slo = spec.models[name].slo
@@ -137,7 +137,7 @@ def report_example(
     if store is None:
         raise RuntimeError("the report step needs a knowledge base")
     report(on_progress, "auditing the request log")
-    location = LogLocation.of(spec.log.path, field="log") if spec.log.path else None
+    location = LogLocation.of(spec.log.where, field="log") if spec.log.enabled else None
     url = store.url.render_as_string(hide_password=False)
     audit, audit_run = run_audit(PrivacyTarget(spec, location, url))
     slo_runs = (
