@@ -34,6 +34,12 @@ def _environment() -> jinja2.Environment:
     )
 
 
+@functools.cache
+def _plotly_js() -> str:
+    # Read once per process: 1.2 MB, the same for every report.
+    return PLOTLY_BUNDLE.read_text(encoding="utf-8").replace("</script", "<\\/script")
+
+
 def _script_json(value: Any) -> str:
     # "</" would end the <script> element early; "<\/" is the same string to JSON.
     return json.dumps(value, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
@@ -46,6 +52,6 @@ def render_html(report: Report) -> str:
     return template.render(
         report=report,
         version=machine_info().libraries.get("modelscale", ""),
-        plotly_js=PLOTLY_BUNDLE.read_text(encoding="utf-8").replace("</script", "<\\/script"),
+        plotly_js=_plotly_js(),
         charts_json=_script_json(charts),
     )

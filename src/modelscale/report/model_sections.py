@@ -29,9 +29,10 @@ def card_section(ev: Evidence) -> Section:
     depth: dict[str, int] = {}
     for v in ev.versions:  # oldest first: a parent is placed before its children
         depth[v.sha256] = depth.get(v.parent_sha256 or "", -1) + 1 if v.parent_sha256 else 0
+    statics = {v.sha256: _static(ev, v.sha256) for v in ev.versions}
+    sizes = {v.sha256: v.size_bytes or statics[v.sha256].get("file_bytes") for v in ev.versions}
     rows = []
     for v in ev.versions:
-        static = _static(ev, v.sha256)
         made_by = ", ".join(
             f"{k.removesuffix('_run')} run {r}" for k, r in v.meta.items() if k.endswith("_run")
         )
@@ -39,12 +40,28 @@ def card_section(ev: Evidence) -> Section:
             (
                 "  " * depth[v.sha256] + ("└ " if depth[v.sha256] else "") + v.name,
                 v.sha256[:12],
-                fmt_bytes(v.size_bytes or static.get("file_bytes")),
-                fmt(static.get("parameters")),
+                fmt_bytes(sizes[v.sha256]),
+                fmt(statics[v.sha256].get("parameters")),
                 when(v.created_at),
                 made_by or "-",
             )
         )
+    charts = [
+        Chart(
+            key="card-sizes",
+            title="Size of each version",
+            x_title="version",
+            y_title="MiB",
+            traces=(
+                Trace(
+                    "file size",
+                    [f"{v.name} ({v.sha256[:6]})" for v in ev.versions],
+                    [(sizes[v.sha256] or 0) / 2**20 for v in ev.versions],
+                    mode="bar",
+                ),
+            ),
+        )
+    ]
     prof = ev.latest("profile")
     facts = []
     if prof is not None:
@@ -62,27 +79,7 @@ def card_section(ev: Evidence) -> Section:
             f"{fmt_bytes(m.get('memory_bytes'))}, AVX-512 VNNI "
             f"{'yes' if m.get('has_vnni') else 'no'}), onnxruntime {libs.get('onnxruntime', '?')}."
         )
-    chart = Chart(
-        key="card-sizes",
-        title="Size of each version",
-        x_title="version",
-        y_title="MiB",
-        traces=(
-            Trace(
-                "file size",
-                [f"{v.name} ({v.sha256[:6]})" for v in ev.versions],
-                [
-                    (v.size_bytes or _static(ev, v.sha256).get("file_bytes") or 0) / 2**20
-                    for v in ev.versions
-                ],
-                mode="bar",
-            ),
-        ),
-    )
-    charts = [chart]
-    if prof is not None:
-        flops = prof.results.get("flops") or []
-        by_op = (flops[0].get("flops_by_op") or {}) if flops and isinstance(flops[0], dict) else {}
+        by_op = first.get("flops_by_op") or {}
         if by_op:
             ops = sorted(by_op, key=lambda k: -float(by_op[k] or 0))
             charts.append(

@@ -10,7 +10,7 @@ from typing import Any
 from modelscale.report.charts import Chart
 from modelscale.store import Run
 
-__all__ = ["Note", "Section", "Table", "fmt", "fmt_bytes", "when"]
+__all__ = ["Note", "Section", "Table", "fmt", "fmt_bytes", "numbers", "when"]
 
 
 @dataclass(frozen=True)
