@@ -11,20 +11,14 @@ import yaml
 
 from modelscale.store import open_store
 from tests.cli.helpers import invoke
-from tests.workflow.assess_models import LoadRun, save_classifier, save_eval_set
+from tests.workflow.assess_models import LoadRun, save_files
 
 QUICK = ("--no-load", "--batch", "1", "--blocks", "3", "--block-seconds", "0.05")
 
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, pathlib.Path]:
-    d = tmp_path_factory.mktemp("assess-cli")
-    return {
-        "model": save_classifier(d / "clf.onnx"),
-        "flipped": save_classifier(d / "clf_flipped.onnx", flipped=True),
-        "slow": save_classifier(d / "clf_slow.onnx", waste=6),
-        "eval": save_eval_set(d / "eval.npz"),
-    }
+    return save_files(tmp_path_factory.mktemp("assess-cli"))
 
 
 def _baseline(files: dict[str, pathlib.Path]) -> int:

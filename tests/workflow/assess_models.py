@@ -12,7 +12,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from modelscale.result import Result
 
-__all__ = ["D_IN", "N_CLASSES", "LoadRun", "save_classifier", "save_eval_set"]
+__all__ = ["D_IN", "N_CLASSES", "LoadRun", "save_classifier", "save_eval_set", "save_files"]
 
 D_IN = 16
 N_CLASSES = 4
@@ -73,6 +73,17 @@ def save_eval_set(path: pathlib.Path, *, rows: int = 200, seed: int = 0) -> path
     x = np.random.default_rng(seed).standard_normal((rows, D_IN)).astype(np.float32)
     np.savez(path, x=x, labels=(x @ _W).argmax(axis=1).astype(np.int64))
     return path
+
+
+def save_files(folder: pathlib.Path) -> dict[str, pathlib.Path]:
+    """The model, its flipped and slow versions, and two different eval sets, in ``folder``."""
+    return {
+        "model": save_classifier(folder / "clf.onnx"),
+        "flipped": save_classifier(folder / "clf_flipped.onnx", flipped=True),
+        "slow": save_classifier(folder / "clf_slow.onnx", waste=6),
+        "eval": save_eval_set(folder / "eval.npz"),
+        "other_eval": save_eval_set(folder / "other_eval.npz", seed=1),
+    }
 
 
 @dataclasses.dataclass(frozen=True)

@@ -17,7 +17,7 @@ from modelscale.workflow import record
 from modelscale.workflow.assess import AssessOptions, AssessResult, assess_model
 from modelscale.workflow.assess_baseline import find_baseline, resolve_model
 from modelscale.workflow.assess_stats import Verdict
-from tests.workflow.assess_models import LoadRun, save_classifier, save_eval_set
+from tests.workflow.assess_models import LoadRun, save_files
 
 # Short blocks: the planted effects (30x slower, every prediction wrong) dwarf any noise.
 FAST = {"batches": (1,), "blocks": 4, "block_s": 0.05, "load": False}
@@ -25,14 +25,7 @@ FAST = {"batches": (1,), "blocks": 4, "block_s": 0.05, "load": False}
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, pathlib.Path]:
-    d = tmp_path_factory.mktemp("assess")
-    return {
-        "model": save_classifier(d / "clf.onnx"),
-        "flipped": save_classifier(d / "clf_flipped.onnx", flipped=True),
-        "slow": save_classifier(d / "clf_slow.onnx", waste=6),
-        "eval": save_eval_set(d / "eval.npz"),
-        "other_eval": save_eval_set(d / "other_eval.npz", seed=1),
-    }
+    return save_files(tmp_path_factory.mktemp("assess"))
 
 
 @pytest.fixture
