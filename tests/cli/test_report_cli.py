@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from modelscale.store import open_store
+from modelscale.store import Run, open_store
 from tests.cli.helpers import invoke
 from tests.report.conftest import load_demo_runs
 
@@ -48,13 +48,28 @@ def test_report_writes_one_offline_file_and_says_what_is_missing(tmp_path: pathl
         (("note", "add", "nope", "text"), "No model 'nope'"),
         (("note", "add", "digits", "text", "--run", "999"), "No run with id 999"),
         (("note", "add", "digits", "text", "--tag", "has space"), "tag 'has space'"),
+        (("note", "list", "nope"), "No model 'nope'"),
+        (("check", "digits", "--deploy", "missing.yaml"), "missing.yaml"),
+        (("check", "nope", "--deploy", "missing.yaml"), "missing.yaml"),
+        (("logs", "slo", "--deploy", "missing.yaml"), "missing.yaml"),
+        (("logs", "slo", "--deploy", "missing.yaml", "--window-days", "0"), "--window-days"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args: tuple[str, ...], message: str) -> None:
+    before = [(r.id, r.results) for r in _runs()]
     result = invoke(*args)
     assert result.exit_code == 2, result.output
     assert message in result.output
     assert "Traceback" not in result.output
+    assert [(r.id, r.results) for r in _runs()] == before  # nothing stored changed or was lost
+
+
+def _runs() -> list[Run]:
+    store = open_store()
+    try:
+        return store.runs()
+    finally:
+        store.close()
 
 
 def test_check_is_a_ci_gate(tmp_path: pathlib.Path) -> None:
