@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import random
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -259,9 +261,16 @@ class Store:
         """Append one entry, after deleting the entries older than ``purge_before`` in the same
         transaction (the entry then names the hash the remaining chain starts after)."""
         details = jsonable(details)
-        for _ in range(_AUDIT_RETRIES):
+        for attempt in range(_AUDIT_RETRIES):
             session = self._sessions()
             try:
+                if self.engine.dialect.name == "postgresql":
+                    # One appender at a time, until commit: otherwise every concurrent writer reads
+                    # the same last entry and all but one lose on prev_hash and go again, so a
+                    # writer among many can lose every try. SQLite already serialises writers.
+                    session.execute(
+                        text("SELECT pg_advisory_xact_lock(:key)"), {"key": _AUDIT_LOCK_KEY}
+                    )
                 prev = None
                 if purge_before is not None:
                     last_id = session.execute(
@@ -310,6 +319,9 @@ class Store:
                 return _audit_from_row(row)
             except IntegrityError:
                 session.rollback()  # another writer appended after the same entry: go again
+                time.sleep(
+                    random.uniform(0, 0.001 * 2 ** min(attempt, 6))
+                )  # after a jittered pause
             except SQLAlchemyError as exc:
                 session.rollback()
                 raise StoreError(
@@ -352,6 +364,8 @@ class Store:
 
 
 _AUDIT_RETRIES = 20
+# The key of the PostgreSQL advisory lock that serialises audit appends ("msaudit" as an integer).
+_AUDIT_LOCK_KEY = int.from_bytes(b"msaudit", "big")
 
 
 def _audit_from_row(row: AuditRow) -> AuditEntry:
