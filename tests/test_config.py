@@ -32,7 +32,7 @@ def test_minimal_spec_gets_documented_defaults(tmp_path, model_file) -> None:
     assert m.versions["1"].path == model_file.resolve()  # relative to the YAML file
     assert m.versions["1"].weight == 1.0
     assert (m.replicas, m.threads) == (1, 1)
-    assert (m.batching.max_batch, m.batching.max_wait_ms, m.batching.max_queue) == (8, 5.0, 256)
+    assert (m.max_batch, m.max_wait_ms, m.batching.max_queue, m.adaptive) == (8, 5.0, 256, False)
     assert m.slo.p99_ms is None
     assert (spec.server.host, spec.server.port) == ("127.0.0.1", 8000)
     assert spec.server.latency_buckets_ms == DEFAULT_LATENCY_BUCKETS_MS
@@ -134,6 +134,25 @@ def test_single_builds_the_spec_of_one_file(model_file) -> None:
                 }
             },
             "models.digits.slo.p99_ms: ",
+        ),
+        (
+            {
+                "models": {
+                    "digits": {"versions": {"1": {"path": "digits.onnx"}}, "slo": {"p99_ms": -5}}
+                }
+            },
+            "models.digits.slo.p99_ms: ",
+        ),
+        (
+            {
+                "models": {
+                    "digits": {
+                        "versions": {"1": {"path": "digits.onnx"}},
+                        "batching": {"adaptive": "sometimes"},
+                    }
+                }
+            },
+            "models.digits.batching.adaptive: ",
         ),
         ({"models": {"di/gits": {"versions": {"1": {"path": "digits.onnx"}}}}}, "URL-safe"),
         (
@@ -284,3 +303,21 @@ def test_experiment_errors_name_the_problem(tmp_path, model_file, experiment, me
     with pytest.raises(InvalidInput) as info:
         _experiment(tmp_path, arms=arms, **experiment)
     assert message in str(info.value)
+
+
+def test_batching_defaults_follow_the_latency_objective(model_file) -> None:
+    fixed = DeploymentSpec.single(model_file).models[model_file.stem]
+    assert (fixed.max_batch, fixed.max_wait_ms, fixed.adaptive) == (8, 5.0, False)
+    slo = DeploymentSpec.single(model_file, p99_ms=100).models[model_file.stem]
+    # With an objective the batch is chosen per dispatch: 64 rows and no wait bound are limits.
+    assert (slo.max_batch, slo.max_wait_ms, slo.adaptive) == (64, None, True)
+    bounded = DeploymentSpec.single(model_file, p99_ms=100, max_batch=16, max_wait_ms=3)
+    m = bounded.models[model_file.stem]
+    assert (m.max_batch, m.max_wait_ms, m.adaptive) == (16, 3.0, True)
+    # A batch of one row at most leaves nothing to choose; adaptive: false keeps the settings.
+    one = DeploymentSpec.single(model_file, p99_ms=100, max_batch=1).models[model_file.stem]
+    assert (one.max_batch, one.adaptive) == (1, False)
+    data = DeploymentSpec.single(model_file, p99_ms=100).model_dump(mode="json")
+    data["models"][model_file.stem]["batching"]["adaptive"] = False
+    off = DeploymentSpec.from_dict(data).models[model_file.stem]
+    assert (off.max_batch, off.max_wait_ms, off.adaptive) == (8, 5.0, False)

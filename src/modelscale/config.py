@@ -266,18 +266,55 @@ class PrivacySpec(_Strict):
     retention: RetentionSpec = Field(default_factory=RetentionSpec)
 
 
-class BatchingSpec(_Strict):
-    """Dynamic batching of one model version's requests."""
+DEFAULT_MAX_BATCH = 8
+DEFAULT_MAX_WAIT_MS = 5.0
+ADAPTIVE_MAX_BATCH = 64
+"""The batch bound of a model with a latency objective and no max_batch: the objective, not this,
+decides each batch."""
 
-    max_batch: int = Field(
-        default=8, ge=1, le=4096, description="Rows (axis 0 items) per batch at most"
+
+class BatchingSpec(_Strict):
+    """Dynamic batching of one model version's requests.
+
+    With a p99 objective (``slo.p99_ms``) and ``adaptive`` (the default), the server chooses each
+    batch's size and wait from the objective and the service time it measures; ``max_batch`` and
+    ``max_wait_ms`` are then only bounds (unset: 64 rows, no wait bound). Without an objective a
+    batch closes at ``max_batch`` rows (8) or ``max_wait_ms`` (5 ms) after its first request.
+    """
+
+    max_batch: int | None = Field(
+        default=None,
+        ge=1,
+        le=4096,
+        description="Rows (axis 0 items) per batch at most (default 8; 64 with a p99 objective)",
     )
-    max_wait_ms: float = Field(
-        default=5.0, ge=0, le=60_000, description="How long a batch waits after its first request"
+    max_wait_ms: float | None = Field(
+        default=None,
+        ge=0,
+        le=60_000,
+        description="How long a batch waits after its first request (default 5; with a p99 "
+        "objective chosen per batch, this bounds it)",
     )
     max_queue: int = Field(
         default=256, ge=1, le=1_000_000, description="Queued requests before 503 + Retry-After"
     )
+    adaptive: bool = Field(
+        default=True,
+        description="With a p99 objective, choose each batch's size and wait from it; false keeps "
+        "max_batch / max_wait_ms fixed",
+    )
+
+    def limit(self, p99_ms: float | None) -> int:
+        """The most rows per batch (and per request)."""
+        if self.max_batch is not None:
+            return self.max_batch
+        return ADAPTIVE_MAX_BATCH if p99_ms is not None and self.adaptive else DEFAULT_MAX_BATCH
+
+    def wait_ms(self, p99_ms: float | None) -> float | None:
+        """The fixed wait, or with an adaptive objective its bound (None: the objective's)."""
+        if self.max_wait_ms is not None:
+            return self.max_wait_ms
+        return None if p99_ms is not None and self.adaptive else DEFAULT_MAX_WAIT_MS
 
 
 def _objective(value: float | None) -> float | None:
@@ -747,6 +784,21 @@ class ModelSpec(_Strict):
         "replaced; default: derived from the service time it measures (at least 5 s)",
     )
 
+    @property
+    def max_batch(self) -> int:
+        """Rows per batch (and per request) at most."""
+        return self.batching.limit(self.slo.p99_ms)
+
+    @property
+    def adaptive(self) -> bool:
+        """Whether the batcher chooses batch sizes and waits from the p99 objective."""
+        return self.batching.adaptive and self.slo.p99_ms is not None and self.max_batch > 1
+
+    @property
+    def max_wait_ms(self) -> float | None:
+        """The fixed batch wait (ms); adaptive: its bound, or None when only the objective bounds it."""
+        return self.batching.wait_ms(self.slo.p99_ms)
+
     @field_validator("versions")
     @classmethod
     def _version_labels(cls, value: dict[str, VersionSpec]) -> dict[str, VersionSpec]:
@@ -1091,8 +1143,8 @@ class DeploymentSpec(_Strict):
         name: str | None = None,
         replicas: int = 1,
         threads: int = 1,
-        max_batch: int = 8,
-        max_wait_ms: float = 5.0,
+        max_batch: int | None = None,
+        max_wait_ms: float | None = None,
         max_queue: int = 256,
         p99_ms: float | None = None,
         host: str = "127.0.0.1",
@@ -1105,6 +1157,7 @@ class DeploymentSpec(_Strict):
         ``monitor=False`` is for servers that only measure (a plan's validation, an assessment):
         their synthetic traffic would otherwise be watched against the model's baseline, and the
         drift it is bound to show would be kept in the knowledge base as alerts about the model.
+        ``max_batch`` / ``max_wait_ms`` None take BatchingSpec's defaults (adaptive with ``p99_ms``).
         """
         p = pathlib.Path(path)
         return cls.from_dict(

@@ -98,6 +98,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, mlp_path, args, message) -> 
         ("--max-wait-ms", "-1"),
         ("--max-queue", "0"),
         ("--p99-ms", "0"),
+        ("--p99-ms", "-5"),
         ("--log-sample", "1.5"),
         ("--log-sample", "-0.1"),
     ],

@@ -143,8 +143,8 @@ def _build_spec(
         name=o.name,
         replicas=o.replicas if o.replicas is not None else 1,
         threads=o.threads if o.threads is not None else 1,
-        max_batch=o.max_batch if o.max_batch is not None else 8,
-        max_wait_ms=o.max_wait_ms if o.max_wait_ms is not None else 5.0,
+        max_batch=o.max_batch,
+        max_wait_ms=o.max_wait_ms,
         max_queue=o.max_queue if o.max_queue is not None else 256,
         p99_ms=o.p99_ms,
         host=host or "127.0.0.1",
@@ -171,14 +171,21 @@ def render_spec(spec: DeploymentSpec) -> None:
         table.title = f"serving on Ray ({where}; Open Inference Protocol V2)"
     for name, m in spec.models.items():
         for label, v in m.versions.items():
-            b = m.batching
+            wait = m.max_wait_ms
+            if m.adaptive:
+                bound = "" if wait is None else f" <= {wait:g} ms"
+                batching = (
+                    f"from the SLO: <= {m.max_batch} / chosen{bound} / {m.batching.max_queue}"
+                )
+            else:
+                batching = f"{m.max_batch} / {wait or 0:g} ms / {m.batching.max_queue}"
             table.add_row(
                 name,
                 label,
                 str(v.path),
                 f"{v.weight:g}",
                 f"{m.replicas} x {m.threads}",
-                f"{b.max_batch} / {b.max_wait_ms:g} ms / {b.max_queue}",
+                batching,
                 f"{m.slo.p99_ms:g} ms" if m.slo.p99_ms else "-",
             )
     console.print(table)
@@ -200,16 +207,27 @@ def serve_command(
         None, "--threads", "-t", min=1, max=256, help="Intra-op threads per replica [1]."
     ),
     max_batch: int | None = typer.Option(
-        None, "--max-batch", min=1, max=4096, help="Rows per batch at most [8]."
+        None,
+        "--max-batch",
+        min=1,
+        max=4096,
+        help="Rows per batch at most [8; with --p99-ms an upper bound, 64].",
     ),
     max_wait_ms: float | None = typer.Option(
-        None, "--max-wait-ms", min=0, help="Batch wait after its first request [5]."
+        None,
+        "--max-wait-ms",
+        min=0,
+        help="Batch wait after its first request [5; with --p99-ms chosen per batch, this bounds it].",
     ),
     max_queue: int | None = typer.Option(
         None, "--max-queue", min=1, help="Queued requests before 503 [256]."
     ),
     p99_ms: float | None = typer.Option(
-        None, "--p99-ms", min=0.001, help="p99 SLO: shed load predicted to miss it."
+        None,
+        "--p99-ms",
+        min=0.001,
+        help="p99 SLO: batch sizes and waits are chosen to meet it, and load predicted to miss "
+        "it is shed.",
     ),
     host: str | None = typer.Option(None, "--host", help="Address to listen on [127.0.0.1]."),
     port: int | None = typer.Option(

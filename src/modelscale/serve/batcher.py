@@ -29,6 +29,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from modelscale.serve.adaptive import SloPolicy
 from modelscale.serve.backend import (
     Backend,
     Batch,
@@ -64,6 +65,14 @@ class QueueState(enum.Enum):
     EXPIRED = "expired"
     """Answered without running (timed out, or failed with the queue)."""
 
+
+DispatchObserver = Callable[[int, float], None]
+"""Called at every dispatch of the SLO policy with (rows sent, seconds the batch waited for more
+rows while a replica was free)."""
+
+PredictionObserver = Callable[[float, float], None]
+"""Called for every request answered from a batch the SLO policy sent, with (predicted seconds,
+observed seconds), arrival to outcome."""
 
 BatchObserver = Callable[[int, float, float, float], None]
 """Called after every batch a replica ran with (rows, inference seconds in the replica, wall
@@ -220,9 +229,19 @@ class Batcher:
         label: str = "",
         on_batch: BatchObserver | None = None,
         trim: frozenset[str] = frozenset(),
+        policy: SloPolicy | None = None,
+        on_dispatch: DispatchObserver | None = None,
+        on_prediction: PredictionObserver | None = None,
     ) -> None:
         self.backend = backend
         self.on_batch = on_batch
+        self.policy = policy
+        """With a latency objective: chooses each batch's rows and wait (``adaptive``)."""
+        self.on_dispatch = on_dispatch
+        self.on_prediction = on_prediction
+        self._busy: dict[int, tuple[float, int]] = {}
+        """Batches in flight: id -> (perf_counter() when sent, rows), for ``predict_s``."""
+        self._batch_ids = 0
         self.trim = trim
         """Per-token outputs, cut back to each request's own length (``batch_replies``)."""
         self.max_batch = max_batch
@@ -236,6 +255,7 @@ class Batcher:
         self.queued_rows = 0
         self._wake: asyncio.Future[None] | None = None
         self._wake_key: Hashable | None = None
+        self._wake_rows = max_batch
         self._task: asyncio.Task[None] | None = None
         self._closed = False
         self.in_flight = 0
@@ -265,6 +285,8 @@ class Batcher:
             item.deadline = now + request.timeout_s
             item.timer = loop.call_at(item.deadline, self._expire, item)
         key = request.key
+        if self.policy is not None:
+            self.policy.meter.add(request.rows, item.arrived)  # type: ignore[union-attr]
         self._queues.setdefault(key, deque()).append(item)
         rows = self._rows.get(key, 0) + request.rows
         self._rows[key] = rows
@@ -274,7 +296,7 @@ class Batcher:
         if (
             wake is not None
             and not wake.done()
-            and (self._wake_key is None or (key == self._wake_key and rows >= self.max_batch))
+            and (self._wake_key is None or (key == self._wake_key and rows >= self._wake_rows))
         ):
             wake.set_result(None)
         return item.future
@@ -319,8 +341,10 @@ class Batcher:
                 best = q[0]
         return best
 
-    def take(self, key: Hashable) -> list[Pending]:
-        """Pop the oldest requests of ``key`` up to ``max_batch`` rows (expired ones are 504'd)."""
+    def take(self, key: Hashable, limit: int | None = None) -> list[Pending]:
+        """Pop the oldest requests of ``key`` up to ``limit`` (``max_batch``) rows (expired ones are
+        504'd); the first request is taken whatever its rows."""
+        limit = self.max_batch if limit is None else min(limit, self.max_batch)
         q = self._queues.get(key)
         items: list[Pending] = []
         rows = 0
@@ -334,22 +358,26 @@ class Batcher:
                 q.popleft()
                 self._expire(item)
                 continue
-            if items and rows + item.request.rows > self.max_batch:
+            if items and rows + item.request.rows > limit:
                 break
             q.popleft()
             self._forget(item)
             item.state = QueueState.TAKEN
             items.append(item)
             rows += item.request.rows
-            if rows >= self.max_batch:
+            if rows >= limit:
                 break
         return items
 
-    async def _sleep(self, key: Hashable | None, until: float | None) -> bool:
-        """Wait for a wake-up (a new request, or ``key`` filling up) or ``until``; True on the latter."""
+    async def _sleep(
+        self, key: Hashable | None, until: float | None, rows: int | None = None
+    ) -> bool:
+        """Wait for a wake-up (a new request, or ``key`` reaching ``rows``, ``max_batch`` by
+        default) or loop time ``until``; True on the latter."""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[None] = loop.create_future()
         self._wake, self._wake_key = fut, key
+        self._wake_rows = self.max_batch if rows is None else rows
         timed_out = False
 
         def timeout() -> None:
@@ -368,6 +396,9 @@ class Batcher:
 
     async def run(self) -> None:
         """Form and dispatch batches until closed."""
+        if self.policy is not None:
+            await self._run_adaptive(self.policy)
+            return
         loop = asyncio.get_running_loop()
         while not self._closed:
             head = self._head()
@@ -389,15 +420,71 @@ class Batcher:
             if not items:
                 self.backend.release(slot)
                 continue
-            requests = [it.request for it in items]
-            batch = make_batch(requests)
-            self.in_flight += 1
-            overlap = max(1.0, self.in_flight / max(1, self.backend.health().ready))
-            sent = time.perf_counter()
-            outcome = self.backend.run(slot, batch)
-            outcome.add_done_callback(
-                functools.partial(self._done, items, batch, closed, sent, overlap)
+            self._dispatch(slot, items, closed)
+
+    async def _run_adaptive(self, policy: SloPolicy) -> None:
+        """The batch loop with a latency objective: a free replica first, then the policy's word.
+
+        No timer runs while every replica is busy (requests simply queue, and the next batch is
+        formed when a replica frees); with a free replica, the policy sends at once or names how
+        long to wait and how many rows would end the wait early.
+        """
+        loop = asyncio.get_running_loop()
+        while not self._closed:
+            if self._head() is None:
+                await self._sleep(None, None)
+                continue
+            slot = await self.backend.acquire()
+            free = time.perf_counter()
+            head = self._head()
+            decision = None
+            while head is not None and not self._closed:
+                key = head.request.key
+                now = time.perf_counter()
+                decision = policy.decide(
+                    age_s=now - head.arrived,
+                    rows=self._rows[key],
+                    replicas=max(1, self.backend.health().ready),
+                    now=now,
+                )
+                if decision.rows:
+                    break
+                await self._sleep(key, loop.time() + decision.wait_s, decision.need)
+                head = self._head()
+            if head is None or decision is None or not decision.rows:
+                self.backend.release(slot)
+                continue
+            closed = time.perf_counter()
+            items = self.take(head.request.key, decision.rows)
+            if not items:
+                self.backend.release(slot)
+                continue
+            self._dispatch(slot, items, closed)
+            if self.on_dispatch is not None:
+                waited = max(0.0, closed - max(free, items[0].arrived))
+                try:
+                    self.on_dispatch(sum(it.request.rows for it in items), waited)
+                except Exception:
+                    log.exception("observing a dispatch of %s failed", self.label)
+
+    def _dispatch(self, slot: Any, items: list[Pending], closed: float) -> None:
+        """Hand ``items`` as one batch to the reserved replica ``slot``."""
+        requests = [it.request for it in items]
+        batch = make_batch(requests)
+        self.in_flight += 1
+        overlap = max(1.0, self.in_flight / max(1, self.backend.health().ready))
+        sent = time.perf_counter()
+        self._batch_ids += 1
+        self._busy[self._batch_ids] = (sent, batch.rows)
+        predicted = None
+        if self.policy is not None and self.on_prediction is not None:
+            predicted = self.policy.service.mean(batch.rows)
+        outcome = self.backend.run(slot, batch)
+        outcome.add_done_callback(
+            functools.partial(
+                self._done, items, batch, closed, sent, overlap, self._batch_ids, predicted
             )
+        )
 
     def _done(
         self,
@@ -406,10 +493,41 @@ class Batcher:
         closed: float,
         sent: float,
         overlap: float,
+        batch_id: int,
+        predicted: float | None,
         fut: asyncio.Future[BatchOutcome],
     ) -> None:
         self.in_flight -= 1
+        self._busy.pop(batch_id, None)
         self._complete(fut.result(), items, batch, closed, sent, overlap)
+        if predicted is not None and self.on_prediction is not None:
+            now = time.perf_counter()
+            try:
+                for it in items:
+                    self.on_prediction(sent - it.arrived + predicted, now - it.arrived)
+            except Exception:
+                log.exception("observing the predictions of %s failed", self.label)
+
+    def predict_s(self, rows: int) -> float:
+        """Seconds until a request of ``rows`` arriving now would be answered (0 without a policy).
+
+        Replicas busy with a batch are free when its predicted service time has passed; the
+        queue ahead is served first.
+        """
+        policy = self.policy
+        if policy is None:
+            return 0.0
+        now = time.perf_counter()
+        mean = policy.service.mean
+        busy = [sent + mean(r) for sent, r in self._busy.values()]
+        ready = max(1, self.backend.health().ready)
+        return policy.predict(
+            ahead_rows=self.queued_rows,
+            rows=rows,
+            busy_until=busy[:ready],
+            free=ready - len(busy),
+            now=now,
+        )
 
     def _complete(
         self,
@@ -425,7 +543,10 @@ class Batcher:
         infer_s = 0.0 if isinstance(outcome, BatchLost) else outcome.infer_s
         rows = batch.rows
         if self.on_batch is not None and not isinstance(outcome, BatchLost):
-            self.on_batch(rows, infer_s, roundtrip, overlap)
+            try:
+                self.on_batch(rows, infer_s, roundtrip, overlap)
+            except Exception:  # an observer's bug must not leave the batch's requests unanswered
+                log.exception("observing a batch of %s failed", self.label)
         replies = batch_replies(
             outcome, batch.outputs, [it.request for it in items], trim=self.trim
         )

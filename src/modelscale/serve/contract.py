@@ -49,7 +49,7 @@ class ModelContract:
     """Whether requests may be stacked along axis 0 (all inputs and outputs have a dynamic axis 0)."""
     max_batch: int
     """Rows per batch at most; a batchable request with more rows is answered 400."""
-    serving: Mapping[str, int | float] = field(default_factory=dict)
+    serving: Mapping[str, int | float | str] = field(default_factory=dict)
     """How the version runs (replicas, threads, max_wait_ms, max_queue): published in the metadata
     so that a client (``plan --validate URL``) can tell which configuration it measures."""
     graph_inputs: tuple[TensorSpec, ...] = ()
@@ -68,7 +68,7 @@ class ModelContract:
         name: str,
         version: str,
         max_batch: int,
-        serving: Mapping[str, int | float] | None = None,
+        serving: Mapping[str, int | float | str] | None = None,
         text: TextFront | None = None,
     ) -> ModelContract:
         """The contract of ``artifact`` served as ``name`` version ``version``.

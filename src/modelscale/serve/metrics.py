@@ -40,6 +40,10 @@ class GaugeSource:
     version: str
     queue_depth: Callable[[], int]
     health: Callable[[], BackendHealth]
+    batch_limit: Callable[[], int] | None = None
+    """With a p99 objective: the largest batch the objective allows now."""
+    service: Callable[[], tuple[float, float, float]] | None = None
+    """With a p99 objective: the learned batch time (seconds per batch, per row, tail factor)."""
 
 
 class _Live(Collector):
@@ -66,16 +70,32 @@ class _Live(Collector):
             "Finished requests a recorder's full queue could not take (never recorded)",
             labels=["recorder"],
         )
+        limit = GaugeMetricFamily(
+            "modelscale_batch_limit",
+            "The largest batch the p99 objective allows now (versions with an objective)",
+            labels=labels,
+        )
+        service = GaugeMetricFamily(
+            "modelscale_batch_service_seconds",
+            "With a p99 objective: the batch time the server has learned, a + b x rows at the "
+            "mean, times tail at the 95th percentile (part: fixed = a, per_row = b, tail)",
+            labels=[*labels, "part"],
+        )
         for s in self.sources:
             values = [s.model, s.version]
             health = s.health()
             depth.add_metric(values, s.queue_depth())
+            if s.batch_limit is not None:
+                limit.add_metric(values, s.batch_limit())
+            if s.service is not None:
+                for part, v in zip(("fixed", "per_row", "tail"), s.service(), strict=True):
+                    service.add_metric([*values, part], v)
             ready.add_metric(values, health.ready)
             desired.add_metric(values, health.desired)
             restarts.add_metric(values, health.restarts)
         for q in self.queues:
             dropped.add_metric([q.name], q.dropped)
-        return [depth, ready, desired, restarts, dropped]
+        return [depth, ready, desired, restarts, dropped, limit, service]
 
 
 class Metrics:
@@ -127,6 +147,30 @@ class Metrics:
             buckets=_INFER_BUCKETS_S,
             registry=self.registry,
         )
+        self.batch_wait = Histogram(
+            "modelscale_batch_wait_seconds",
+            "With a p99 objective: how long each batch waited for more rows while a replica was "
+            "free (0: sent at once)",
+            labels,
+            buckets=(0.0, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25),
+            registry=self.registry,
+        )
+        self.prediction = Histogram(
+            "modelscale_latency_prediction_ratio",
+            "With a p99 objective: each request's observed latency in the batcher (arrival to "
+            "outcome) over the latency predicted when its batch was sent",
+            labels,
+            buckets=(0.5, 0.8, 0.9, 0.95, 1.0, 1.05, 1.1, 1.25, 1.5, 2.0, 3.0),
+            registry=self.registry,
+        )
+        self.predicted = Histogram(
+            "modelscale_predicted_latency_seconds",
+            "With a p99 objective: each request's latency in the batcher as predicted when its "
+            "batch was sent",
+            labels,
+            buckets=[b / 1000 for b in latency_buckets_ms],
+            registry=self.registry,
+        )
         self.refused = Counter(
             "modelscale_http_refused",
             "Connections and requests the server refused before the app saw them, by reason: "
@@ -166,6 +210,27 @@ class Metrics:
             size.observe(rows)
             infer.observe(infer_s)
             roundtrip.observe(roundtrip_s)
+
+        return observe
+
+    def dispatch_observer(self, model: str, version: str) -> Callable[[int, float], None]:
+        """A callback recording how long each batch the SLO policy sent waited for more rows."""
+        wait = self.batch_wait.labels(model, version)
+
+        def observe(rows: int, waited_s: float) -> None:
+            wait.observe(waited_s)
+
+        return observe
+
+    def prediction_observer(self, model: str, version: str) -> Callable[[float, float], None]:
+        """A callback recording a request's predicted and observed latency in the batcher."""
+        ratio = self.prediction.labels(model, version)
+        predicted = self.predicted.labels(model, version)
+
+        def observe(predicted_s: float, observed_s: float) -> None:
+            predicted.observe(predicted_s)
+            if predicted_s > 0:
+                ratio.observe(observed_s / predicted_s)
 
         return observe
 

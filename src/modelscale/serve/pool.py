@@ -140,6 +140,11 @@ class LocalBackend:
         self.on_unavailable: Callable[[], None] | None = None
 
     @property
+    def warmup_s(self) -> float | None:
+        """The slowest replica's warm-up run (one row on zeros), None before any loaded."""
+        return self._warmup_s or None
+
+    @property
     def ready_count(self) -> int:
         """Replicas loaded and able to run batches."""
         return sum(r.ready for r in self.replicas)

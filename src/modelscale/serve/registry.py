@@ -3,10 +3,13 @@
 Requests without a version are spread over a model's versions by their weights (smooth weighted
 round-robin: deterministic, and any window of requests follows the weights closely).
 
-With an SLO (``slo.p99_ms``) a version also sheds load it cannot serve in time: a request whose
-predicted wait (queued and running rows times the measured wall time per row, over the replicas)
-exceeds half the objective is answered 503 at once, so accepted requests keep their latency while
-the excess is refused. The queue still holds enough work to keep every replica busy.
+With an SLO (``slo.p99_ms``) a version's batches are sized and timed from the objective
+(``modelscale.serve.adaptive``), and it sheds load it cannot serve in time: a request that would
+wait in a queue and is predicted (by the same service-time model that sizes the batches) to be
+answered after the objective is refused at once with 503, so accepted requests keep their latency
+while the excess is refused. With ``batching.adaptive: false`` the batches are fixed and the
+prediction is the older one: queued and running rows times the measured wall time per row, over
+the replicas, against half the objective.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from modelscale.config import DeploymentSpec, ModelSpec
 from modelscale.errors import InvalidInput
 from modelscale.model.artifact import ModelArtifact
+from modelscale.serve.adaptive import ServiceCurve, SloPolicy
 from modelscale.serve.backend import Backend
 from modelscale.serve.batcher import Batcher, Reply
 from modelscale.serve.codec import DecodedRequest
@@ -70,18 +74,20 @@ class VersionRuntime:
         metrics: Metrics,
         backend: Backend,
         text: TextFront | None = None,
+        prior: tuple[float, float] | None = None,
     ) -> None:
         self.name, self.version, self.artifact = name, version, artifact
         self.contract = ModelContract.from_artifact(
             artifact,
             name=name,
             version=version,
-            max_batch=spec.batching.max_batch,
+            max_batch=spec.max_batch,
             serving={
                 "replicas": spec.replicas,
                 "threads": spec.threads,
-                "max_wait_ms": spec.batching.max_wait_ms,
+                **({} if spec.max_wait_ms is None else {"max_wait_ms": spec.max_wait_ms}),
                 "max_queue": spec.batching.max_queue,
+                "batching": "slo" if spec.adaptive else "fixed",
             },
             text=text,
         )
@@ -89,20 +95,38 @@ class VersionRuntime:
         label = f"{name}:{version}"
         observe = metrics.batch_observer(name, version)
 
+        self.policy: SloPolicy | None = None
+        if spec.adaptive and self.slo_s is not None:
+            wait_ms = spec.max_wait_ms
+            self.policy = SloPolicy(
+                self.slo_s,
+                self.contract.max_batch,
+                max_wait_s=None if wait_ms is None else wait_ms / 1000,
+                curve=ServiceCurve(prior=prior, span=self.contract.max_batch),
+            )
+        curve = self.policy.service if self.policy is not None else None
+
         def on_batch(rows: int, infer_s: float, wall_s: float, overlap: float) -> None:
             observe(rows, infer_s, wall_s)
             self._learn(rows, wall_s / overlap)
+            if curve is not None:
+                curve.observe(rows, wall_s / overlap)
+                self._check_objective()
 
         self.backend = backend
         self.batcher = Batcher(
             backend,
             max_batch=self.contract.max_batch,
-            max_wait_s=spec.batching.max_wait_ms / 1000,
+            max_wait_s=(spec.max_wait_ms or 0.0) / 1000,
             max_queue=spec.batching.max_queue,
             label=label,
             on_batch=on_batch,
             trim=self.contract.token_outputs,
+            policy=self.policy,
+            on_dispatch=metrics.dispatch_observer(name, version) if self.policy else None,
+            on_prediction=metrics.prediction_observer(name, version) if self.policy else None,
         )
+        self._warned = False
         backend.on_unavailable = lambda: self.batcher.fail_queued(
             ApiError(
                 503, f"no replica of {label} is running; retry later.", headers={"retry-after": "1"}
@@ -114,6 +138,8 @@ class VersionRuntime:
                 version=version,
                 queue_depth=lambda: self.batcher.queued,
                 health=backend.health,
+                batch_limit=self.policy.current_limit if self.policy is not None else None,
+                service=self.policy.service.line if self.policy is not None else None,
             )
         )
         self._row_s: float | None = None
@@ -125,6 +151,24 @@ class VersionRuntime:
         per_row = seconds / max(rows, 1)
         prev = self._row_s
         self._row_s = per_row if prev is None else prev + _EWMA * (per_row - prev)
+
+    def _check_objective(self) -> None:
+        """Say once when the objective is below what one row takes (then batches are of 1)."""
+        policy = self.policy
+        if self._warned or policy is None or policy.service.batches < 20:
+            return
+        one = policy.service.high(1)
+        if one > policy.budget_s / 2:
+            self._warned = True
+            log.warning(
+                "%s:%s: the p99 objective (%.0f ms) is below what this machine needs: one row "
+                "takes %.1f ms at the replica (95th percentile), and a request may wait for one "
+                "batch before its own; serving batches of 1 and refusing what would be late",
+                self.name,
+                self.version,
+                policy.objective_s * 1000,
+                one * 1000,
+            )
 
     def predicted_wait_s(self) -> float:
         """Queued and running rows over the replicas' measured service rate."""
@@ -147,13 +191,7 @@ class VersionRuntime:
                 f"model {self.name!r} version {self.version} has no replica ready yet; retry later.",
                 headers={"retry-after": "1"},
             )
-        # Only a queue can make a request late; an idle version always takes it. Half the
-        # objective is the queue's budget: the other half is the request's own batch and noise.
-        if (
-            self.slo_s is not None
-            and self.batcher.queued_rows > 0
-            and self.predicted_wait_s() > _QUEUE_SHARE * self.slo_s
-        ):
+        if self.slo_s is not None and self._late(request.rows):
             raise ApiError(
                 503,
                 f"model {self.name!r} version {self.version} is at capacity: this request would "
@@ -162,9 +200,32 @@ class VersionRuntime:
             )
         return self.batcher.submit(request)
 
+    def _late(self, rows: int) -> bool:
+        """Whether a request of ``rows`` arriving now is predicted to miss the objective."""
+        assert self.slo_s is not None
+        batcher = self.batcher
+        # Only a queue can make a request late; a version with a free replica always takes it.
+        if self.policy is not None:
+            if batcher.queued_rows == 0 and batcher.in_flight < self.backend.health().ready:
+                return False
+            return batcher.predict_s(rows) > self.policy.objective_s
+        # Half the objective is the queue's budget: the other half is the request's own batch
+        # and noise.
+        return batcher.queued_rows > 0 and self.predicted_wait_s() > _QUEUE_SHARE * self.slo_s
+
     async def start(self) -> None:
         """Start the replicas (waits until all have loaded) and the batch loop."""
         await self.backend.start()
+        warmup = getattr(self.backend, "warmup_s", None)
+        if self.policy is not None and warmup and warmup > self.policy.objective_s:
+            log.warning(
+                "%s:%s: the p99 objective (%.0f ms) is shorter than one row took at warm-up "
+                "(%.0f ms): every request will be late; serving batches of 1",
+                self.name,
+                self.version,
+                self.policy.objective_s * 1000,
+                warmup * 1000,
+            )
         self.batcher.start()
 
     async def stop(self) -> None:
