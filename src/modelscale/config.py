@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import math
 import pathlib
 import re
 from typing import Any, Literal
@@ -124,6 +125,23 @@ class VersionSpec(_Strict):
     weight: float = Field(
         default=1.0, ge=0, description="Share of unversioned requests (0 = only explicit requests)"
     )
+    batch_time_ms: tuple[float, float] | None = Field(
+        default=None,
+        description="With a p99 objective: the batch time the batcher starts from, [ms per batch, "
+        "ms per row] at one replica (default: `modelscale serve` fits it to this machine's stored "
+        "profile of the file, else the first batches tell)",
+    )
+
+    @field_validator("batch_time_ms")
+    @classmethod
+    def _line(cls, value: tuple[float, float] | None) -> tuple[float, float] | None:
+        if value is not None:
+            a, b = value
+            if not (math.isfinite(a) and math.isfinite(b) and a >= 0 and b > 0 and a + b < 3.6e6):
+                raise ValueError(
+                    f"must be [ms per batch >= 0, ms per row > 0], finite; got {list(value)}"
+                )
+        return value
 
     @field_validator("path")
     @classmethod

@@ -327,6 +327,11 @@ def serve_command(
             f"({recorder.open_error}); serving anyway, and the serve run will be saved as JSON.",
             soft_wrap=True,
         )
+    if recorder.store is not None:
+        # Models batched from their objective start from this machine's stored profile.
+        from modelscale.serve.prior import with_stored_batch_times
+
+        spec = with_stored_batch_times(spec, recorder.store)
     if not as_json:
         render_spec(spec)
 

@@ -284,6 +284,7 @@ class ModelRegistry:
             }
             text = self._text(name, mspec, artifacts) if mspec.text is not None else None
             for v, artifact in artifacts.items():
+                line = mspec.versions[v].batch_time_ms
                 runtimes[v] = VersionRuntime(
                     name=name,
                     version=v,
@@ -292,6 +293,7 @@ class ModelRegistry:
                     metrics=metrics,
                     backend=make(name, v, artifact, mspec),
                     text=text,
+                    prior=None if line is None else (line[0] / 1000, line[1] / 1000),
                 )
             weights = {v: vs.weight for v, vs in mspec.versions.items()}
             default = max(weights, key=lambda v: weights[v])
