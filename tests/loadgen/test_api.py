@@ -38,6 +38,7 @@ def test_constant_open_loop(trivial: TrivialServer) -> None:
     assert "req/s achieved" in r.summary
     assert r.params["rate"] == 400 and "api_key" not in r.params
     assert r.to_dict()["overall"]["ok"] == 400
+    assert r.server == {} and "Server:" not in r.summary  # no modelscale /metrics to read
 
 
 def test_steps_report_one_window_per_step(trivial: TrivialServer) -> None:
@@ -196,6 +197,10 @@ def test_load_against_the_real_server(mlp_path) -> None:
                 ),
             )
             assert r.overall.ok == r.overall.sent == 200
+            # Its own batches, read from /metrics before and after: no objective, no predictions.
+            assert r.server["batches"] > 0 and 1.0 <= r.server["mean_batch"] <= 8.0
+            assert "within_10pct" not in r.server and "mean_wait_ms" not in r.server
+            assert f"Server: mean batch {r.server['mean_batch']:.1f}." in r.summary
         assert r.model_sha256 == ModelArtifact.load(mlp_path).sha256
         with pytest.raises(InvalidInput, match="404"):
             run_load(server.url, model="nope", options=LoadOptions(rate=10))
@@ -242,3 +247,21 @@ def test_bad_text_inputs(mlp_path, tmp_path: pathlib.Path) -> None:
     (tmp_path / "t.txt").write_text("a\n")
     with pytest.raises(InvalidInput, match="a text file, which gives one BYTES input"):
         build_bodies(target, contract.metadata(versions=("1",)), inputs=tmp_path / "t.txt")
+
+
+def test_batching_deltas_from_two_scrapes() -> None:
+    from modelscale.loadgen.server_side import batching_delta, describe
+
+    before = {"batches": 10.0, "rows": 20.0, "dispatches": 10.0, "wait_s": 0.01, "predicted": 20.0}
+    before |= {"ratio_le_0.9": 2.0, "ratio_le_1.1": 18.0, "ratio_le_1.25": 19.0}
+    after = {"batches": 110.0, "rows": 420.0, "dispatches": 110.0, "wait_s": 0.11}
+    after |= {"predicted": 420.0, "ratio_le_0.9": 42.0, "ratio_le_1.1": 378.0}
+    after |= {"ratio_le_1.25": 399.0}
+    d = batching_delta(before, after)
+    assert d["batches"] == 100 and d["mean_batch"] == pytest.approx(4.0)
+    assert d["mean_wait_ms"] == pytest.approx(1.0)
+    assert d["within_10pct"] == pytest.approx(320 / 400)
+    assert d["over_25pct"] == pytest.approx(20 / 400)
+    assert "80% of requests within 10%" in describe(d)
+    assert batching_delta(None, after) == {} and batching_delta(after, after) == {}
+    assert describe({}) == ""

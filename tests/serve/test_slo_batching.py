@@ -44,10 +44,15 @@ def test_batches_are_chosen_from_the_objective_and_reported(server_factory, slow
     assert _mean_batch(server) == 1.0
     # Closed-loop load from 6 clients keeps the replica busy: batches form, none beyond what
     # the objective allows, and every request is answered.
-    r = run_load(
+    result = run_load(
         server.url, model="slow", options=LoadOptions(concurrency=6, duration_s=3, warmup_s=0)
-    ).overall
+    )
+    r = result.overall
     assert r.ok == r.sent, r.errors
+    # The load test reads what the server did from its /metrics, and says it.
+    assert result.server["batches"] > 0 and result.server["mean_batch"] > 1.5
+    assert 0 <= result.server["within_10pct"] <= 1 and "mean_wait_ms" in result.server
+    assert "Server: mean batch" in result.summary
     assert _mean_batch(server) > 1.5
     limit = _value(server, "modelscale_batch_limit", model="slow")
     assert 1 <= limit <= 64

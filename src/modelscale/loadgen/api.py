@@ -17,6 +17,7 @@ from modelscale.loadgen.client import Outcome, Shooter
 from modelscale.loadgen.findmax import find_max_rate
 from modelscale.loadgen.payload import build_bodies, fetch_metadata, parse_url
 from modelscale.loadgen.schedule import parse_pattern, schedule
+from modelscale.loadgen.server_side import batching_delta, describe, scrape_batching
 from modelscale.loadgen.shapes import RequestShapes, StoreSource, request_shapes
 from modelscale.loadgen.stats import LATE_MS, LoadStats, summarize
 from modelscale.progress import OnProgress, report
@@ -132,6 +133,10 @@ class LoadResult(Result):
     inputs: dict[str, Any] = field(default_factory=dict)
     """What the requests held: ``RequestShapes.to_dict()`` for synthetic inputs (each input's
     shape, the dims and where they came from), or ``{"file": path}`` for real ones."""
+    server: dict[str, Any] = field(default_factory=dict)
+    """What a modelscale server's /metrics said of the test: batches, mean batch, mean wait per
+    batch and, with a p99 objective, how many requests were answered within 10% of their
+    predicted latency (``modelscale.loadgen.server_side``); empty for other servers."""
 
     def links(self) -> RunLinks:
         """Filed under the version the server said it served (registered under the model's name)."""
@@ -219,6 +224,7 @@ def run_load(
     )
     pattern = parse_pattern(o.pattern)
     stage = ["warm-up"]
+    scraped = scrape_batching(target, api_key=o.api_key)
 
     def tick(done: int, total: int) -> None:
         report(on_progress, stage[0], done, min(total, 2**31))
@@ -289,6 +295,7 @@ def run_load(
                     windows.append({"rate_rps": r, "passed": None, "stats": stats})
             mode = "open"
         runner.run(shooter.aclose())
+    server = batching_delta(scraped, scrape_batching(target, api_key=o.api_key))
     params = meta.get("parameters") or {}
     version = params.get("version") or o.version
     sha = params.get("sha256")
@@ -301,9 +308,10 @@ def run_load(
         overall=overall,
         windows=tuple(windows),
         max_rate_rps=max_rate,
-        summary=_summary(mode, overall, max_rate, o),
+        summary=_summary(mode, overall, max_rate, o) + describe(server),
         params=_params(url, model, o),
         inputs=shapes.to_dict() if shapes is not None else {"file": str(o.inputs)},
+        server=server,
     )
 
 
