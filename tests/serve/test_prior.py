@@ -71,7 +71,9 @@ def test_the_batcher_starts_from_the_versions_batch_time(mlp_path: pathlib.Path)
 
     async def main() -> None:
         registry = ModelRegistry(
-            spec, metrics=Metrics(), backends=lambda *_: FakePool()  # type: ignore[arg-type,return-value]
+            spec,
+            metrics=Metrics(),
+            backends=lambda *_: FakePool(),  # type: ignore[arg-type,return-value]
         )
         policy = registry.find("mlp", "1").policy
         assert policy is not None and policy.service.known
