@@ -61,6 +61,8 @@ _LEVEL_STEP = 0.05
 _LEVEL_CLIP = 0.4
 """The level moves by at most 5% x 0.4 in log space per batch: a lone 6x stall moves it 2%, a
 machine twice as slow is followed within ~35 batches."""
+_MIN_WAIT_S = 0.0002
+"""A shorter wait is not worth a timer (the event loop's own resolution is about 1 ms): send."""
 _PRIOR_WEIGHT = 0.5
 """Weight of each of the prior's two pseudo-points: enough to pin the slope while every batch has
 the same size, little against a few batches of evidence."""
@@ -335,7 +337,7 @@ class SloPolicy:
             wait = min(gather, left - c.high(target))
         if self.max_wait_s is not None:
             wait = min(wait, self.max_wait_s - age_s)
-        if wait <= 0:
+        if wait < _MIN_WAIT_S:
             return Decision(min(rows, take), 0.0, need)
         return Decision(0, wait, target)
 
