@@ -58,7 +58,12 @@ def test_deploy_yaml_round_trips_and_validates(plan: PlanResult, tmp_path: pathl
     )
     assert (
         data["models"]
-        == spec.model_dump(mode="json", exclude={"models": {"mlp": {"autoscaling"}}})["models"]
+        == spec.model_dump(
+            mode="json",
+            exclude={
+                "models": {"mlp": {"autoscaling": True, "versions": {"1": {"batch_time_ms"}}}}
+            },
+        )["models"]
     )
     assert data["backend"] == "local" and "ray" not in data
     m = data["models"]["mlp"]

@@ -148,6 +148,9 @@ def _deploy_yaml(spec: DeploymentSpec) -> dict[str, Any]:
     for m in data["models"].values():
         if m.get("autoscaling") is None:
             m.pop("autoscaling", None)
+        for v in m["versions"].values():
+            if v.get("batch_time_ms") is None:  # serve fills it from this machine's profile
+                v.pop("batch_time_ms", None)
     return data
 
 
