@@ -14,6 +14,9 @@ The front's CPU is read from /proc (psutil) before and after each window, as `pl
 measures it.
 
     .venv/bin/python bench/front_cost.py [--seconds 5] [--out bench/results/front_cost.json]
+
+With ``--fixed-vs-slo`` it only compares the front's CPU per request of digits under fixed 8 / 5 ms
+and under the SLO batcher (p99 100 ms) at 150, 300 and 1,000 req/s.
 """
 
 from __future__ import annotations
@@ -155,19 +158,69 @@ def codec_costs(repeats: int = 3000) -> list[dict[str, Any]]:
     return out
 
 
+def fixed_vs_slo(seconds: float, rates: tuple[int, ...] = (150, 300, 1000)) -> list[dict[str, Any]]:
+    """Front CPU per request of digits (2 x 1) under fixed 8 / 5 ms and under the SLO batcher
+    (p99 100 ms), two alternating repetitions, with what each server says of its batches."""
+    digits = ModelArtifact.load(build_example("digits").model_path, name="digits")
+    configs = [("fixed 8/5", {"max_batch": 8, "max_wait_ms": 5}), ("slo 100", {"p99_ms": 100})]
+    rows: list[dict[str, Any]] = []
+    with inputs_file(digits, {}, rows=1) as npz:
+        inputs = pathlib.Path(npz)
+        for rep in range(2):
+            for name, kw in configs if rep % 2 == 0 else configs[::-1]:
+                spec = DeploymentSpec.single(
+                    digits.path, name="digits", replicas=2, threads=1, monitor=False, **kw
+                )
+                with start_server(spec) as server:
+                    warm = LoadOptions(rate=300, duration_s=2, inputs=inputs)
+                    run_load(server.url, model="digits", options=warm)
+                    for rate in rates:
+                        meter = CpuMeter(server.pid)
+                        opts = LoadOptions(
+                            rate=rate,
+                            duration_s=seconds,
+                            inputs=inputs,
+                            pattern="poisson",
+                            warmup_s=0,
+                        )
+                        r = run_load(server.url, model="digits", options=opts)
+                        rows.append(
+                            {
+                                "repetition": rep,
+                                "config": name,
+                                "rate_rps": rate,
+                                "front_ms_per_request": round(
+                                    meter.per_request_ms(r.overall.ok)["front"], 4
+                                ),
+                                "p99_ms": round(r.overall.p99_ms, 2),
+                                "server": {k: round(v, 3) for k, v in r.server.items()},
+                            }
+                        )
+                        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=5.0, help="load window per rate")
     ap.add_argument(
+        "--fixed-vs-slo",
+        action="store_true",
+        help="only compare the front's CPU under fixed 8 / 5 ms and under the SLO batcher",
+    )
+    ap.add_argument(
         "--out", type=pathlib.Path, default=pathlib.Path("bench/results/front_cost.json")
     )
     args = ap.parse_args()
-    result = {
+    result: dict[str, Any] = {
         "when": time.strftime("%Y-%m-%d %H:%M:%S"),
         "load_average": os.getloadavg(),
-        "front_vs_rate": front_vs_rate(args.seconds),
-        "codec": codec_costs(),
     }
+    if args.fixed_vs_slo:
+        result["fixed_vs_slo"] = fixed_vs_slo(args.seconds)
+    else:
+        result["front_vs_rate"] = front_vs_rate(args.seconds)
+        result["codec"] = codec_costs()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1), encoding="utf-8")
     print(f"wrote {args.out}")
