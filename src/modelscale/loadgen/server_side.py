@@ -8,11 +8,14 @@ goes on as it would: this is a reading beside the test, never a condition of it.
 from __future__ import annotations
 
 import http.client
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modelscale.loadgen.payload import Target
 
-__all__ = ["batching_delta", "describe", "scrape_batching"]
+if TYPE_CHECKING:
+    from prometheus_client.samples import Sample
+
+__all__ = ["batching_delta", "describe", "read_samples", "scrape_batching"]
 
 _SUMS = {
     "modelscale_batch_size_count": "batches",
@@ -24,12 +27,14 @@ _SUMS = {
 _RATIO = "modelscale_latency_prediction_ratio_bucket"
 
 
-def scrape_batching(target: Target, *, api_key: str | None = None) -> dict[str, float] | None:
-    """The batch counters of ``target``'s model from its server's /metrics (None: none to read)."""
+def read_samples(
+    host: str, port: int, *, model: str, api_key: str | None = None
+) -> list[Sample] | None:
+    """The samples of ``model`` in a server's /metrics (None: no /metrics to read)."""
     from prometheus_client.parser import text_string_to_metric_families
 
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    conn = http.client.HTTPConnection(target.host, target.port, timeout=10)
+    conn = http.client.HTTPConnection(host, port, timeout=10)
     try:
         conn.request("GET", "/metrics", headers=headers)
         resp = conn.getresponse()
@@ -40,21 +45,31 @@ def scrape_batching(target: Target, *, api_key: str | None = None) -> dict[str, 
         conn.close()
     if resp.status != 200:
         return None
-    out: dict[str, float] = {}
     try:
-        for family in text_string_to_metric_families(text):
-            for s in family.samples:
-                if s.labels.get("model") != target.model:
-                    continue
-                if target.version is not None and s.labels.get("version") != target.version:
-                    continue
-                key = _SUMS.get(s.name)
-                if key is None and s.name == _RATIO:
-                    key = f"ratio_le_{s.labels.get('le')}"
-                if key is not None:
-                    out[key] = out.get(key, 0.0) + float(s.value)
+        return [
+            s
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+            if s.labels.get("model") == model
+        ]
     except ValueError:
         return None
+
+
+def scrape_batching(target: Target, *, api_key: str | None = None) -> dict[str, float] | None:
+    """The batch counters of ``target``'s model from its server's /metrics (None: none to read)."""
+    samples = read_samples(target.host, target.port, model=target.model, api_key=api_key)
+    if samples is None:
+        return None
+    out: dict[str, float] = {}
+    for s in samples:
+        if target.version is not None and s.labels.get("version") != target.version:
+            continue
+        key = _SUMS.get(s.name)
+        if key is None and s.name == _RATIO:
+            key = f"ratio_le_{s.labels.get('le')}"
+        if key is not None:
+            out[key] = out.get(key, 0.0) + float(s.value)
     return out if "batches" in out else None
 
 

@@ -12,7 +12,6 @@ time per batch.
 
 from __future__ import annotations
 
-import http.client
 import ipaddress
 import os
 import pathlib
@@ -27,6 +26,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from modelscale.loadgen import WindowEdge
+from modelscale.loadgen.server_side import read_samples
 from modelscale.model import InputChoice, ModelArtifact, batch_dim_names, make_inputs
 from modelscale.progress import ProgressEvent
 
@@ -51,30 +51,15 @@ _BATCH_SERIES = {
 
 def batch_totals(url: str, model: str, api_key: str | None = None) -> dict[str, float] | None:
     """Batch counters of ``model`` from the server's /metrics (None if it has none to give)."""
-    from prometheus_client.parser import text_string_to_metric_families
-
     parts = urlsplit(url)
-    conn = http.client.HTTPConnection(parts.hostname or "", parts.port or 80, timeout=10)
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    try:
-        conn.request("GET", "/metrics", headers=headers)
-        resp = conn.getresponse()
-        text = resp.read().decode("utf-8", "replace")
-    except OSError:
-        return None
-    finally:
-        conn.close()
-    if resp.status != 200:
+    samples = read_samples(parts.hostname or "", parts.port or 80, model=model, api_key=api_key)
+    if samples is None:
         return None
     totals = dict.fromkeys(_BATCH_SERIES.values(), 0.0)
-    try:
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                key = _BATCH_SERIES.get(sample.name)
-                if key is not None and sample.labels.get("model") == model:
-                    totals[key] += float(sample.value)
-    except ValueError:
-        return None
+    for sample in samples:
+        key = _BATCH_SERIES.get(sample.name)
+        if key is not None:
+            totals[key] += float(sample.value)
     return totals
 
 
