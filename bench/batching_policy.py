@@ -110,7 +110,7 @@ def simulate(
         if i < len(arrivals) and arrivals[i] == now:
             i += 1
             if slo is not None:
-                slo.meter.add(1, now)  # type: ignore[union-attr]
+                slo.meter.add(1, now)
                 waiting = bool(queue) or all(f > now for f in free_at)
                 if waiting:
                     ahead = [

@@ -90,12 +90,18 @@ def test_curve_ignores_nonsense_observations() -> None:
 def test_rate_meter_tracks_rows_per_second() -> None:
     meter = RateMeter(tau_s=1.0)
     assert meter.rate(0.0) == 0.0
-    t = 0.0
-    for _ in range(2000):  # 200 rows/s for 10 s
-        t += 0.005
-        meter.add(1, t)
+    t = _steady(meter, 200, 10)
     assert meter.rate(t) == pytest.approx(200, rel=0.05)
     assert meter.rate(t + 3.0) < 200 * math.exp(-2.9)  # decays once traffic stops
+
+
+def _steady(meter: RateMeter, rate: float, seconds: float) -> float:
+    """One row every 1 / ``rate`` s for ``seconds``; the time of the last."""
+    t = 0.0
+    for _ in range(round(rate * seconds)):
+        t += 1 / rate
+        meter.add(1, t)
+    return t
 
 
 def _policy(a_ms=3.0, b_ms=8.0, objective_ms=100.0, max_batch=64, **kw) -> SloPolicy:
@@ -135,10 +141,7 @@ def test_decide_sends_at_once_at_low_load() -> None:
 
 def test_decide_waits_for_the_rows_the_rate_needs_but_not_past_the_oldest_request() -> None:
     p = _policy(spare=1.15)
-    t = 0.0
-    for _ in range(720):  # 180 rows/s
-        t += 1 / 180
-        p.meter.add(1, t)  # type: ignore[union-attr]
+    t = _steady(p.meter, 180, 4)
     d = p.decide(age_s=0.0, rows=1, replicas=2, now=t)
     assert d.rows == 0 and d.need == 2
     assert d.wait_s == pytest.approx(1 / 180, rel=0.1)  # one more row at 180/s
@@ -156,10 +159,7 @@ def test_decide_waits_for_the_rows_the_rate_needs_but_not_past_the_oldest_reques
 
 def test_decide_honours_a_wait_bound() -> None:
     p = _policy(max_wait_s=0.002, spare=1.15)
-    t = 0.0
-    for _ in range(400):
-        t += 0.005
-        p.meter.add(1, t)  # type: ignore[union-attr]
+    t = _steady(p.meter, 200, 2)
     d = p.decide(age_s=0.0, rows=1, replicas=2, now=t)
     assert d.wait_s == pytest.approx(0.002)
     assert p.decide(age_s=0.003, rows=1, replicas=2, now=t).rows == 1
@@ -193,10 +193,7 @@ def test_decide_gathers_dense_traffic_briefly_when_the_objective_has_slack() -> 
     # A tiny model: 0.3 ms + 0.01 ms a row. At 2,000 rows/s one row keeps up, but rows arrive
     # every 0.5 ms: the batch waits up to 5% of the 95 ms budget for about 9 more.
     p = _policy(a_ms=0.3, b_ms=0.01)
-    t = 0.0
-    for _ in range(4000):
-        t += 0.0005
-        p.meter.add(1, t)  # type: ignore[union-attr]
+    t = _steady(p.meter, 2000, 2)
     d = p.decide(age_s=0.0, rows=1, replicas=2, now=t)
     assert d.rows == 0
     assert d.wait_s == pytest.approx(0.05 * 0.095)
@@ -205,6 +202,6 @@ def test_decide_gathers_dense_traffic_briefly_when_the_objective_has_slack() -> 
     assert p.decide(age_s=0.005, rows=3, replicas=2, now=t).rows == 3
     # Sparse traffic (one row in 10 ms) is not gathered: the row is sent at once.
     sparse = _policy(a_ms=0.3, b_ms=0.01)
-    sparse.meter.add(1, 0.0)  # type: ignore[union-attr]
-    sparse.meter.add(1, 0.01)  # type: ignore[union-attr]
+    sparse.meter.add(1, 0.0)
+    sparse.meter.add(1, 0.01)
     assert sparse.decide(age_s=0.0, rows=1, replicas=2, now=0.01).rows == 1

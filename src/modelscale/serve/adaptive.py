@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 __all__ = ["Decision", "RateMeter", "ServiceCurve", "SloPolicy"]
@@ -251,13 +251,14 @@ class SloPolicy:
     spare: float = 1.0
     gather: float = 0.05
     curve: ServiceCurve | None = None
-    meter: RateMeter | None = None
+    """The batch-time line to start from (None: a fresh one spanning ``max_batch``)."""
+    meter: RateMeter = field(default_factory=RateMeter)
+    limit_now: int = 0
+    """The batch limit of the latest decision (what ``predict`` walks the queue with)."""
 
     def __post_init__(self) -> None:
         if self.curve is None:
             self.curve = ServiceCurve(span=self.max_batch)
-        if self.meter is None:
-            self.meter = RateMeter()
 
     @property
     def budget_s(self) -> float:
@@ -292,13 +293,9 @@ class SloPolicy:
 
     def limit(self, *, replicas: int, now: float) -> tuple[int, int]:
         """(the most rows a batch takes now, the fewest worth sending)."""
-        assert self.meter is not None
         cap = self.cap()
         self.limit_now = cap
         return cap, self.need(self.meter.rate(now), replicas, cap)
-
-    limit_now: int = 0
-    """The batch limit of the latest decision (what ``predict`` walks the queue with)."""
 
     def current_limit(self) -> int:
         """The batch limit of the latest decision (the cap before any)."""
@@ -307,7 +304,6 @@ class SloPolicy:
     def decide(self, *, age_s: float, rows: int, replicas: int, now: float) -> Decision:
         """The decision for a free replica, with ``rows`` waiting and the oldest ``age_s`` old."""
         c = self.service
-        assert self.meter is not None
         if not c.known:
             return Decision(min(rows, self.max_batch), 0.0, 1)
         cap, need = self.limit(replicas=replicas, now=now)

@@ -240,7 +240,8 @@ class Batcher:
         self.on_dispatch = on_dispatch
         self.on_prediction = on_prediction
         self._busy: dict[int, tuple[float, int]] = {}
-        """Batches in flight: id -> (perf_counter() when sent, rows), for ``predict_s``."""
+        """Batches handed to the backend and not answered yet: id -> (perf_counter() when sent,
+        rows)."""
         self._batch_ids = 0
         self.trim = trim
         """Per-token outputs, cut back to each request's own length (``batch_replies``)."""
@@ -258,8 +259,6 @@ class Batcher:
         self._wake_rows = max_batch
         self._task: asyncio.Task[None] | None = None
         self._closed = False
-        self.in_flight = 0
-        """Batches handed to the backend and not answered yet."""
 
     # -- the request side ---------------------------------------------------------------------------
     def submit(self, request: DecodedRequest) -> asyncio.Future[Reply]:
@@ -286,7 +285,7 @@ class Batcher:
             item.timer = loop.call_at(item.deadline, self._expire, item)
         key = request.key
         if self.policy is not None:
-            self.policy.meter.add(request.rows, item.arrived)  # type: ignore[union-attr]
+            self.policy.meter.add(request.rows, item.arrived)
         self._queues.setdefault(key, deque()).append(item)
         rows = self._rows.get(key, 0) + request.rows
         self._rows[key] = rows
@@ -471,11 +470,10 @@ class Batcher:
         """Hand ``items`` as one batch to the reserved replica ``slot``."""
         requests = [it.request for it in items]
         batch = make_batch(requests)
-        self.in_flight += 1
-        overlap = max(1.0, self.in_flight / max(1, self.backend.health().ready))
         sent = time.perf_counter()
         self._batch_ids += 1
         self._busy[self._batch_ids] = (sent, batch.rows)
+        overlap = max(1.0, self.in_flight / max(1, self.backend.health().ready))
         predicted = None
         if self.policy is not None and self.on_prediction is not None:
             predicted = self.policy.service.mean(batch.rows)
@@ -497,7 +495,6 @@ class Batcher:
         predicted: float | None,
         fut: asyncio.Future[BatchOutcome],
     ) -> None:
-        self.in_flight -= 1
         self._busy.pop(batch_id, None)
         self._complete(fut.result(), items, batch, closed, sent, overlap)
         if predicted is not None and self.on_prediction is not None:
@@ -507,6 +504,11 @@ class Batcher:
                     self.on_prediction(sent - it.arrived + predicted, now - it.arrived)
             except Exception:
                 log.exception("observing the predictions of %s failed", self.label)
+
+    @property
+    def in_flight(self) -> int:
+        """Batches handed to the backend and not answered yet."""
+        return len(self._busy)
 
     def predict_s(self, rows: int) -> float:
         """Seconds until a request of ``rows`` arriving now would be answered (0 without a policy).

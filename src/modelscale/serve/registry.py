@@ -108,8 +108,9 @@ class VersionRuntime:
 
         def on_batch(rows: int, infer_s: float, wall_s: float, overlap: float) -> None:
             observe(rows, infer_s, wall_s)
-            self._learn(rows, wall_s / overlap)
-            if curve is not None:
+            if curve is None:
+                self._learn(rows, wall_s / overlap)  # the fixed batcher's shedding rule's rate
+            else:
                 curve.observe(rows, wall_s / overlap)
                 self._check_objective()
 
