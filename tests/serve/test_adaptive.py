@@ -116,6 +116,9 @@ def test_cap_is_the_largest_batch_whose_time_fits_half_the_objective() -> None:
     assert _policy(objective_ms=200).cap() == 12  # 100 ms: n = 12
     assert _policy(objective_ms=200, max_batch=6).cap() == 6  # max_batch bounds it
     assert _policy(objective_ms=10).cap() == 1  # below one row: batches of 1
+    assert _policy(objective_ms=10).below_one_row() and not _policy().below_one_row()
+    # One row fits half the objective but two do not: batches of 1, and no warning.
+    assert _policy(objective_ms=25).cap() == 1 and not _policy(objective_ms=25).below_one_row()
     slow = _policy()
     slow.service.observe(4, 0.070)  # the machine is twice as slow: the cap follows
     for _ in range(60):

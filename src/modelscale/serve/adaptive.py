@@ -279,6 +279,11 @@ class SloPolicy:
         n = self.max_batch if slope <= 0 else int((self.objective_s / 2 - c.fixed_s) / slope)
         return max(1, min(self.max_batch, n))
 
+    def below_one_row(self) -> bool:
+        """Whether even a batch of one row takes more than half the objective (``cap``'s rule):
+        batches are then of one, and a request that waits behind another is late."""
+        return self.service.known and self.service.mean(1) > self.objective_s / 2
+
     def need(self, rate: float, replicas: int, cap: int) -> int:
         """The smallest batch (<= ``cap``) with which ``replicas`` keep up with ``rate`` rows/s."""
         c = self.service

@@ -158,17 +158,16 @@ class VersionRuntime:
         policy = self.policy
         if self._warned or policy is None or policy.service.batches < 20:
             return
-        one = policy.service.high(1)
-        if one > policy.budget_s / 2:
+        if policy.below_one_row():
             self._warned = True
             log.warning(
                 "%s:%s: the p99 objective (%.0f ms) is below what this machine needs: one row "
-                "takes %.1f ms at the replica (95th percentile), and a request may wait for one "
-                "batch before its own; serving batches of 1 and refusing what would be late",
+                "takes %.1f ms at the replica, and a request may wait for one batch before its "
+                "own; serving batches of 1 and refusing what would be late",
                 self.name,
                 self.version,
                 policy.objective_s * 1000,
-                one * 1000,
+                policy.service.mean(1) * 1000,
             )
 
     def predicted_wait_s(self) -> float:
