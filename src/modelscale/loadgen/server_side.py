@@ -1,8 +1,8 @@
 """What a modelscale server says it did during a load test: its batches, read from /metrics.
 
-Scraped before and after the test; the difference is the test's own (for a server with other
-traffic, theirs too). Another server (no such series, no /metrics) gives nothing and the load test
-goes on as it would: this is a reading beside the test, never a condition of it.
+Scraped before and after the test; the difference is the test's own, its warm-up included (for a
+server with other traffic, theirs too). Another server (no such series, no /metrics) gives nothing and
+the load test goes on as it would: this is a reading beside the test, never a condition of it.
 """
 
 from __future__ import annotations
