@@ -15,6 +15,7 @@ from modelscale.loadgen.client import Outcome, Shooter, build_request
 from modelscale.loadgen.findmax import Probe, find_max_rate
 from modelscale.loadgen.payload import Target, fetch_metadata, parse_url
 from modelscale.loadgen.schedule import Pattern, parse_pattern, schedule
+from modelscale.loadgen.server_side import read_samples
 from modelscale.loadgen.shapes import RequestShapes, request_shapes
 from modelscale.loadgen.stats import LoadStats, summarize
 
@@ -38,6 +39,7 @@ __all__ = [
     "find_max_rate",
     "parse_pattern",
     "parse_url",
+    "read_samples",
     "request_shapes",
     "run_load",
     "schedule",

@@ -25,8 +25,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from modelscale.loadgen import WindowEdge
-from modelscale.loadgen.server_side import read_samples
+from modelscale.loadgen import WindowEdge, read_samples
 from modelscale.model import InputChoice, ModelArtifact, batch_dim_names, make_inputs
 from modelscale.progress import ProgressEvent
 
