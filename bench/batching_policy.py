@@ -1,6 +1,6 @@
 """What a batcher can reach at a p99 objective: the SLO policy, fixed settings, and the queueing bound.
 
-The server's SLO policy (modelscale.serve.adaptive.SloPolicy, the very class the batcher asks) is
+The server's SLO policy (modelscale.batching.SloPolicy, the very class the batcher asks) is
 run in virtual time against R replicas whose batch of n rows takes S(n) = a + b n (times a
 lognormal noise, plus a fixed hand-over both ways), with Poisson arrivals, and so are fixed
 ``max_batch / max_wait`` batchers. For each objective the highest rate with p99 <= objective and
@@ -31,8 +31,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from modelscale.batching import SloPolicy
 from modelscale.plan.batchqueue import BatchServiceQueue
-from modelscale.serve.adaptive import SloPolicy
 
 OBJECTIVES_MS = (50.0, 100.0, 200.0)
 SPLITS = {"2 x 1": (2, 3.4, 9.4), "1 x 2": (1, 1.5, 4.8)}

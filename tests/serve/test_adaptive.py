@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from modelscale.serve.adaptive import RateMeter, ServiceCurve, SloPolicy
+from modelscale.batching import RateMeter, ServiceCurve, SloPolicy
 
 MS = 1e-3
 
@@ -95,6 +95,17 @@ def test_rate_meter_tracks_rows_per_second() -> None:
     assert meter.rate(t + 3.0) < 200 * math.exp(-2.9)  # decays once traffic stops
 
 
+def test_rate_meter_reads_a_burst_from_idle_at_its_rate_at_once() -> None:
+    # 300 rows/s from nothing: after 0.2 s a plain decayed count reads ~55/s (18%); the meter
+    # divides by the share of its window it has seen.
+    meter = RateMeter(tau_s=1.0)
+    t = _steady(meter, 300, 0.2)
+    assert meter.rate(t) == pytest.approx(300, rel=0.1)
+    one = RateMeter(tau_s=1.0)
+    one.add(1, 5.0)  # a single row reads as at most 20 rows/s, not infinitely many
+    assert 0 < one.rate(5.0) <= 21
+
+
 def _steady(meter: RateMeter, rate: float, seconds: float) -> float:
     """One row every 1 / ``rate`` s for ``seconds``; the time of the last."""
     t = 0.0
@@ -168,9 +179,9 @@ def test_decide_honours_a_wait_bound() -> None:
     assert p.decide(age_s=0.003, rows=1, replicas=2, now=t).rows == 1
 
 
-def test_decide_without_any_knowledge_sends_what_is_there() -> None:
+def test_decide_without_any_knowledge_sends_one_row_to_learn_from() -> None:
     p = SloPolicy(0.1, 8)
-    assert p.decide(age_s=0.0, rows=20, replicas=1, now=0.0).rows == 8
+    assert p.decide(age_s=0.0, rows=20, replicas=1, now=0.0) == (1, 0.0, 1)
     assert p.predict(ahead_rows=100, rows=1, busy_until=[], free=1, now=0.0) == 0.0
 
 
@@ -189,6 +200,21 @@ def test_predict_walks_the_queue_in_batches_of_the_cap() -> None:
     # A replica's expected end already passed counts as free now.
     assert p.predict(ahead_rows=0, rows=1, busy_until=[-1.0], free=0, now=0.0) == pytest.approx(
         11 * MS
+    )
+
+
+def test_predict_fills_its_own_batch_as_the_rate_will() -> None:
+    # With arrivals the replicas barely keep up with, the batch a request joins fills to the
+    # cap behind it: it is predicted at the cap's time, not at the rows queued when it came.
+    p = _policy()  # cap 5, S(n) = 3 + 8 n ms
+    t = _steady(p.meter, 220, 3.0)  # 110 rows/s per replica: batches of 3 keep up (3 / 27 ms)
+    assert p.need(p.meter.rate(t), 2, p.cap()) == 3
+    alone = p.predict(ahead_rows=0, rows=1, busy_until=[t + 0.010, t + 0.020], free=0, now=t)
+    assert alone == pytest.approx(10 * MS + p.service.mean(3), rel=0.01)
+    # Without traffic the same request runs alone.
+    q = _policy()
+    assert q.predict(ahead_rows=0, rows=1, busy_until=[0.010, 0.020], free=0, now=0.0) == (
+        pytest.approx(10 * MS + q.service.mean(1))
     )
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from modelscale.serve.adaptive import ServiceCurve, SloPolicy
+from modelscale.batching import ServiceCurve, SloPolicy
 from modelscale.serve.batcher import Batcher
 
 from .test_batcher import FakePool, req, run

@@ -29,7 +29,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from modelscale.serve.adaptive import SloPolicy
+from modelscale.batching import SloPolicy
 from modelscale.serve.backend import (
     Backend,
     Batch,

@@ -4,7 +4,7 @@
 from the knowledge base, when it holds a profile of that very file (sha256) measured on a CPU of
 the same model at the replicas' thread count: a line ``a + b n`` fitted to the median time per
 batch size. The batcher then plans sensible batches from the first request; without one it starts
-from its first batch. Either way it keeps learning from every batch (``modelscale.serve.adaptive``),
+from its first batch. Either way it keeps learning from every batch (``modelscale.batching``),
 so a profile measured at another sequence length only sets where it starts.
 """
 

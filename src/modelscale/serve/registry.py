@@ -4,7 +4,7 @@ Requests without a version are spread over a model's versions by their weights (
 round-robin: deterministic, and any window of requests follows the weights closely).
 
 With an SLO (``slo.p99_ms``) a version's batches are sized and timed from the objective
-(``modelscale.serve.adaptive``), and it sheds load it cannot serve in time: a request that would
+(``modelscale.batching``), and it sheds load it cannot serve in time: a request that would
 wait in a queue and is predicted (by the same service-time model that sizes the batches) to be
 answered after the objective is refused at once with 503, so accepted requests keep their latency
 while the excess is refused. With ``batching.adaptive: false`` the batches are fixed and the
@@ -19,10 +19,10 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
+from modelscale.batching import ServiceCurve, SloPolicy
 from modelscale.config import DeploymentSpec, ModelSpec
 from modelscale.errors import InvalidInput
 from modelscale.model.artifact import ModelArtifact
-from modelscale.serve.adaptive import ServiceCurve, SloPolicy
 from modelscale.serve.backend import Backend
 from modelscale.serve.batcher import Batcher, Reply
 from modelscale.serve.codec import DecodedRequest
@@ -88,6 +88,7 @@ class VersionRuntime:
                 **({} if spec.max_wait_ms is None else {"max_wait_ms": spec.max_wait_ms}),
                 "max_queue": spec.batching.max_queue,
                 "batching": "slo" if spec.adaptive else "fixed",
+                **({} if spec.slo.p99_ms is None else {"p99_ms": spec.slo.p99_ms}),
             },
             text=text,
         )

@@ -11,7 +11,8 @@ dispatch, from three things it learns while serving:
   scaled as a whole by robust steps (clipped in log space) that follow the machine slowing down
   or speeding up for good within a few dozen batches without forgetting the line's shape; and
   the 95th percentile of observed over predicted, the tail a request's own batch is planned
-  with. It starts from the stored profile's line when there is one, else from the first batch.
+  with. It starts from the stored profile's line when there is one, else from the first batch
+  (one row, sent alone).
 - ``RateMeter``: the rows arriving per second (exponentially decayed counter).
 - the queue itself: the oldest request's age and the rows waiting.
 
@@ -38,6 +39,10 @@ A virtual-time simulation of this policy against the exact latency of greedy bat
 (``modelscale.plan.batchqueue``) is in bench/batching_policy.py: with Poisson arrivals, no policy
 comes near the raw ceiling at tight objectives (p99 <= 2.4 x the batch time allows ~60% of it),
 and this one reaches the queueing bound within a few percent.
+
+The policy sits below the capabilities (pure arithmetic, no I/O) because two of them run it: the
+server's batcher asks it at every dispatch, and ``plan`` runs it in its simulator, so a plan that
+chooses batching from the objective predicts the very rule that will serve.
 
 Clipper (NSDI 2017) adapts the batch by AIMD on the observed latency and Triton waits a fixed queue
 delay for preferred sizes; neither derives the batch from the objective and a model of the service
@@ -199,6 +204,10 @@ class ServiceCurve:
         self.a, self.b = a, b
 
 
+_MIN_SEEN_S = 0.05
+"""The shortest span the rate meter reads a rate over (one row at its very start is 20 rows/s)."""
+
+
 class RateMeter:
     """Rows arriving per second: an exponentially decayed count over ``tau_s``."""
 
@@ -206,17 +215,32 @@ class RateMeter:
         self.tau = tau_s
         self._value = 0.0
         self._at: float | None = None
+        self._since: float | None = None
 
     def add(self, rows: int, now: float) -> None:
         """Count ``rows`` arriving at ``now`` (seconds, any monotonic clock)."""
-        self._value = self.rate(now) + rows / self.tau
+        self._value = self._decayed(now) + rows / self.tau
         self._at = now
+        if self._since is None:
+            self._since = now
 
-    def rate(self, now: float) -> float:
-        """Rows per second around ``now``."""
+    def _decayed(self, now: float) -> float:
         if self._at is None:
             return 0.0
         return self._value * math.exp(-max(0.0, now - self._at) / self.tau)
+
+    def rate(self, now: float) -> float:
+        """Rows per second around ``now``.
+
+        The decayed count has seen only ``now - first arrival`` of its ``tau`` window: it is
+        divided by the share of the window seen (as Adam corrects its moments), or a burst from
+        idle would read as a fraction of its rate for a whole ``tau`` and be served in batches
+        too small to keep up with it.
+        """
+        if self._since is None:
+            return 0.0
+        seen = 1.0 - math.exp(-max(now - self._since, _MIN_SEEN_S) / self.tau)
+        return self._decayed(now) / seen
 
 
 class Decision(NamedTuple):
@@ -310,7 +334,9 @@ class SloPolicy:
         """The decision for a free replica, with ``rows`` waiting and the oldest ``age_s`` old."""
         c = self.service
         if not c.known:
-            return Decision(min(rows, self.max_batch), 0.0, 1)
+            # Nothing measured yet: one row, at once. Its time is the curve's first guess; a
+            # blind batch of many could already be late where one row hardly fits.
+            return Decision(1, 0.0, 1)
         cap, need = self.limit(replicas=replicas, now=now)
         tail = c.tail
         # The most rows that keep the oldest request within the budget (at least 1: a request
@@ -318,6 +344,10 @@ class SloPolicy:
         left = self.budget_s - age_s
         fit = int((left / tail - c.fixed_s) / c.per_row_s) if c.per_row_s > 0 else cap
         take = max(1, min(cap, fit)) if left > c.mean(1) * tail else min(cap, rows)
+        # Never fewer than the rate needs: a smaller batch saves the oldest request a little and
+        # grows the queue behind it, whose every request was admitted (``predict``) on batches
+        # of the cap.
+        take = max(take, need)
         if rows >= take:
             return Decision(min(rows, take), 0.0, need)
         rate = self.meter.rate(now)
@@ -365,11 +395,14 @@ class SloPolicy:
             heap = [now]
         heapq.heapify(heap)
         remaining = ahead_rows + rows
+        # Its own batch fills up behind it with the rows the rate brings: as large as the rate
+        # needs (a full cap when the replicas barely keep up), not just what is queued now.
+        own = self.need(self.meter.rate(now), len(heap), cap)
         for _ in range(10_000):
             start = heapq.heappop(heap)
             n = min(remaining, cap)
             remaining -= n
             if remaining <= 0:
-                return start - now + c.high(n)
+                return start - now + c.high(max(n, own))
             heapq.heappush(heap, start + c.mean(n))
         return math.inf
