@@ -10,7 +10,8 @@
    `load --find-max` measures against `serve` in that configuration, through the code path of
    `plan --validate-local` (which also re-times the model just before each test and records how
    far the machine has drifted from the profile). Target: within +-15%. Bounds: 25 ms for digits,
-   100 ms for MiniLM.
+   100 ms for MiniLM. Beside them the four cases of batches from the objective (each model x each
+   split, served as plan emits it: only ``slo.p99_ms``; the simulator runs the server's policy).
 3. MiniLM at 1,000 req/s with p99 <= 100 ms against the bundled catalog: >= 3 options across >= 2
    providers with costs, and the cheapest meeting the SLO picked.
 
@@ -35,6 +36,8 @@ from modelscale.examples import build_example
 from modelscale.machine import machine_info
 from modelscale.model import ModelArtifact
 from modelscale.plan import (
+    ADAPTIVE,
+    CapacitySearch,
     ModelProfile,
     Overheads,
     PlanOptions,
@@ -66,6 +69,15 @@ EIGHT = {
     name: tuple(ServerConfig(r, t, b, w) for (r, t) in ((1, 2), (2, 1)) for (b, w) in pols)
     for name, pols in POLICIES.items()
 }
+
+
+def cases(name: str, service: ServiceModel) -> tuple[ServerConfig, ...]:
+    """The eight fixed cases of ``name`` and its two with batches from the objective (the
+    planner's own configurations: the largest batch is the one within half the bound)."""
+    bound = MODELS[name][1]
+    search = CapacitySearch(service, p99_ms=bound, overheads=Overheads(), policies=(ADAPTIVE,))
+    adaptive = tuple(c for c in search.configs(2) if (c.replicas, c.threads) in ((1, 2), (2, 1)))
+    return EIGHT[name] + adaptive
 
 
 def _profile(name: str, kb: Store, dims: dict[str, int]) -> tuple[ModelArtifact, ModelProfile]:
@@ -136,7 +148,7 @@ def eight_cases(
     rows = []
     for name, prof in profiles.items():
         bound = MODELS[name][1]
-        for cfg in EIGHT[name]:
+        for cfg in cases(name, prof.service):
             if only and only not in f"{name} {cfg.label()}":
                 continue
             print(f"  {name} {cfg.label()}: serving and searching...", flush=True)
@@ -184,7 +196,7 @@ def replay(path: pathlib.Path, profiles: dict[str, ModelProfile]) -> list[dict[s
     rows = []
     for old in json.loads(path.read_text(encoding="utf-8"))["eight_cases"]:
         name = old["model"]
-        cfg = next(c for c in EIGHT[name] if c.label() == old["config"])
+        cfg = next(c for c in cases(name, profiles[name].service) if c.label() == old["config"])
         cpu = old["measured_cpu_ms"]
         v = compare_with_measurement(
             profiles[name].service, cfg, cores=2, p99_ms=old["p99_bound_ms"],

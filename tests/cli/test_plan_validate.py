@@ -56,7 +56,11 @@ def test_validate_local_records_prediction_beside_measurement(model: pathlib.Pat
         "threads": local["threads"],
         "max_batch": local["max_batch"],
         "max_wait_ms": local["max_wait_ms"],
+        "objective_ms": local["objective_ms"],
     }
+    # The plan chose batches from the objective here, and the server ran them: only the objective
+    # set, its batches capped where the planner capped them (half the bound).
+    assert local["objective_ms"] == 40.0 and local["max_wait_ms"] == 0.0
     assert v["measured_rps"] > 0 and v["predicted_rps"] > 0
     assert v["error"] == pytest.approx(v["predicted_rps"] / v["measured_rps"] - 1)
     assert v["within_tolerance"] == (abs(v["error"]) <= 0.15 and not v["inconclusive"])

@@ -80,3 +80,35 @@ def test_noise_spares_the_fixed_hand_over() -> None:
     # Exponential noise on a 0.01 ms model, a fixed 1 ms hand-over: latency stays near 1 ms.
     r = simulate_batcher(rate=0.001, service=[0.01], fixed=1.0, scv=1.0, requests=5_000)
     assert 1.0 < r.p99 < 1.06
+
+
+def test_the_slo_policy_meets_the_objective_below_capacity_and_sheds_beyond_it() -> None:
+    # MiniLM-like batches on two replicas: 3.4 + 9.4 n ms, p99 objective 100 ms, cap 5 rows.
+    svc = [3.4 + 9.4 * n for n in range(1, 6)]
+    kw = {"service": svc, "replicas": 2, "scv": 0.0064, "fixed": 1.5, "requests": 8_000}
+    light = simulate_batcher(rate=0.08, bound=100.0, objective=100.0, **kw)
+    assert light.shed == 0.0 and light.p99 < 100.0 and light.stable
+    # Far past capacity (~2 x 5 rows / 51 ms = 196 req/s): the greedy queue grows without end,
+    # the policy refuses what it predicts late and keeps what it answers within the objective.
+    greedy = simulate_batcher(rate=0.3, bound=100.0, **kw)
+    policy = simulate_batcher(rate=0.3, bound=100.0, objective=100.0, **kw)
+    assert not greedy.stable and greedy.sf_at is not None and greedy.sf_at > 0.5
+    assert 0.2 < policy.shed < 0.6 and policy.stable
+    assert policy.p99 == float("inf")  # over 1% shed: the 99th percentile is a refused request
+    assert policy.sf_at is not None and policy.sf_at >= policy.shed
+    assert policy.mean < 100.0  # what it answered, it answered in time
+    assert policy.mean_batch > 2.5  # it batches up to its cap to keep up
+
+
+def test_the_slo_policy_batches_only_what_the_rate_needs() -> None:
+    svc = [3.4 + 9.4 * n for n in range(1, 6)]
+    kw = {"service": svc, "replicas": 2, "fixed": 1.5, "requests": 6_000, "objective": 100.0}
+    # At 40 req/s one replica keeps up with batches of 1: nothing waits for a batch to fill.
+    assert simulate_batcher(rate=0.04, **kw).mean_batch < 1.1
+    assert simulate_batcher(rate=0.16, **kw).mean_batch > 1.5
+
+
+@pytest.mark.parametrize("objective", [0.0, -5.0, float("nan"), float("inf")])
+def test_a_bad_objective_is_refused(objective: float) -> None:
+    with pytest.raises(InvalidInput, match="objective"):
+        simulate_batcher(rate=0.1, service=[1.0, 1.5], objective=objective)

@@ -329,7 +329,10 @@ def _phase_table(ph: PhasePlan, p99_ms: float) -> Table:
         table.add_column(col, justify="left" if left else "right", no_wrap=col != "machines")
     for o in ph.options:
         where = "this machine" if o.provider == "local" else f"{o.provider} {o.instance_type}"
-        batch = "" if o.max_batch == 1 else f" b{o.max_batch}/{o.max_wait_ms:g}"
+        if o.objective_ms is not None:
+            batch = f" b<={o.max_batch} slo"
+        else:
+            batch = "" if o.max_batch == 1 else f" b{o.max_batch}/{o.max_wait_ms:g}"
         table.add_row(
             _SHORT_CATEGORY.get(o.category, o.category) + ("*" if o.extrapolated else ""),
             f"{o.machines} x {where}",

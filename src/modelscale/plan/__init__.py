@@ -46,12 +46,19 @@ from modelscale.plan.profiles import (
 )
 from modelscale.plan.queueing import MGcQueue, erlang_c, md1_wait_cdf
 from modelscale.plan.results import NotPlanned, PhasePlan, PlanOption, PlanResult
-from modelscale.plan.search import DEFAULT_POLICIES, BatchPolicy, CapacitySearch
+from modelscale.plan.search import (
+    ADAPTIVE,
+    DEFAULT_POLICIES,
+    BatchPolicy,
+    CapacitySearch,
+    batch_cap,
+)
 from modelscale.plan.server import Estimate, Overheads, ServerConfig
 from modelscale.plan.service import ServiceModel, ServicePoint, fit_service_model
 from modelscale.plan.simulate import SimResult, simulate_batcher
 
 __all__ = [
+    "ADAPTIVE",
     "ASSUMED_OVERHEADS",
     "DEFAULT_BATCHES",
     "DEFAULT_CLIENT_MS",
@@ -78,6 +85,7 @@ __all__ = [
     "SimResult",
     "ValidationResult",
     "analytic_applies",
+    "batch_cap",
     "chosen_option",
     "compare_with_measurement",
     "default_catalog_path",

@@ -293,7 +293,10 @@ def compare_with_measurement(
 def server_config(meta: Mapping[str, Any], *, url: str) -> ServerConfig:
     """The configuration a modelscale server publishes in its V2 model metadata ``parameters``."""
     params = meta.get("parameters") or {}
-    needed = ("replicas", "threads", "max_batch_size", "max_wait_ms")
+    adaptive = params.get("batching") == "slo"
+    needed = ("replicas", "threads", "max_batch_size") + (
+        ("p99_ms",) if adaptive else ("max_wait_ms",)
+    )
     missing = [k for k in needed if k not in params]
     if missing:
         raise InvalidInput(
@@ -304,6 +307,13 @@ def server_config(meta: Mapping[str, Any], *, url: str) -> ServerConfig:
         )
     try:
         max_batch = max(1, int(params["max_batch_size"]))
+        if adaptive:
+            return ServerConfig(
+                int(params["replicas"]),
+                int(params["threads"]),
+                max_batch,
+                objective_ms=float(params["p99_ms"]),
+            )
         return ServerConfig(
             int(params["replicas"]),
             int(params["threads"]),

@@ -168,6 +168,8 @@ def analytic_applies(
     model whose server spends more time in HTTP than in the model). ``batch_scv`` is the
     variability of a full batch's time: the batch-service queue takes batch times as fixed.
     """
+    if config.adaptive:
+        return False  # the SLO policy's decisions are only simulated
     if config.max_batch == 1:
         shape_ok = True
     else:
@@ -347,7 +349,8 @@ def _choose(
     if method == "analytic" and not applies:
         raise invalid_parameter(
             "method",
-            "'simulation' or 'auto' for several replicas with batching, a batch wait, batch "
+            "'simulation' or 'auto' for batches chosen from the objective, several replicas with "
+            "batching, a batch wait, batch "
             f"times varying by over {_BATCH_SCV_LIMIT**0.5:.0%}, or a front busy over "
             f"{_FRONT_BUSY_LIMIT:.0%} of the time (here {busy:.0%}); no analytic model covers them",
             method,
@@ -401,6 +404,7 @@ def _simulate(
         requests=requests,
         seed=seed,
         bound=bound,
+        objective=config.objective_ms,
     )
 
 

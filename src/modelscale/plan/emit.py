@@ -7,7 +7,8 @@ carries one as its application's ``args.deployment``. deploy.yaml::
     models:
       <name>:
         versions: {"1": {path: /abs/model.onnx, weight: 1.0}}
-        batching: {max_batch: 8, max_wait_ms: 0.0, max_queue: 64}
+        batching: {max_queue: 64}   # batches from the p99 objective; a fixed policy is
+                                    # {max_batch: 8, max_wait_ms: 0.0, max_queue: 64, adaptive: false}
         replicas: 2            # replica processes on this machine
         threads: 1             # intra-op threads per replica
         slo: {p99_ms: 100.0, target_rps: 333.3}   # this machine's share of the target
@@ -116,11 +117,18 @@ def deployment_spec(
     share = target_rps if backend == "ray" else target_rps / option.machines
     model: dict[str, Any] = {
         "versions": {"1": {"path": str(model_path), "weight": 1.0}},
-        "batching": {
-            "max_batch": int(option.max_batch),
-            "max_wait_ms": float(option.max_wait_ms),
-            "max_queue": _max_queue(option, p99_ms),
-        },
+        # Batches from the objective need no size or wait: the server finds them on whatever
+        # machine it runs. A fixed policy is served as planned (not bounded by the SLO policy).
+        "batching": (
+            {"max_queue": _max_queue(option, p99_ms)}
+            if option.objective_ms is not None
+            else {
+                "max_batch": int(option.max_batch),
+                "max_wait_ms": float(option.max_wait_ms),
+                "max_queue": _max_queue(option, p99_ms),
+                "adaptive": False,
+            }
+        ),
         "replicas": int(replicas if replicas is not None else option.replicas),
         "threads": int(option.threads),
         "slo": {"p99_ms": float(p99_ms), "target_rps": round(float(share), 3)},

@@ -95,6 +95,10 @@ class _Machine:
     search: CapacitySearch
 
 
+_ADAPTIVE_PREFERENCE = 1.03
+"""How much more a fixed batch policy must sustain to be chosen over batches from the objective."""
+
+
 def check_targets(rps: float, p99_ms: float) -> None:
     """Raise InvalidInput unless the target rate and the p99 bound are positive numbers."""
     if not (isinstance(rps, int | float) and math.isfinite(rps) and rps > 0):
@@ -234,6 +238,7 @@ def _option(
         method=est.method,
         extrapolated=sr.extrapolated or m.provider != "local",
         notes=tuple(notes),
+        objective_ms=cfg.objective_ms,
     )
 
 
@@ -258,7 +263,9 @@ def _phase(
             count = machines_needed(rate, r, opts.headroom)
             cat = _category(sr.config.replicas, sr.config.threads, count)
             cost = math.inf if m.price is None else m.price * count
-            key = (cost, count, -r)
+            # At equal cost, batches from the objective are preferred unless a fixed policy
+            # sustains 3% more: they follow the machine's speed where a fixed size does not.
+            key = (cost, count, -r * (_ADAPTIVE_PREFERENCE if sr.config.adaptive else 1.0))
             slot = (cat, m.provider)
             if slot not in best or key < best[slot][0]:
                 best[slot] = (key, m, sr, count)

@@ -42,6 +42,8 @@ class PlanOption:
         extrapolated: True when the numbers rest on the local profile scaled to another CPU, or
             on thread counts or batch sizes beyond those measured.
         notes: Caveats.
+        objective_ms: Set when the server chooses batches from the p99 objective (``max_batch`` is
+            then the largest batch this profile lets it send within it, ``max_wait_ms`` 0).
     """
 
     category: str
@@ -67,11 +69,18 @@ class PlanOption:
     method: str
     extrapolated: bool
     notes: tuple[str, ...] = field(default=())
+    objective_ms: float | None = None
 
     @property
     def config(self) -> ServerConfig:
         """The server configuration on each machine."""
-        return ServerConfig(self.replicas, self.threads, self.max_batch, self.max_wait_ms)
+        return ServerConfig(
+            self.replicas,
+            self.threads,
+            self.max_batch,
+            self.max_wait_ms,
+            objective_ms=self.objective_ms,
+        )
 
     def label(self) -> str:
         """E.g. '3 x aws c7i.xlarge (4 x 1 thr, batch 8 / 0 ms)'."""

@@ -4,7 +4,9 @@ Per machine size: threads per replica T in {1, 2, 4, 8, C} (those the performanc
 replicas R = C // T so replicas x threads <= C (and R <= 64, what deploy.yaml allows), and each
 batch policy. A policy's ``max_batch`` is
 capped where one batch alone would take over half the p99 bound: a larger cap only lets batches
-grow into the bound. Results are cached per (cores, core factor), so every machine type of a size
+grow into the bound. The adaptive policy (``BatchPolicy(adaptive=True)``) is the server's batching
+from the p99 objective: no batch size or wait to choose, the same half-bound cap, and the
+simulator runs the server's own policy (``modelscale.batching``). Results are cached per (cores, core factor), so every machine type of a size
 shares one search.
 """
 
@@ -21,10 +23,12 @@ from modelscale.plan.service import ServiceModel
 from modelscale.progress import OnProgress, report
 
 __all__ = [
+    "ADAPTIVE",
     "DEFAULT_POLICIES",
     "BatchPolicy",
     "CapacitySearch",
     "ShapeResult",
+    "batch_cap",
     "machines_needed",
     "thread_options",
 ]
@@ -36,19 +40,35 @@ _MAX_REPLICAS = 64
 
 @dataclass(frozen=True)
 class BatchPolicy:
-    """A batch policy: ``max_batch`` requests, or ``max_wait_ms`` after the first one."""
+    """A batch policy: ``max_batch`` requests, or ``max_wait_ms`` after the first one; or, with
+    ``adaptive``, batches the server chooses from the p99 objective, up to ``max_batch`` rows."""
 
-    max_batch: int
+    max_batch: int = 64
     max_wait_ms: float = 0.0
+    adaptive: bool = False
 
+    def __post_init__(self) -> None:
+        if self.adaptive and self.max_wait_ms:
+            raise invalid_parameter(
+                "max_wait_ms",
+                "0 for the adaptive policy (it chooses each wait)",
+                self.max_wait_ms,
+                where="plan",
+            )
+
+
+ADAPTIVE = BatchPolicy(64, adaptive=True)
+"""Batches from the p99 objective, up to 64 rows (what ``serve --p99-ms`` runs by default)."""
 
 DEFAULT_POLICIES = (
     BatchPolicy(1),
     BatchPolicy(8),
     BatchPolicy(32),
     BatchPolicy(8, 5.0),
+    ADAPTIVE,
 )
-"""No batching; greedy batches of up to 8 and 32; batches of 8 that wait up to 5 ms."""
+"""No batching; greedy batches of up to 8 and 32; batches of 8 that wait up to 5 ms; batches
+chosen from the objective."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +84,19 @@ class ShapeResult:
     config: ServerConfig
     estimate: Estimate
     extrapolated: bool
+
+
+def batch_cap(
+    service: ServiceModel, threads: int, p99_ms: float, overheads: Overheads, up_to: int
+) -> int:
+    """The largest batch (<= ``up_to``, >= 1) whose time, hand-over in, fits half ``p99_ms``:
+    the planner's cap on every policy and the cap the server's SLO policy works out for itself."""
+    limit = p99_ms / 2.0
+    cap = 1
+    for b in range(1, up_to + 1):
+        if float(service.time_ms(b, threads)) + overheads.batch_ms <= limit:
+            cap = b
+    return cap
 
 
 def thread_options(cores: int, service: ServiceModel) -> list[int]:
@@ -105,12 +138,7 @@ class CapacitySearch:
         self._cache: dict[tuple[int, float], list[ShapeResult]] = {}
 
     def _batch_cap(self, service: ServiceModel, threads: int, wanted: int) -> int:
-        limit = self.p99_ms / 2.0
-        cap = 1
-        for b in range(1, wanted + 1):
-            if float(service.time_ms(b, threads)) + self.overheads.batch_ms <= limit:
-                cap = b
-        return cap
+        return batch_cap(service, threads, self.p99_ms, self.overheads, wanted)
 
     def configs(self, cores: int, core_factor: float = 1.0) -> list[ServerConfig]:
         """The candidate configurations on ``cores`` cores."""
@@ -119,14 +147,15 @@ class CapacitySearch:
         for t in thread_options(cores, service):
             if cores // t > _MAX_REPLICAS:
                 continue
-            seen: set[tuple[int, float]] = set()
+            seen: set[tuple[int, float, bool]] = set()
             for pol in self.policies:
                 b = self._batch_cap(service, t, pol.max_batch)
                 wait = pol.max_wait_ms if b > 1 else 0.0
-                if (b, wait) in seen:
+                if (b, wait, pol.adaptive) in seen:
                     continue
-                seen.add((b, wait))
-                out.append(ServerConfig(cores // t, t, b, wait))
+                seen.add((b, wait, pol.adaptive))
+                objective = self.p99_ms if pol.adaptive else None
+                out.append(ServerConfig(cores // t, t, b, wait, objective_ms=objective))
         return out
 
     def evaluate(self, cores: int, core_factor: float = 1.0) -> list[ShapeResult]:

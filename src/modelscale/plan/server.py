@@ -26,12 +26,16 @@ class ServerConfig:
         threads: Intra-op threads per replica.
         max_batch: Largest batch (1 = no batching).
         max_wait_ms: How long a batch waits after its first request.
+        objective_ms: With a p99 objective the server chooses each batch from it (its SLO policy,
+            ``modelscale.batching``, which the simulator runs too): ``max_batch`` is then only the
+            largest batch it may send and ``max_wait_ms`` is unused (0).
     """
 
     replicas: int
     threads: int
     max_batch: int = 1
     max_wait_ms: float = 0.0
+    objective_ms: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("replicas", "threads", "max_batch"):
@@ -40,6 +44,23 @@ class ServerConfig:
                 raise invalid_parameter(name, "an integer >= 1", value, where="plan")
         if not (self.max_wait_ms >= 0 and math.isfinite(self.max_wait_ms)):
             raise invalid_parameter("max_wait_ms", "a number >= 0", self.max_wait_ms, where="plan")
+        if self.objective_ms is not None:
+            if not (self.objective_ms > 0 and math.isfinite(self.objective_ms)):
+                raise invalid_parameter(
+                    "objective_ms", "a p99 objective in ms > 0", self.objective_ms, where="plan"
+                )
+            if self.max_wait_ms != 0:
+                raise invalid_parameter(
+                    "max_wait_ms",
+                    "0 when batches come from the objective (the policy chooses each wait)",
+                    self.max_wait_ms,
+                    where="plan",
+                )
+
+    @property
+    def adaptive(self) -> bool:
+        """Whether batches come from the p99 objective rather than a fixed size and wait."""
+        return self.objective_ms is not None
 
     @property
     def cores(self) -> int:
@@ -47,12 +68,13 @@ class ServerConfig:
         return self.replicas * self.threads
 
     def label(self) -> str:
-        """E.g. '2 x 1 thr, batch 8 / 5 ms'."""
-        batch = (
-            "no batching"
-            if self.max_batch == 1
-            else f"batch {self.max_batch} / {self.max_wait_ms:g} ms"
-        )
+        """E.g. '2 x 1 thr, batch 8 / 5 ms' or '2 x 1 thr, batches from the p99 (up to 8)'."""
+        if self.objective_ms is not None:
+            batch = f"batches from the p99 (up to {self.max_batch})"
+        elif self.max_batch == 1:
+            batch = "no batching"
+        else:
+            batch = f"batch {self.max_batch} / {self.max_wait_ms:g} ms"
         return f"{self.replicas} x {self.threads} thr, {batch}"
 
 

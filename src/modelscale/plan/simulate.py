@@ -7,6 +7,12 @@ then goes to the replica that became free first (if all are busy it waits for on
 to ``max_batch``); a batch of ``n`` takes ``service[n-1]`` times a gamma noise of the given scv, plus
 a fixed hand-over.
 
+With a p99 objective (``objective``) the batches are formed instead by the server's own SLO policy
+(``modelscale.batching.SloPolicy``, the class the batcher asks at every dispatch), in virtual time:
+it learns the batch times from the simulated batches as the server learns them from its replicas,
+chooses each batch's rows and wait, and sheds a request it predicts would miss the objective (a
+shed request counts as over any bound).
+
 Arrivals, noise and the front are vectorised with numpy; only the batch loop runs in Python, one
 step per batch. Seeds are fixed, and arrivals are drawn for unit rate and scaled, so simulations at
 different rates share their randomness (common random numbers): latency then grows smoothly with
@@ -18,10 +24,12 @@ from __future__ import annotations
 import bisect
 import heapq
 import math
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
 
+from modelscale.batching import ServiceCurve, SloPolicy
 from modelscale.errors import invalid_parameter
 
 __all__ = ["SimResult", "simulate_batcher"]
@@ -45,6 +53,7 @@ class SimResult:
         little_in_system: Time-average number of requests in the system (Little's L).
         little_rate_x_mean: Arrival rate times mean latency (Little's lambda W), for the check.
         stable: False when the queue kept growing to the end (the rate is beyond capacity).
+        shed: Share of the measured requests refused as predicted late (the SLO policy only).
     """
 
     rate: float
@@ -60,6 +69,7 @@ class SimResult:
     little_in_system: float
     little_rate_x_mean: float
     stable: bool
+    shed: float = 0.0
 
 
 def _front(arrivals: np.ndarray, cost: float) -> np.ndarray:
@@ -86,6 +96,7 @@ def simulate_batcher(
     warmup: float = 0.1,
     seed: int = 0,
     bound: float | None = None,
+    objective: float | None = None,
 ) -> SimResult:
     """Simulate ``requests`` Poisson arrivals through the batcher and replicas.
 
@@ -101,7 +112,9 @@ def simulate_batcher(
         requests: Arrivals to simulate.
         warmup: Leading share of requests left out of the statistics.
         seed: Random seed.
-        bound: Also report ``P(latency > bound)``.
+        bound: Also report ``P(latency > bound)`` (shed requests count as over it).
+        objective: A p99 objective: batches come from the server's SLO policy (``max_wait`` is
+            then unused and ``service`` spans the batches it may send).
     """
     svc = np.asarray(service, dtype=float)
     if svc.ndim != 1 or svc.size < 1 or np.any(svc + fixed <= 0) or np.any(svc < 0) or fixed < 0:
@@ -112,6 +125,8 @@ def simulate_batcher(
         raise invalid_parameter("replicas", "an integer >= 1", replicas, where="simulation")
     if requests < 100:
         raise invalid_parameter("requests", "an integer >= 100", requests, where="simulation")
+    if objective is not None and not (objective > 0 and math.isfinite(objective)):
+        raise invalid_parameter("objective", "a p99 objective > 0", objective, where="simulation")
     rng = np.random.default_rng(seed)
     arrivals = np.cumsum(rng.exponential(1.0, requests)) / rate
     if scv > 0:
@@ -120,23 +135,37 @@ def simulate_batcher(
     else:
         noise = np.ones(requests)
     ready = _front(arrivals, front_cost)
-    starts, sizes, ends, busy = _batch_loop(
-        ready.tolist(), svc.tolist(), noise.tolist(), replicas, max_wait, fixed
-    )
-    done = np.repeat(np.asarray(ends), np.asarray(sizes))
+    if objective is None:
+        starts, sizes, ends, busy = _batch_loop(
+            ready.tolist(), svc.tolist(), noise.tolist(), replicas, max_wait, fixed
+        )
+        done = np.repeat(np.asarray(ends), np.asarray(sizes))
+    else:
+        starts, sizes, ends, busy, finished = _policy_loop(
+            ready.tolist(), svc.tolist(), noise.tolist(), replicas, fixed, objective
+        )
+        done = np.asarray(finished)  # inf where shed
     latency = done - arrivals
     first = int(requests * warmup)
     lat = latency[first:]
+    answered = np.isfinite(lat)
     t0, t1 = arrivals[first], arrivals[-1]
     span = max(t1 - t0, 1e-12)
     completed = np.count_nonzero((done >= t0) & (done <= t1))
     # Little's law over [t0, t1]: integrate the number in system from arrivals and departures.
-    in_system = _time_average_in_system(arrivals, done, t0, t1)
-    p50, p90, p99 = np.quantile(lat, [0.5, 0.9, 0.99])
+    in_system = _time_average_in_system(
+        arrivals[np.isfinite(done)], done[np.isfinite(done)], t0, t1
+    )
+    # Shed requests are infinitely late: order statistics, as interpolating to one gives nan.
+    if answered.all():
+        p50, p90, p99 = np.quantile(lat, [0.5, 0.9, 0.99])
+    else:
+        p50, p90, p99 = np.quantile(lat, [0.5, 0.9, 0.99], method="inverted_cdf")
     # A queue past capacity grows to the end: its last tenth waits far longer than its second.
     tenth = max(requests // 10, 1)
-    early = float(np.median(latency[tenth : 2 * tenth]))
-    late = float(np.median(latency[-tenth:]))
+    finite = np.where(np.isfinite(latency), latency, np.nan)
+    early = float(np.nanmedian(finite[tenth : 2 * tenth])) if answered.any() else math.inf
+    late = float(np.nanmedian(finite[-tenth:])) if answered.any() else math.inf
     stable = late <= 2.0 * early + 5.0 * (float(svc[-1]) + fixed)
     batch_starts = np.asarray(starts)
     measured = batch_starts >= t0
@@ -146,14 +175,15 @@ def simulate_batcher(
         p50=float(p50),
         p90=float(p90),
         p99=float(p99),
-        mean=float(lat.mean()),
+        mean=float(lat[answered].mean()) if answered.any() else math.inf,
         sf_at=None if bound is None else float(np.mean(lat > bound)),
         throughput=float(completed / span),
         mean_batch=float(np.mean(np.asarray(sizes)[measured])) if measured.any() else 0.0,
         utilisation=float(min(1.0, busy / (replicas * (ends[-1] - float(arrivals[0]))))),
         little_in_system=float(in_system),
-        little_rate_x_mean=float(rate * lat.mean()),
+        little_rate_x_mean=float(rate * lat[answered].mean()) if answered.any() else math.inf,
         stable=stable,
+        shed=float(1.0 - answered.mean()),
     )
 
 
@@ -191,6 +221,99 @@ def _batch_loop(
         i = j
         k += 1
     return starts, sizes, ends, busy
+
+
+def _policy_loop(
+    ready: list[float],
+    svc: list[float],
+    noise: list[float],
+    replicas: int,
+    fixed: float,
+    objective: float,
+) -> tuple[list[float], list[int], list[float], float, list[float]]:
+    """Batches as the server's SLO policy forms them, event by event in virtual time.
+
+    The policy works in seconds (its clocks and constants are the server's); times here are in the
+    simulation's unit (ms), so they are divided by 1,000 on the way in. It starts from the line
+    through the given batch times, as the server starts from a stored profile, and learns from
+    every simulated batch. Returns batch starts, sizes, ends, busy time and each request's finish
+    time (inf when shed).
+    """
+    n, big_b = len(ready), len(svc)
+    sizes_n = np.arange(1, big_b + 1, dtype=float)
+    full = (np.asarray(svc) + fixed) / 1000.0
+    slope, level = np.polyfit(sizes_n, full, 1) if big_b > 1 else (full[0] / 2, full[0] / 2)
+    prior = (max(float(level), 1e-7), max(float(slope), 1e-7))
+    policy = SloPolicy(objective / 1000.0, big_b, curve=ServiceCurve(prior=prior, span=big_b))
+    curve, meter = policy.service, policy.meter
+    free_at = [0.0] * replicas
+    began = [0.0] * replicas
+    rows_on = [0] * replicas
+    finished = [math.inf] * n
+    starts: list[float] = []
+    sizes: list[int] = []
+    ends: list[float] = []
+    queue: deque[int] = deque()
+    busy = 0.0
+    now, i, k = 0.0, 0, 0
+    wake, wake_rows = math.inf, math.inf
+    while i < n or queue:
+        free = [r for r in range(replicas) if free_at[r] <= now]
+        if queue and free:
+            d = policy.decide(
+                age_s=(now - ready[queue[0]]) / 1000.0,
+                rows=len(queue),
+                replicas=replicas,
+                now=now / 1000.0,
+            )
+            if d.rows:
+                size = min(d.rows, len(queue), big_b)
+                took = svc[size - 1] * noise[k] + fixed
+                r = free[0]
+                free_at[r], began[r], rows_on[r] = now + took, now, size
+                for _ in range(size):
+                    finished[queue.popleft()] = now + took
+                curve.observe(size, took / 1000.0)
+                starts.append(now)
+                sizes.append(size)
+                ends.append(now + took)
+                busy += took
+                k += 1
+                wake, wake_rows = math.inf, math.inf
+                continue
+            wake, wake_rows = now + max(d.wait_s * 1000.0, 1e-6), d.need
+        busy_until = [f for f in free_at if f > now]
+        nxt = min(
+            ready[i] if i < n else math.inf,
+            wake if queue and free else math.inf,
+            min(busy_until) if queue and busy_until else math.inf,
+        )
+        if nxt == math.inf:
+            break
+        now = nxt
+        while i < n and ready[i] <= now:
+            j, i = i, i + 1
+            meter.add(1, now / 1000.0)
+            if queue or all(f > now for f in free_at):
+                # The server's shedding rule: only a queue can make a request late.
+                ahead = [
+                    (began[r] + curve.mean(rows_on[r]) * 1000.0) / 1000.0
+                    for r in range(replicas)
+                    if free_at[r] > now
+                ]
+                predicted = policy.predict(
+                    ahead_rows=len(queue),
+                    rows=1,
+                    busy_until=ahead,
+                    free=replicas - len(ahead),
+                    now=now / 1000.0,
+                )
+                if predicted > policy.objective_s:
+                    continue  # shed: finished stays inf
+            queue.append(j)
+            if len(queue) >= wake_rows:
+                wake = now
+    return starts, sizes, ends, busy, finished
 
 
 def _time_average_in_system(arr: np.ndarray, dep: np.ndarray, t0: float, t1: float) -> float:

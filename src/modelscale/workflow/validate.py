@@ -42,6 +42,7 @@ from modelscale.plan import (
     ServerConfig,
     ServiceModel,
     ValidationResult,
+    batch_cap,
     compare_with_measurement,
     max_rate,
     server_config,
@@ -196,6 +197,13 @@ def validate_server(
     config = check_server(url, artifact, api_key=o.api_key)
     if local and ov.client_ms == 0:
         ov = dataclasses.replace(ov, client_ms=DEFAULT_CLIENT_MS)
+    if config.objective_ms is not None:
+        # The server publishes its bound (64 rows by default); its policy sends at most the
+        # batch within half its objective, which is what is simulated.
+        config = dataclasses.replace(
+            config,
+            max_batch=batch_cap(service, config.threads, config.objective_ms, ov, config.max_batch),
+        )
     guess = max_rate(service, config, cores=cores, p99_ms=p99_ms, overheads=ov).rate_rps
     start = max(1.0, 0.9 * guess)  # just under the prediction: the search brackets it quickly
     with inputs_file(artifact, dims or {}, o.rows) as npz:
@@ -308,18 +316,30 @@ def validate_local(
     on_progress: OnProgress | None = None,
 ) -> Validation:
     """Start ``modelscale serve`` with ``config`` on this machine, then ``validate_server`` it."""
-    spec = DeploymentSpec.single(
-        artifact.path,
-        name=artifact.name,
-        replicas=config.replicas,
-        threads=config.threads,
-        max_batch=config.max_batch,
-        max_wait_ms=config.max_wait_ms,
-        # No SLO in the spec: with one the server sheds requests it predicts would wait past half
-        # the bound (503s), which the capacity model does not model and the search counts as errors.
-        p99_ms=None,
-        monitor=False,
-    )
+    if config.objective_ms is not None:
+        # Served as plan emits it: only the objective; the server finds its batches (up to its
+        # default bound) and sheds what it predicts late, which the simulation models too.
+        spec = DeploymentSpec.single(
+            artifact.path,
+            name=artifact.name,
+            replicas=config.replicas,
+            threads=config.threads,
+            p99_ms=config.objective_ms,
+            monitor=False,
+        )
+    else:
+        spec = DeploymentSpec.single(
+            artifact.path,
+            name=artifact.name,
+            replicas=config.replicas,
+            threads=config.threads,
+            max_batch=config.max_batch,
+            max_wait_ms=config.max_wait_ms,
+            # No SLO in the spec: with one the server would choose its own batches (and shed what
+            # it predicts late), not the fixed policy the capacity model predicted.
+            p99_ms=None,
+            monitor=False,
+        )
     o = options or ValidationOptions()
     ratio = speed_ratio(artifact, service, config, dims=dims) if o.speed_check else None
     with start_server(spec) as server:
