@@ -246,7 +246,8 @@ def _policy_loop(
     prior = (max(float(level), 1e-7), max(float(slope), 1e-7))
     policy = SloPolicy(objective / 1000.0, big_b, curve=ServiceCurve(prior=prior, span=big_b))
     curve, meter = policy.service, policy.meter
-    free_at = [0.0] * replicas
+    idle = list(range(replicas))  # replicas free now
+    running: list[tuple[float, int]] = []  # (free at, replica) of the busy ones, a heap
     began = [0.0] * replicas
     rows_on = [0] * replicas
     finished = [math.inf] * n
@@ -258,8 +259,9 @@ def _policy_loop(
     now, i, k = 0.0, 0, 0
     wake, wake_rows = math.inf, math.inf
     while i < n or queue:
-        free = [r for r in range(replicas) if free_at[r] <= now]
-        if queue and free:
+        while running and running[0][0] <= now:
+            idle.append(heapq.heappop(running)[1])
+        if queue and idle:
             d = policy.decide(
                 age_s=(now - ready[queue[0]]) / 1000.0,
                 rows=len(queue),
@@ -269,8 +271,9 @@ def _policy_loop(
             if d.rows:
                 size = min(d.rows, len(queue), big_b)
                 took = svc[size - 1] * noise[k] + fixed
-                r = free[0]
-                free_at[r], began[r], rows_on[r] = now + took, now, size
+                r = idle.pop()
+                heapq.heappush(running, (now + took, r))
+                began[r], rows_on[r] = now, size
                 for _ in range(size):
                     finished[queue.popleft()] = now + took
                 curve.observe(size, took / 1000.0)
@@ -282,11 +285,10 @@ def _policy_loop(
                 wake, wake_rows = math.inf, math.inf
                 continue
             wake, wake_rows = now + max(d.wait_s * 1000.0, 1e-6), d.need
-        busy_until = [f for f in free_at if f > now]
         nxt = min(
             ready[i] if i < n else math.inf,
-            wake if queue and free else math.inf,
-            min(busy_until) if queue and busy_until else math.inf,
+            wake if queue and idle else math.inf,
+            running[0][0] if queue and running else math.inf,
         )
         if nxt == math.inf:
             break
@@ -294,13 +296,10 @@ def _policy_loop(
         while i < n and ready[i] <= now:
             j, i = i, i + 1
             meter.add(1, now / 1000.0)
-            if queue or all(f > now for f in free_at):
+            every_replica_busy = not idle and running[0][0] > now
+            if queue or every_replica_busy:
                 # The server's shedding rule: only a queue can make a request late.
-                ahead = [
-                    (began[r] + curve.mean(rows_on[r]) * 1000.0) / 1000.0
-                    for r in range(replicas)
-                    if free_at[r] > now
-                ]
+                ahead = [began[r] / 1000.0 + curve.mean(rows_on[r]) for t, r in running if t > now]
                 predicted = policy.predict(
                     ahead_rows=len(queue),
                     rows=1,
