@@ -138,3 +138,15 @@ def test_bad_adaptive_configurations_are_refused(kwargs: dict[str, float], match
 def test_an_adaptive_policy_with_a_wait_is_refused() -> None:
     with pytest.raises(InvalidInput, match="max_wait_ms"):
         BatchPolicy(8, 5.0, adaptive=True)
+
+
+def test_a_front_bound_shape_is_not_offered_batches_from_the_objective(
+    service: ServiceModel,
+) -> None:
+    # A front that costs far more per request than the model: the replicas never limit the rate,
+    # and the policy (which sizes batches from the replicas' time) is left out.
+    heavy = Overheads(front_ms=5.0, batch_ms=0.1)
+    search = CapacitySearch(service, p99_ms=P99, overheads=heavy, sim_requests=3_000)
+    assert not any(r.config.adaptive for r in search.evaluate(2))
+    light = CapacitySearch(service, p99_ms=P99, overheads=OV, sim_requests=3_000)
+    assert any(r.config.adaptive for r in light.evaluate(2))
