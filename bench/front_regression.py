@@ -42,13 +42,13 @@ def main() -> None:
     )
     with start_server(spec) as server:
         front = psutil.Process(server.pid)
-        run_load(server.url, model="digits", options=LoadOptions(rate=300, duration_s=2, inputs=npz))
+        run_load(
+            server.url, model="digits", options=LoadOptions(rate=300, duration_s=2, inputs=npz)
+        )
         out = []
         for rate in RATES:
             t0 = front.cpu_times()
-            opts = LoadOptions(
-                rate=rate, duration_s=6, inputs=npz, pattern="poisson", warmup_s=0
-            )
+            opts = LoadOptions(rate=rate, duration_s=6, inputs=npz, pattern="poisson", warmup_s=0)
             ok = run_load(server.url, model="digits", options=opts).overall.ok
             t1 = front.cpu_times()
             cpu_ms = (t1.user - t0.user + t1.system - t0.system) * 1000
