@@ -316,6 +316,7 @@ def max_rate(
         return Estimate(0.0, alone, alone, 0.0, cap, 1.0, name, ("no rate meets the bound",))
     hi = cap * _MAX_UTILISATION
     lo = 0.0
+    hi_fails = False  # already simulated over the tail at hi
     if near is not None and 0 < near < hi:
         below, above = near * 0.85, min(hi, near * 1.15)
         if over(above) <= _TAIL:
@@ -323,10 +324,10 @@ def max_rate(
         elif over(below) <= _TAIL:
             lo, hi = below, above
         else:
-            hi = below
+            hi, hi_fails = below, True
     if lo > 0:
-        pass  # bracketed
-    elif over(hi) <= _TAIL:
+        pass  # bracketed around ``near``
+    elif not hi_fails and over(hi) <= _TAIL:
         lo = hi
     else:
         lo = hi / 2.0

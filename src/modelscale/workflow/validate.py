@@ -316,30 +316,20 @@ def validate_local(
     on_progress: OnProgress | None = None,
 ) -> Validation:
     """Start ``modelscale serve`` with ``config`` on this machine, then ``validate_server`` it."""
-    if config.objective_ms is not None:
-        # Served as plan emits it: only the objective; the server finds its batches (up to its
-        # default bound) and sheds what it predicts late, which the simulation models too.
-        spec = DeploymentSpec.single(
-            artifact.path,
-            name=artifact.name,
-            replicas=config.replicas,
-            threads=config.threads,
-            p99_ms=config.objective_ms,
-            monitor=False,
-        )
-    else:
-        spec = DeploymentSpec.single(
-            artifact.path,
-            name=artifact.name,
-            replicas=config.replicas,
-            threads=config.threads,
-            max_batch=config.max_batch,
-            max_wait_ms=config.max_wait_ms,
-            # No SLO in the spec: with one the server would choose its own batches (and shed what
-            # it predicts late), not the fixed policy the capacity model predicted.
-            p99_ms=None,
-            monitor=False,
-        )
+    # Batches from the objective are served as plan emits them: only the objective (the server
+    # finds its batches up to its default bound and sheds what it predicts late, as simulated).
+    # A fixed policy gets no SLO: with one the server would choose its own batches instead.
+    adaptive = config.objective_ms is not None
+    spec = DeploymentSpec.single(
+        artifact.path,
+        name=artifact.name,
+        replicas=config.replicas,
+        threads=config.threads,
+        max_batch=None if adaptive else config.max_batch,
+        max_wait_ms=None if adaptive else config.max_wait_ms,
+        p99_ms=config.objective_ms,
+        monitor=False,
+    )
     o = options or ValidationOptions()
     ratio = speed_ratio(artifact, service, config, dims=dims) if o.speed_check else None
     with start_server(spec) as server:
