@@ -42,6 +42,7 @@ from modelscale.serve.backend import (
     BatchSplit,
     PartFailed,
 )
+from modelscale.serve.heap import freeze_startup_heap
 from modelscale.serve.ipc import Channel
 
 __all__ = [
@@ -263,6 +264,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     name = str(os.getpid())
     warm = engine.warmup
+    freeze_startup_heap()  # the engine and its imports, loaded once: no collector pass walks them
     chan.send(Loaded(os.getpid(), warm.seconds if warm is not None else None))
     while True:
         try:

@@ -15,6 +15,7 @@ import pathlib
 import signal
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from modelscale.result import ModelVersionInfo, Result, RunLinks
 from modelscale.serve.auth import Authenticator, load_authenticator
 from modelscale.serve.connection import ConnectionLimits, limited_protocol
 from modelscale.serve.front import BackendFactory, build_front
+from modelscale.serve.heap import freeze_startup_heap
 from modelscale.serve.metrics import Metrics
 
 __all__ = ["ServeResult", "bind_socket", "check_tls", "run_server", "server_url"]
@@ -191,6 +193,11 @@ async def _serve(
             failure.append(exc)
             server.should_exit = True
             return
+        # Every replica has loaded: what the front holds now lives as long as it does. Not when
+        # the server runs on a thread of another program (a test, an embedding application):
+        # freezing would keep that program's objects from the collector too.
+        if threading.current_thread() is threading.main_thread():
+            freeze_startup_heap()
         if on_ready is not None:
             on_ready(url)
 
