@@ -37,7 +37,9 @@ import psutil
 from modelscale.config import DeploymentSpec
 from modelscale.examples import build_example
 from modelscale.loadgen import LoadOptions, run_load
+from modelscale.serve import start_server
 from modelscale.workflow import CpuMeter, batch_deltas, batch_totals
+from modelscale.workflow.metering import machine_busy_s
 
 SEQ = 32
 KEYS = ("input_ids", "attention_mask", "token_type_ids")
@@ -81,17 +83,9 @@ def raw_batch_ms(
     return {b: 1000 * float(np.median(v)) for b, v in sorted(times.items())}
 
 
-def busy_cores() -> float:
-    """CPU seconds the whole machine has been busy (not idle or waiting on I/O)."""
-    t = psutil.cpu_times()
-    return sum(t) - t.idle - getattr(t, "iowait", 0.0)
-
-
 def served(
     model: str, npz: pathlib.Path, setting: str, rates: list[float], seconds: float
 ) -> list[dict[str, Any]]:
-    from modelscale.serve import start_server
-
     adaptive = setting == "slo"
     max_batch, wait = (None, None) if adaptive else map(float, setting.split(":"))
     spec = DeploymentSpec.single(
@@ -112,7 +106,7 @@ def served(
         for rate in rates:
             before = batch_totals(server.url, "minilm")
             meter = CpuMeter(server.pid)
-            busy0, t0 = busy_cores(), time.monotonic()
+            busy0, t0 = machine_busy_s(), time.monotonic()
             opts = LoadOptions(
                 rate=rate,
                 duration_s=seconds,
@@ -125,7 +119,8 @@ def served(
             s = run_load(server.url, model="minilm", options=opts).overall
             wall = time.monotonic() - t0
             cpu_ms = meter.per_request_ms(1)  # totals: "per one request" of 1
-            busy = (busy_cores() - busy0) / wall
+            busy1 = machine_busy_s()
+            busy = (busy1 - busy0) / wall if busy0 is not None and busy1 is not None else None
             batches = batch_deltas(before, batch_totals(server.url, "minilm"))
             rows.append(
                 {
@@ -152,6 +147,10 @@ def served(
                 flush=True,
             )
     return rows
+
+
+def _num(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.2f}"
 
 
 def main() -> None:
@@ -208,7 +207,7 @@ def main() -> None:
             f"{r.get('raw_ms_at_mean_batch', float('nan')):.1f} | "
             f"{r.get('slowdown', float('nan')):.2f}x | {c.get('front', 0):.2f} / "
             f"{c.get('replicas', 0):.2f} / {c.get('client', 0):.2f} / "
-            f"{r['machine_busy_cores']:.2f} | {r['front_ms_per_request']:.2f} |"
+            f"{_num(r['machine_busy_cores'])} | {r['front_ms_per_request']:.2f} |"
         )
     out = pathlib.Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
