@@ -20,7 +20,9 @@ def test_freeze_moves_startup_objects_out_of_the_collector_and_collects_cycles_f
     walked = len(gc.get_objects())
     try:
         frozen = freeze_startup_heap()
-        assert frozen == gc.get_freeze_count() > 0
+        # Frozen objects still die by reference counting (another thread of the test process may
+        # free some between the two reads), so the count can only fall.
+        assert 0 < gc.get_freeze_count() <= frozen
         # The collector's generations no longer hold what was alive at the freeze.
         assert len(gc.get_objects()) < walked - len(alive)
         assert all(id(o) != dead_id for o in gc.get_objects())  # the cycle was collected
