@@ -33,7 +33,10 @@ def _mean_batch(server) -> float:
 
 
 def test_batches_are_chosen_from_the_objective_and_reported(server_factory, slow_path) -> None:
-    spec = DeploymentSpec.single(slow_path, name="slow", replicas=1, p99_ms=150, max_queue=4096)
+    # The objective leaves room for a batch of all six clients' rows behind another on a slow
+    # machine (the model takes ~22 ms a row on a slow 2-core one): with 150 ms there, the
+    # sixth request was rightly predicted late and refused, and refused again at once.
+    spec = DeploymentSpec.single(slow_path, name="slow", replicas=1, p99_ms=400, max_queue=4096)
     server = server_factory(spec)
     status, _, meta = _metrics_meta(server)
     assert status == 200
@@ -59,7 +62,9 @@ def test_batches_are_chosen_from_the_objective_and_reported(server_factory, slow
     per_row = _value(server, "modelscale_batch_service_seconds", part="per_row")
     fixed = _value(server, "modelscale_batch_service_seconds", part="fixed")
     assert per_row > 0 and fixed >= 0
-    assert fixed + limit * per_row <= 0.075 + 1e-9  # the limit's batch fits half the objective
+    assert fixed + limit * per_row <= 0.2 + 1e-9  # the limit's batch fits half the objective
+    # The shedding threshold is published and stays within its bounds around the objective.
+    assert 0.4 <= _value(server, "modelscale_shed_threshold_seconds", model="slow") <= 1.5 * 0.4
     assert _count(server, "modelscale_batch_wait_seconds") > 0
     ratio_count = _count(server, "modelscale_latency_prediction_ratio")
     assert ratio_count >= r.ok  # every answered request's prediction was checked
@@ -108,3 +113,5 @@ def test_max_batch_1_with_an_objective_serves_without_batching(server_factory, s
         "modelscale_batch_limit" not in _metrics(server)
         or not _metrics(server)["modelscale_batch_limit"]
     )
+    # A fixed batcher sheds by its own rule: no gate to publish.
+    assert not _metrics(server).get("modelscale_shed_threshold_seconds")

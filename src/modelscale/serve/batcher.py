@@ -552,6 +552,7 @@ class Batcher:
         replies = batch_replies(
             outcome, batch.outputs, [it.request for it in items], trim=self.trim
         )
+        policy = self.policy
         for item, reply in zip(items, replies, strict=True):
             fut = item.future
             if fut.done():
@@ -559,6 +560,8 @@ class Batcher:
             if isinstance(reply, ApiError):
                 fut.set_exception(reply)
             else:
+                if policy is not None:
+                    policy.answered(now - item.arrived)
                 fut.set_result(
                     Reply(
                         reply,
