@@ -92,10 +92,20 @@ body = json.dumps({"inputs": [{"name": n, "datatype": "INT64", "shape": [1, 32],
 req = (b"POST /v2/models/m/infer HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
        b"content-length: %d\r\n\r\n%s" % (len(body), body))
 async def one(pool, lat):
-    r, w = pool.pop() if pool else await asyncio.open_connection("127.0.0.1", port)
+    pooled = bool(pool)
+    r, w = pool.pop() if pooled else await asyncio.open_connection("127.0.0.1", port)
     t = time.perf_counter()
     w.write(req)
-    head = await r.readuntil(b"\r\n\r\n")
+    try:
+        head = await r.readuntil(b"\r\n\r\n")
+    except (asyncio.IncompleteReadError, ConnectionError):
+        if not pooled:
+            raise
+        # The server closed a connection idle past its keep-alive: a new one, timed anew.
+        r, w = await asyncio.open_connection("127.0.0.1", port)
+        t = time.perf_counter()
+        w.write(req)
+        head = await r.readuntil(b"\r\n\r\n")
     n = next(int(h.split(b":")[1]) for h in head.split(b"\r\n")
              if h.lower().startswith(b"content-length"))
     await r.readexactly(n)
@@ -150,14 +160,18 @@ def measure(kind: str, port: int, rate: float, seconds: float, beside: int) -> d
     try:
         _wait_listening(port, server)
         client = [sys.executable, "-c", _CLIENT, str(port), str(rate)]
-        subprocess.run([*client, "2"], check=True, capture_output=True)  # warm-up
+        warm = subprocess.run([*client, "2"], capture_output=True, text=True)
+        if warm.returncode != 0:
+            raise SystemExit(f"the client failed against {kind}: {warm.stderr[-2000:]}")
         busy = [
             subprocess.Popen([sys.executable, "-c", _BUSY, str(seconds + 2)], env=env)
             for _ in range(beside)
         ]
         proc = psutil.Process(server.pid)
         t0 = proc.cpu_times()
-        out = subprocess.run([*client, str(seconds)], check=True, capture_output=True, text=True)
+        out = subprocess.run([*client, str(seconds)], capture_output=True, text=True)
+        if out.returncode != 0:
+            raise SystemExit(f"the client failed against {kind}: {out.stderr[-2000:]}")
         t1 = proc.cpu_times()
     finally:
         for b in busy:
