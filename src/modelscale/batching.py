@@ -33,9 +33,7 @@ At each dispatch (a replica is free and rows wait):
 
 The same model decides shedding (``predict``): where a new request would finish, walking the
 replicas through the queue ahead of it in batches of ``cap``; a request that would wait in a queue
-and is predicted to finish past the ``ShedGate``'s threshold is refused at once. The threshold
-starts at the objective and follows how many answered requests really were late, so a
-pessimistic prediction does not refuse requests that would have made it.
+and is predicted to miss the objective is refused at once.
 
 A virtual-time simulation of this policy against the exact latency of greedy batching
 (``modelscale.plan.batchqueue``) is in bench/batching_policy.py: with Poisson arrivals, no policy
@@ -58,7 +56,7 @@ import math
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-__all__ = ["Decision", "RateMeter", "ServiceCurve", "ShedGate", "SloPolicy"]
+__all__ = ["Decision", "RateMeter", "ServiceCurve", "SloPolicy"]
 
 _HUBER_K = 2.0
 """Residuals beyond this many scale units (mean absolute relative residual) are down-weighted."""
@@ -245,72 +243,6 @@ class RateMeter:
         return self._decayed(now) / seen
 
 
-_LATE_SHARE = 0.005
-"""The share of answered requests the shedding gate lets finish past the budget: half of what a
-p99 objective allows, the rest left for the front's own time and the network."""
-_SHED_DOWN = 0.05
-"""How much one late request tightens the gate (relative)."""
-_SHED_RANGE = (1.0, 1.5)
-"""The gate's bounds, as multiples of the objective. Never below it: a tighter gate refuses
-requests the objective allows, and closed-loop clients resend at once what is refused, so the
-refusals multiply (a server at its objective with six such clients answered 141 requests and
-refused 2,082 in three seconds)."""
-
-
-class ShedGate:
-    """How late a request may be predicted to finish and still be taken, from how late answered
-    requests really were.
-
-    The prediction that sheds load (``SloPolicy.predict``) walks the queue with mean batch times
-    and its own batch at the tail estimate, every replica at its worst at once: cautious by
-    design, it refused requests that would have made it in time (at p99 <= 200 ms, probes failed
-    on their 503s alone with the p99 well within the objective). The gate sets the threshold the
-    prediction is compared with, as a multiple of the objective tracked by stochastic
-    approximation of a quantile: every late answer (past ``late_after_s``, the batcher's budget)
-    tightens it by ``down``, every answer in time loosens it by ``down * share / (1 - share)``,
-    so it settles where ``share`` of the answered requests are late: looser where the prediction
-    is pessimistic, back at the objective where requests are late. It starts at the objective
-    and stays within ``bounds`` (by default never below the objective).
-    """
-
-    def __init__(
-        self,
-        objective_s: float,
-        late_after_s: float | None = None,
-        *,
-        share: float = _LATE_SHARE,
-        down: float = _SHED_DOWN,
-        bounds: tuple[float, float] = _SHED_RANGE,
-    ) -> None:
-        if not 0 < share < 1 or not 0 < down < 1 or not 0 < bounds[0] <= 1 <= bounds[1]:
-            raise ValueError(
-                f"ShedGate needs 0 < share < 1, 0 < down < 1 and bounds around 1; got share "
-                f"{share}, down {down}, bounds {bounds}."
-            )
-        self.objective_s = objective_s
-        self.late_after_s = objective_s if late_after_s is None else late_after_s
-        self.scale = 1.0
-        self._down = 1.0 - down
-        self._up = down * share / (1.0 - share)
-        self._lo, self._hi = bounds
-        self.answered = 0
-        self.late = 0
-
-    @property
-    def threshold_s(self) -> float:
-        """Refuse a request predicted to finish later than this."""
-        return self.objective_s * self.scale
-
-    def observe(self, latency_s: float) -> None:
-        """One answered request took ``latency_s`` from its arrival at the batcher."""
-        self.answered += 1
-        if latency_s > self.late_after_s:
-            self.late += 1
-            self.scale = max(self._lo, self.scale * self._down)
-        else:
-            self.scale = min(self._hi, self.scale + self._up)
-
-
 class Decision(NamedTuple):
     """What to do at a dispatch: send ``rows`` now, or wait ``wait_s`` (then ask again)."""
 
@@ -345,16 +277,12 @@ class SloPolicy:
     curve: ServiceCurve | None = None
     """The batch-time line to start from (None: a fresh one spanning ``max_batch``)."""
     meter: RateMeter = field(default_factory=RateMeter)
-    gate: ShedGate | None = None
-    """The shedding threshold (None: a fresh one at the objective)."""
     limit_now: int = 0
     """The batch limit of the latest decision (what ``predict`` walks the queue with)."""
 
     def __post_init__(self) -> None:
         if self.curve is None:
             self.curve = ServiceCurve(span=self.max_batch)
-        if self.gate is None:
-            self.gate = ShedGate(self.objective_s, self.budget_s)
 
     @property
     def budget_s(self) -> float:
@@ -365,17 +293,6 @@ class SloPolicy:
     def service(self) -> ServiceCurve:
         assert self.curve is not None
         return self.curve
-
-    @property
-    def shed_after_s(self) -> float:
-        """A request predicted (``predict``) to be answered later than this is refused."""
-        assert self.gate is not None
-        return self.gate.threshold_s
-
-    def answered(self, latency_s: float) -> None:
-        """One request was answered ``latency_s`` after it reached the batcher."""
-        assert self.gate is not None
-        self.gate.observe(latency_s)
 
     def cap(self) -> int:
         """The largest batch whose mean service time fits half the objective (at least 1)."""

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from modelscale.batching import RateMeter, ServiceCurve, ShedGate, SloPolicy
+from modelscale.batching import RateMeter, ServiceCurve, SloPolicy
 
 MS = 1e-3
 
@@ -234,54 +234,3 @@ def test_decide_gathers_dense_traffic_briefly_when_the_objective_has_slack() -> 
     sparse.meter.add(1, 0.0)
     sparse.meter.add(1, 0.01)
     assert sparse.decide(age_s=0.0, rows=1, replicas=2, now=0.01).rows == 1
-
-
-def test_shed_gate_starts_at_the_objective_and_stays_within_its_bounds() -> None:
-    gate = ShedGate(0.1, 0.095, bounds=(0.7, 1.5))
-    assert gate.threshold_s == pytest.approx(0.1)
-    for _ in range(100_000):  # never late: the prediction was too cautious, loosen
-        gate.observe(0.05)
-    assert gate.threshold_s == pytest.approx(0.15)
-    for _ in range(200):  # always late: tighten
-        gate.observe(0.2)
-    assert gate.threshold_s == pytest.approx(0.07)
-    assert (gate.answered, gate.late) == (100_200, 200)
-
-
-def test_shed_gate_settles_where_the_late_share_is_its_target() -> None:
-    # The looser the gate, the more of the requests it takes finish late: 5% per 0.1 of scale
-    # past 1.0, so a late share of 0.5% is reached at a scale of 1.01.
-    rng = np.random.default_rng(3)
-    gate = ShedGate(1.0, share=0.005, bounds=(0.7, 1.5))
-    late = 0
-    scales = []
-    for i in range(200_000):
-        p_late = min(1.0, max(0.0, (gate.scale - 1.0) * 0.5))
-        is_late = rng.random() < p_late
-        gate.observe(2.0 if is_late else 0.5)
-        if i >= 100_000:
-            late += is_late
-            scales.append(gate.scale)
-    assert float(np.mean(scales)) == pytest.approx(1.01, abs=0.01)
-    assert late / 100_000 == pytest.approx(0.005, rel=0.25)
-
-
-@pytest.mark.parametrize(
-    "kw",
-    [{"share": 0.0}, {"share": 1.0}, {"down": 0.0}, {"bounds": (1.2, 1.5)}, {"bounds": (0.5, 0.9)}],
-)
-def test_shed_gate_refuses_nonsense_settings(kw) -> None:
-    with pytest.raises(ValueError, match="ShedGate needs"):
-        ShedGate(0.1, **kw)
-
-
-def test_the_policy_sheds_past_its_gate_and_learns_from_every_answer() -> None:
-    policy = SloPolicy(0.1, 16)
-    assert policy.shed_after_s == pytest.approx(0.1)
-    for _ in range(50):
-        policy.answered(0.099)  # past the planning budget (95 ms): late
-    assert policy.shed_after_s == pytest.approx(0.1)  # never stricter than the objective
-    assert policy.gate is not None and policy.gate.late == 50
-    for _ in range(5_000):
-        policy.answered(0.05)
-    assert policy.shed_after_s > 0.12  # few late: looser

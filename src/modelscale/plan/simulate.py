@@ -275,10 +275,7 @@ def _policy_loop(
                 heapq.heappush(running, (now + took, r))
                 began[r], rows_on[r] = now, size
                 for _ in range(size):
-                    j = queue.popleft()
-                    finished[j] = now + took
-                    # The server's gate learns when the answer is sent; here, when it is known.
-                    policy.answered((now + took - ready[j]) / 1000.0)
+                    finished[queue.popleft()] = now + took
                 curve.observe(size, took / 1000.0)
                 starts.append(now)
                 sizes.append(size)
@@ -310,7 +307,7 @@ def _policy_loop(
                     free=replicas - len(ahead),
                     now=now / 1000.0,
                 )
-                if predicted > policy.shed_after_s:
+                if predicted > policy.objective_s:
                     continue  # shed: finished stays inf
             queue.append(j)
             if len(queue) >= wake_rows:

@@ -552,7 +552,6 @@ class Batcher:
         replies = batch_replies(
             outcome, batch.outputs, [it.request for it in items], trim=self.trim
         )
-        policy = self.policy
         for item, reply in zip(items, replies, strict=True):
             fut = item.future
             if fut.done():
@@ -560,8 +559,6 @@ class Batcher:
             if isinstance(reply, ApiError):
                 fut.set_exception(reply)
             else:
-                if policy is not None:
-                    policy.answered(now - item.arrived)
                 fut.set_result(
                     Reply(
                         reply,

@@ -44,8 +44,6 @@ class GaugeSource:
     """With a p99 objective: the largest batch the objective allows now."""
     service: Callable[[], tuple[float, float, float]] | None = None
     """With a p99 objective: the learned batch time (seconds per batch, per row, tail factor)."""
-    shed_after: Callable[[], float] | None = None
-    """With a p99 objective: refuse a request predicted to be answered later than this (s)."""
 
 
 class _Live(Collector):
@@ -83,16 +81,8 @@ class _Live(Collector):
             "mean, times tail at the 95th percentile (part: fixed = a, per_row = b, tail)",
             labels=[*labels, "part"],
         )
-        shed = GaugeMetricFamily(
-            "modelscale_shed_threshold_seconds",
-            "With a p99 objective: a request predicted to be answered later than this is refused "
-            "(starts at the objective, follows how many answered requests were late)",
-            labels=labels,
-        )
         for s in self.sources:
             values = [s.model, s.version]
-            if s.shed_after is not None:
-                shed.add_metric(values, s.shed_after())
             health = s.health()
             depth.add_metric(values, s.queue_depth())
             if s.batch_limit is not None:
@@ -105,7 +95,7 @@ class _Live(Collector):
             restarts.add_metric(values, health.restarts)
         for q in self.queues:
             dropped.add_metric([q.name], q.dropped)
-        return [depth, ready, desired, restarts, dropped, limit, service, shed]
+        return [depth, ready, desired, restarts, dropped, limit, service]
 
 
 class Metrics:

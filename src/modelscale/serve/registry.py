@@ -142,17 +142,12 @@ class VersionRuntime:
                 health=backend.health,
                 batch_limit=self.policy.current_limit if self.policy is not None else None,
                 service=self.policy.service.line if self.policy is not None else None,
-                shed_after=self._shed_after if self.policy is not None else None,
             )
         )
         self._row_s: float | None = None
         """EWMA of wall seconds per row, batch sent to reply read (per batch in flight at its
         replica), from the batches run so far: on a busy machine this is slower than the
         replica's own inference time, and it is what a queued request waits for."""
-
-    def _shed_after(self) -> float:
-        assert self.policy is not None
-        return self.policy.shed_after_s
 
     def _learn(self, rows: int, seconds: float) -> None:
         per_row = seconds / max(rows, 1)
@@ -214,7 +209,7 @@ class VersionRuntime:
         if self.policy is not None:
             if batcher.queued_rows == 0 and batcher.in_flight < self.backend.health().ready:
                 return False
-            return batcher.predict_s(rows) > self.policy.shed_after_s
+            return batcher.predict_s(rows) > self.policy.objective_s
         # Half the objective is the queue's budget: the other half is the request's own batch
         # and noise.
         return batcher.queued_rows > 0 and self.predicted_wait_s() > _QUEUE_SHARE * self.slo_s
