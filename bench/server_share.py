@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,46 +40,18 @@ from modelscale.serve import start_server
 from modelscale.workflow import CpuMeter, batch_deltas, batch_totals
 from modelscale.workflow.metering import machine_busy_s
 
-SEQ = 32
-KEYS = ("input_ids", "attention_mask", "token_type_ids")
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from front_floor import _positive  # bench/front_floor.py: a comma list of positive numbers
+from serving import _request_inputs, raw_ort  # bench/serving.py: the raw pass and its inputs
+
 OUTPUT = "sentence_embedding"
 
-_RAW = """
-import sys, time, numpy as np, onnxruntime as ort
-path, npz, out, secs = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
-so = ort.SessionOptions(); so.intra_op_num_threads = 1; so.inter_op_num_threads = 1
-s = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
-d = np.load(npz)
-res = {}
-for batch in (1, 2, 3, 4):
-    feeds = {k: d[k][:batch] for k in d.files}
-    for _ in range(3): s.run(["sentence_embedding"], feeds)
-    ts = []; end = time.perf_counter() + secs
-    while time.perf_counter() < end:
-        t = time.perf_counter(); s.run(["sentence_embedding"], feeds); ts.append(time.perf_counter() - t)
-    res[batch] = ts
-np.savez(out, **{str(b): np.asarray(v) for b, v in res.items()})
-"""
 
-
-def raw_batch_ms(
-    model: str, npz: pathlib.Path, seconds: float, tmp: pathlib.Path
-) -> dict[int, float]:
-    """Median ms of one batch of 1-4 rows, two single-thread processes running side by side."""
-    outs = [tmp / f"raw-{k}.npz" for k in range(2)]
-    procs = [
-        subprocess.Popen([sys.executable, "-c", _RAW, model, str(npz), str(o), str(seconds)])
-        for o in outs
-    ]
-    for p in procs:
-        if p.wait() != 0:
-            raise SystemExit("a raw onnxruntime process failed")
-    times: dict[int, list[float]] = {}
-    for o in outs:
-        with np.load(o) as d:
-            for k in d.files:
-                times.setdefault(int(k), []).extend(d[k].tolist())
-    return {b: 1000 * float(np.median(v)) for b, v in sorted(times.items())}
+def raw_batch_ms(model: str, npz: pathlib.Path, seconds: float) -> dict[int, float]:
+    """Median ms of one batch of 1-4 rows, two single-thread processes running side by side
+    (``bench/serving.py``'s raw pass, as the raw ceiling is measured)."""
+    rows = raw_ort(model, str(npz), seconds, batches=(1, 2, 3, 4), output=OUTPUT, splits=[(2, 1)])
+    return {r["batch"]: r["batch_ms"] for r in rows}
 
 
 def served(
@@ -161,9 +132,7 @@ def main() -> None:
     ap.add_argument("--setting", default="slo", help="'slo' (p99 100 ms) or MAX_BATCH:WAIT_MS")
     ap.add_argument("--out", default="bench/results/server_share.json")
     args = ap.parse_args()
-    rates = [float(r) for r in args.rates.split(",") if r]
-    if not rates or min(rates) <= 0:
-        raise SystemExit(f"--rates must be positive numbers. Got {args.rates!r}.")
+    rates = _positive(args.rates, "--rates")
     if args.setting != "slo":
         try:
             b, w = args.setting.split(":")
@@ -176,14 +145,11 @@ def main() -> None:
 
     example = build_example("minilm")
     model = str(example.model_path)
-    tmp = pathlib.Path(tempfile.mkdtemp(prefix="bench-share-"))
-    npz = tmp / f"minilm_seq{SEQ}.npz"
-    sample = np.load(example.model_path.parent / "minilm_sample.npz")
-    np.savez(npz, **{k: sample[k][:, :SEQ] for k in KEYS})
+    npz = _request_inputs("minilm", example, pathlib.Path(tempfile.mkdtemp(prefix="bench-share-")))
 
     started = time.strftime("%Y-%m-%d %H:%M:%S")
     load_start = " ".join(f"{x:.2f}" for x in psutil.getloadavg())
-    raw = raw_batch_ms(model, npz, args.raw_seconds, tmp)
+    raw = raw_batch_ms(model, npz, args.raw_seconds)
     slope, intercept = np.polyfit(list(raw), list(raw.values()), 1)
     print("raw ms per batch (2 processes side by side):", {b: round(v, 1) for b, v in raw.items()})
     rows = served(model, npz, args.setting, rates, args.seconds)

@@ -282,12 +282,13 @@ def raw_ort(
     output: str = "sentence_embedding",
     slow: str = "none",
     tmp: pathlib.Path | None = None,
+    splits: Iterable[tuple[int, int]] = SPLITS,
 ) -> list[dict[str, Any]]:
     """seq/s of each (processes x threads, batch), and the median and p99 ms of one session.run
     of that batch (over every run of every process), under the condition ``slow``."""
     out = []
     where = pathlib.Path(tmp or tempfile.mkdtemp(prefix="bench-serving-raw-"))
-    for procs, threads in SPLITS:
+    for procs, threads in splits:
         for batch in batches:
             times = [where / f"raw-{slow}-{procs}x{threads}-b{batch}-{k}.npy" for k in range(procs)]
             with Slowdown(slow) as slowed:
