@@ -36,7 +36,10 @@ def test_batches_are_chosen_from_the_objective_and_reported(server_factory, slow
     # The objective leaves room for a batch of all six clients' rows behind another on a slow
     # machine (the model takes ~22 ms a row on a slow 2-core one): with 150 ms there, the
     # sixth request was rightly predicted late and refused, and refused again at once.
-    spec = DeploymentSpec.single(slow_path, name="slow", replicas=1, p99_ms=400, max_queue=4096)
+    objective_s = 0.4
+    spec = DeploymentSpec.single(
+        slow_path, name="slow", replicas=1, p99_ms=objective_s * 1000, max_queue=4096
+    )
     server = server_factory(spec)
     status, _, meta = _metrics_meta(server)
     assert status == 200
@@ -62,7 +65,7 @@ def test_batches_are_chosen_from_the_objective_and_reported(server_factory, slow
     per_row = _value(server, "modelscale_batch_service_seconds", part="per_row")
     fixed = _value(server, "modelscale_batch_service_seconds", part="fixed")
     assert per_row > 0 and fixed >= 0
-    assert fixed + limit * per_row <= 0.2 + 1e-9  # the limit's batch fits half the objective
+    assert fixed + limit * per_row <= objective_s / 2 + 1e-9  # the limit's batch fits half of it
     assert _count(server, "modelscale_batch_wait_seconds") > 0
     ratio_count = _count(server, "modelscale_latency_prediction_ratio")
     assert ratio_count >= r.ok  # every answered request's prediction was checked
